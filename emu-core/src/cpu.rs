@@ -1,0 +1,562 @@
+//! The CPU: one instruction at a time — fetch, decode, execute, and exception delivery.
+//!
+//! Follows Intel SDM Vol. 3A §3.4 (segment selectors and descriptors), §5.3 (limit checking),
+//! §6 (interrupt and exception handling; §6.15 for #DF) and §20.1.4 (interrupt and exception
+//! handling in real-address mode).
+//!
+//! Instruction semantics live in [`crate::isa`]; this module owns the machinery every handler
+//! shares: the fetch of instruction bytes (including instructions that straddle the end of the
+//! code segment or of a page), segment-checked memory access, the stack, and the delivery of
+//! exceptions and interrupts through the IVT.
+//!
+//! Precise exceptions: a handler must raise every fault before it changes architectural state
+//! (or restore what it changed), and `step` restores EIP, so a faulting instruction leaves the
+//! machine exactly as it was before it started.
+//!
+//! Deviations: paging (CR0.PG) and the protected-mode descriptor checks are not implemented yet:
+//! protected mode runs with the descriptor caches it inherits. Both are tracked in the
+//! protected-mode issue.
+
+use core::fmt;
+
+use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction};
+
+use crate::exception::Exception;
+use crate::flags::Size;
+use crate::io::PortIo;
+use crate::isa;
+use crate::memory::{GuestMemory, MemoryError, PAGE_SIZE};
+use crate::state::{fl, CpuState, SegReg, Segment};
+
+/// The kind of access a memory reference makes (selects #GP vs #SS, and permission checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A data read.
+    Read,
+    /// A data write.
+    Write,
+    /// An instruction fetch.
+    Execute,
+}
+
+/// What one call to [`Cpu::step`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepResult {
+    /// An instruction retired, or an exception or interrupt was delivered.
+    Retired,
+    /// The CPU is halted (HLT) and waits for an interrupt.
+    Halted,
+    /// A triple fault: the CPU entered shutdown.
+    Shutdown(Shutdown),
+}
+
+/// Why the CPU shut down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shutdown {
+    /// The exception whose delivery started the chain.
+    pub first: Exception,
+    /// The exception that could not be delivered as a double fault.
+    pub last: Exception,
+    /// CS selector of the instruction that faulted.
+    pub cs: u16,
+    /// EIP of the instruction that faulted.
+    pub eip: u32,
+}
+
+impl fmt::Display for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "triple fault at {:04x}:{:08x}: {} could not be delivered ({} while delivering #DF)",
+            self.cs, self.eip, self.first, self.last
+        )
+    }
+}
+
+/// Counters kept by the interpreter (printed by `bt86 run --stats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Instructions decoded.
+    pub decoded: u64,
+    /// Exceptions delivered (not counting software INT n).
+    pub exceptions: u64,
+    /// Software interrupts (INT n, INT3, INTO) taken.
+    pub soft_ints: u64,
+}
+
+/// The source of an interrupt, which decides the frame and the privilege checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntKind {
+    /// A processor exception (may push an error code in protected mode).
+    Exception(Option<u32>),
+    /// INT n, INT3 or INTO.
+    Software,
+    /// An external interrupt from the PIC.
+    External,
+}
+
+/// An x86 CPU with its guest-physical memory.
+#[derive(Debug)]
+pub struct Cpu {
+    /// Architectural state.
+    pub state: CpuState,
+    /// Guest-physical RAM.
+    pub mem: GuestMemory,
+    /// EIP of the instruction being executed (faults are reported here).
+    pub insn_eip: u32,
+    /// Interpreter counters.
+    pub stats: Stats,
+    /// Scratch instruction (kept to avoid re-initialising it every step).
+    insn: Instruction,
+}
+
+/// Longest legal x86 instruction (SDM Vol. 2A §2.3.11).
+const MAX_INSN_LEN: usize = 15;
+
+impl Cpu {
+    /// A CPU in its reset state with `ram_bytes` of zeroed RAM.
+    pub fn new(ram_bytes: u64) -> Result<Cpu, MemoryError> {
+        Ok(Cpu {
+            state: CpuState::reset(),
+            mem: GuestMemory::new(ram_bytes)?,
+            insn_eip: 0,
+            stats: Stats::default(),
+            insn: Instruction::default(),
+        })
+    }
+
+    /// Architectural RESET (memory is kept, as on a PC).
+    pub fn reset(&mut self) {
+        self.state = CpuState::reset();
+    }
+
+    /// Points CS:IP at `cs:ip` in real mode (loaders and test harnesses).
+    pub fn set_real_cs_ip(&mut self, cs: u16, ip: u16) {
+        *self.state.seg_mut(SegReg::Cs) = Segment::real_mode(cs);
+        self.state.eip = u32::from(ip);
+    }
+
+    // ---------------------------------------------------------------- address translation
+
+    /// Linear → physical. Paging is not implemented yet; the A20 gate masks bit 20.
+    #[inline]
+    pub fn translate(&self, lin: u32, _acc: Access) -> Result<u32, Exception> {
+        Ok(if self.state.a20 { lin } else { lin & !(1 << 20) })
+    }
+
+    /// The fault a segment violation raises: #SS for the stack segment, #GP otherwise.
+    #[inline]
+    fn seg_fault(seg: SegReg) -> Exception {
+        if seg == SegReg::Ss {
+            Exception::StackFault(0)
+        } else {
+            Exception::GeneralProtection(0)
+        }
+    }
+
+    /// Checks an access of `len` bytes at `seg:off` against the segment's limit (and, in
+    /// protected mode, its type), and returns the linear address (SDM Vol. 3A §5.3, §5.4).
+    #[inline]
+    pub fn seg_linear(&self, seg: SegReg, off: u32, len: u32, acc: Access) -> Result<u32, Exception> {
+        let s = self.state.seg(seg);
+        let last = off.wrapping_add(len - 1);
+        let expand_down = s.attrs & (Segment::ATTR_S | Segment::ATTR_CODE | Segment::ATTR_DC)
+            == (Segment::ATTR_S | Segment::ATTR_DC);
+        if self.state.protected() && !self.state.v86() {
+            if s.attrs & Segment::ATTR_P == 0 || s.attrs & Segment::ATTR_S == 0 {
+                return Err(Self::seg_fault(seg));
+            }
+            let code = s.attrs & Segment::ATTR_CODE != 0;
+            let rw = s.attrs & Segment::ATTR_RW != 0;
+            let allowed = match acc {
+                Access::Read => !code || rw,
+                Access::Write => !code && rw,
+                Access::Execute => code,
+            };
+            if !allowed {
+                return Err(Self::seg_fault(seg));
+            }
+        }
+        let ok = if expand_down {
+            let upper = if s.big() { u32::MAX } else { 0xFFFF };
+            off > s.limit && last <= upper && last >= off
+        } else {
+            last >= off && last <= s.limit
+        };
+        if !ok {
+            return Err(Self::seg_fault(seg));
+        }
+        Ok(s.base.wrapping_add(off))
+    }
+
+    // ---------------------------------------------------------------- memory access
+
+    /// Reads `size` bytes at a linear address (split at page boundaries).
+    pub fn read_lin(&mut self, lin: u32, size: Size, acc: Access) -> Result<u32, Exception> {
+        let n = size.bytes() as u32;
+        let page_off = lin as usize & (PAGE_SIZE - 1);
+        if page_off + n as usize <= PAGE_SIZE {
+            let pa = self.translate(lin, acc)?;
+            return Ok(match size {
+                Size::B => u32::from(self.mem.read_u8(pa)),
+                Size::W => u32::from(self.mem.read_u16(pa)),
+                Size::D => self.mem.read_u32(pa),
+            });
+        }
+        let mut v = 0;
+        for i in 0..n {
+            let pa = self.translate(lin.wrapping_add(i), acc)?;
+            v |= u32::from(self.mem.read_u8(pa)) << (8 * i);
+        }
+        Ok(v)
+    }
+
+    /// Writes `size` bytes at a linear address. Every page is translated before any byte is
+    /// written, so a fault leaves memory unchanged.
+    pub fn write_lin(&mut self, lin: u32, size: Size, v: u32) -> Result<(), Exception> {
+        let n = size.bytes() as u32;
+        let page_off = lin as usize & (PAGE_SIZE - 1);
+        if page_off + n as usize <= PAGE_SIZE {
+            let pa = self.translate(lin, Access::Write)?;
+            match size {
+                Size::B => self.mem.write_u8(pa, v as u8),
+                Size::W => self.mem.write_u16(pa, v as u16),
+                Size::D => self.mem.write_u32(pa, v),
+            }
+            return Ok(());
+        }
+        let first = self.translate(lin, Access::Write)?;
+        let last = self.translate(lin.wrapping_add(n - 1), Access::Write)?;
+        for i in 0..n {
+            let l = lin.wrapping_add(i);
+            let pa = if (l as usize & !(PAGE_SIZE - 1)) == (lin as usize & !(PAGE_SIZE - 1)) {
+                first.wrapping_add(i)
+            } else {
+                last.wrapping_sub(n - 1 - i)
+            };
+            self.mem.write_u8(pa, (v >> (8 * i)) as u8);
+        }
+        Ok(())
+    }
+
+    /// Reads `size` bytes at `seg:off`.
+    #[inline]
+    pub fn read(&mut self, seg: SegReg, off: u32, size: Size) -> Result<u32, Exception> {
+        let lin = self.seg_linear(seg, off, size.bytes() as u32, Access::Read)?;
+        self.read_lin(lin, size, Access::Read)
+    }
+
+    /// Writes `size` bytes at `seg:off`.
+    #[inline]
+    pub fn write(&mut self, seg: SegReg, off: u32, size: Size, v: u32) -> Result<(), Exception> {
+        let lin = self.seg_linear(seg, off, size.bytes() as u32, Access::Write)?;
+        self.write_lin(lin, size, v)
+    }
+
+    /// Checks that `seg:off` can be written with `size` bytes, without writing (for
+    /// read-modify-write instructions that must fault before changing anything).
+    pub fn check_write(&self, seg: SegReg, off: u32, size: Size) -> Result<(), Exception> {
+        let lin = self.seg_linear(seg, off, size.bytes() as u32, Access::Write)?;
+        self.translate(lin, Access::Write)?;
+        self.translate(lin.wrapping_add(size.bytes() as u32 - 1), Access::Write).map(|_| ())
+    }
+
+    // ---------------------------------------------------------------- stack
+
+    /// The stack pointer, masked to the stack size.
+    #[inline]
+    pub fn sp(&self) -> u32 {
+        let esp = self.state.regs[crate::state::gpr::ESP];
+        if self.state.stack32() {
+            esp
+        } else {
+            esp & 0xFFFF
+        }
+    }
+
+    /// Sets the stack pointer, keeping ESP's upper half when the stack is 16-bit.
+    #[inline]
+    pub fn set_sp(&mut self, v: u32) {
+        if self.state.stack32() {
+            self.state.regs[crate::state::gpr::ESP] = v;
+        } else {
+            self.state.set_reg16(crate::state::gpr::ESP, v as u16);
+        }
+    }
+
+    /// The stack pointer after moving it by `delta` (wrapping at the stack size).
+    #[inline]
+    pub fn sp_plus(&self, delta: i32) -> u32 {
+        let v = self.sp().wrapping_add(delta as u32);
+        if self.state.stack32() {
+            v
+        } else {
+            v & 0xFFFF
+        }
+    }
+
+    /// Pushes a value of `size` bytes (2 or 4).
+    pub fn push(&mut self, size: Size, v: u32) -> Result<(), Exception> {
+        let sp = self.sp_plus(-(size.bytes() as i32));
+        self.write(SegReg::Ss, sp, size, v)?;
+        self.set_sp(sp);
+        Ok(())
+    }
+
+    /// Pops a value of `size` bytes (2 or 4).
+    pub fn pop(&mut self, size: Size) -> Result<u32, Exception> {
+        let v = self.read(SegReg::Ss, self.sp(), size)?;
+        self.set_sp(self.sp_plus(size.bytes() as i32));
+        Ok(v)
+    }
+
+    /// Reads the stack `offset` bytes above the stack pointer without popping.
+    pub fn peek(&mut self, offset: u32, size: Size) -> Result<u32, Exception> {
+        let sp = self.sp_plus(offset as i32);
+        self.read(SegReg::Ss, sp, size)
+    }
+
+    // ---------------------------------------------------------------- segments
+
+    /// Loads a segment register (MOV, POP, LDS … and far transfers). In real and virtual-8086
+    /// mode the base is `selector << 4` and the rest of the cache is kept (SDM §20.1.1).
+    pub fn load_seg(&mut self, seg: SegReg, selector: u16) -> Result<(), Exception> {
+        if self.state.protected() && !self.state.v86() {
+            return self.load_seg_protected(seg, selector);
+        }
+        let s = self.state.seg_mut(seg);
+        s.selector = selector;
+        s.base = u32::from(selector) << 4;
+        if seg == SegReg::Cs || self.state.v86() {
+            // A far transfer in real mode makes CS a plain 16-bit code segment again.
+            let s = self.state.seg_mut(seg);
+            s.attrs &= !Segment::ATTR_DB;
+        }
+        Ok(())
+    }
+
+    /// Protected-mode segment load: reads the descriptor from the GDT or LDT and checks the
+    /// null selector, the table limit, the type and presence (SDM Vol. 3A §5.4, §5.5). The full
+    /// privilege rules of far transfers live with the protected-mode instructions.
+    fn load_seg_protected(&mut self, seg: SegReg, selector: u16) -> Result<(), Exception> {
+        let err = Exception::GeneralProtection(selector & !3);
+        if selector & !3 == 0 {
+            if matches!(seg, SegReg::Cs | SegReg::Ss) {
+                return Err(Exception::GeneralProtection(0));
+            }
+            let s = self.state.seg_mut(seg);
+            *s = Segment { selector, attrs: 0, base: 0, limit: 0 };
+            return Ok(());
+        }
+        let (base, limit) = if selector & 4 != 0 {
+            (self.state.ldtr.base, self.state.ldtr.limit)
+        } else {
+            (self.state.gdtr.base, self.state.gdtr.limit)
+        };
+        let index = u32::from(selector & !7);
+        if index + 7 > limit {
+            return Err(err);
+        }
+        let lo = self.read_lin(base.wrapping_add(index), Size::D, Access::Read)?;
+        let hi = self.read_lin(base.wrapping_add(index + 4), Size::D, Access::Read)?;
+        let desc = decode_descriptor(lo, hi, selector);
+        let code = desc.attrs & Segment::ATTR_CODE != 0;
+        let rw = desc.attrs & Segment::ATTR_RW != 0;
+        let ok_type = desc.attrs & Segment::ATTR_S != 0
+            && match seg {
+                SegReg::Cs => code,
+                SegReg::Ss => !code && rw,
+                _ => !code || rw,
+            };
+        if !ok_type {
+            return Err(err);
+        }
+        if desc.attrs & Segment::ATTR_P == 0 {
+            return Err(if seg == SegReg::Ss {
+                Exception::StackFault(selector & !3)
+            } else {
+                Exception::SegmentNotPresent(selector & !3)
+            });
+        }
+        *self.state.seg_mut(seg) = desc;
+        if seg == SegReg::Cs {
+            self.state.cpl = (selector & 3) as u8;
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- interrupts
+
+    /// Transfers control through the interrupt vector `vector` with the return address `ret_eip`
+    /// (real mode: SDM §20.1.4). Nothing is changed if this faults.
+    pub fn interrupt(&mut self, vector: u8, kind: IntKind, ret_eip: u32) -> Result<(), Exception> {
+        if self.state.protected() {
+            // Protected-mode IDT delivery arrives with the protected-mode issue; until then a
+            // gate cannot be used, which the guest sees as the IDT lookup failing.
+            let ext = u16::from(!matches!(kind, IntKind::Software));
+            return Err(Exception::GeneralProtection(u16::from(vector) * 8 + 2 + ext));
+        }
+        let entry = u32::from(vector) * 4;
+        if entry + 3 > self.state.idtr.limit {
+            return Err(Exception::GeneralProtection(u16::from(vector) * 8 + 2));
+        }
+        let target = self.read_lin(self.state.idtr.base.wrapping_add(entry), Size::D, Access::Read)?;
+        let flags = self.state.eflags();
+        let cs = self.state.seg(SegReg::Cs).selector;
+        let old_sp = self.sp();
+        let pushed = self
+            .push(Size::W, flags)
+            .and_then(|()| self.push(Size::W, u32::from(cs)))
+            .and_then(|()| self.push(Size::W, ret_eip));
+        if let Err(e) = pushed {
+            self.set_sp(old_sp);
+            return Err(e);
+        }
+        self.state.eflags &= !(fl::IF | fl::TF | fl::AC | fl::RF);
+        self.load_seg(SegReg::Cs, (target >> 16) as u16)?;
+        self.state.eip = target & 0xFFFF;
+        Ok(())
+    }
+
+    /// Delivers `e`, raised by the instruction at `insn_eip`, escalating to #DF and shutdown
+    /// as SDM Table 6-5 prescribes.
+    fn deliver(&mut self, e: Exception) -> StepResult {
+        self.stats.exceptions += 1;
+        let first = e;
+        let mut cur = e;
+        // A chain is at most: first → (second, which may replace it) → #DF → shutdown.
+        for _ in 0..4 {
+            if let Exception::PageFault { addr, .. } = cur {
+                self.state.cr[2] = addr;
+            }
+            match self.interrupt(cur.vector(), IntKind::Exception(cur.error_code()), self.insn_eip) {
+                Ok(()) => return StepResult::Retired,
+                Err(next) => match cur.combine(next) {
+                    Some(n) => cur = n,
+                    None => {
+                        return StepResult::Shutdown(Shutdown {
+                            first,
+                            last: next,
+                            cs: self.state.seg(SegReg::Cs).selector,
+                            eip: self.insn_eip,
+                        })
+                    }
+                },
+            }
+        }
+        StepResult::Shutdown(Shutdown {
+            first,
+            last: cur,
+            cs: self.state.seg(SegReg::Cs).selector,
+            eip: self.insn_eip,
+        })
+    }
+
+    // ---------------------------------------------------------------- fetch and decode
+
+    /// Fetches and decodes the instruction at CS:EIP into `out`. Bytes are fetched up to the end
+    /// of the code segment and across page ends; if the instruction needs a byte that cannot be
+    /// fetched, the fault that stopped the fetch is raised (#GP for the segment limit).
+    pub fn fetch_decode(&mut self, out: &mut Instruction) -> Result<(), Exception> {
+        let eip = self.state.eip;
+        let code32 = self.state.code32();
+        let mut buf = [0u8; MAX_INSN_LEN];
+        let mut n = 0usize;
+        let mut stop = Exception::GeneralProtection(0);
+        let cs = *self.state.seg(SegReg::Cs);
+        while n < MAX_INSN_LEN {
+            let off = eip.wrapping_add(n as u32);
+            if off < eip || off > cs.limit {
+                stop = Exception::GeneralProtection(0);
+                break;
+            }
+            let lin = cs.base.wrapping_add(off);
+            let pa = match self.translate(lin, Access::Execute) {
+                Ok(pa) => pa,
+                Err(e) => {
+                    stop = e;
+                    break;
+                }
+            };
+            // Copy up to the end of the page, the segment limit or 15 bytes in one go.
+            let page_left = PAGE_SIZE - (lin as usize & (PAGE_SIZE - 1));
+            let seg_left = (cs.limit - off) as usize + 1;
+            let take = (MAX_INSN_LEN - n).min(page_left).min(seg_left);
+            for (i, b) in buf[n..n + take].iter_mut().enumerate() {
+                *b = self.mem.read_u8(pa.wrapping_add(i as u32));
+            }
+            n += take;
+        }
+        let bitness = if code32 { 32 } else { 16 };
+        let mut decoder = Decoder::with_ip(bitness, &buf[..n], u64::from(eip), DecoderOptions::NONE);
+        decoder.decode_out(out);
+        self.stats.decoded += 1;
+        if out.is_invalid() {
+            return Err(match decoder.last_error() {
+                DecoderError::NoMoreBytes if n < MAX_INSN_LEN => stop,
+                // More than 15 bytes of prefixes and opcode: #GP(0) (SDM Vol. 2A §2.3.11).
+                DecoderError::NoMoreBytes => Exception::GeneralProtection(0),
+                _ => Exception::InvalidOpcode,
+            });
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- execution
+
+    /// Executes one instruction (or delivers the exception it raises).
+    pub fn step(&mut self, io: &mut dyn PortIo) -> StepResult {
+        if self.state.halted {
+            return StepResult::Halted;
+        }
+        self.insn_eip = self.state.eip;
+        let mut insn = self.insn;
+        let result = self.fetch_decode(&mut insn).and_then(|()| {
+            let next = insn.next_ip() as u32;
+            self.state.eip = if self.state.code32() { next } else { next & 0xFFFF };
+            let info = isa::lookup(insn.code()).ok_or(Exception::InvalidOpcode)?;
+            (info.exec)(self, io, &insn)
+        });
+        self.insn = insn;
+        match result {
+            Ok(()) => {
+                self.state.retired += 1;
+                self.state.tsc = self.state.tsc.wrapping_add(1);
+                if self.state.halted {
+                    StepResult::Halted
+                } else {
+                    StepResult::Retired
+                }
+            }
+            Err(e) => {
+                self.state.eip = self.insn_eip;
+                self.deliver(e)
+            }
+        }
+    }
+
+    /// Runs until HLT, shutdown, or `max_steps` instructions; returns the last result and the
+    /// number of steps taken.
+    pub fn run(&mut self, io: &mut dyn PortIo, max_steps: u64) -> (StepResult, u64) {
+        let mut steps = 0;
+        while steps < max_steps {
+            steps += 1;
+            match self.step(io) {
+                StepResult::Retired => {}
+                other => return (other, steps),
+            }
+        }
+        (StepResult::Retired, steps)
+    }
+}
+
+/// Expands an 8-byte segment descriptor into a descriptor cache (SDM Vol. 3A §3.4.5).
+pub fn decode_descriptor(lo: u32, hi: u32, selector: u16) -> Segment {
+    let base = (lo >> 16) | ((hi & 0xFF) << 16) | (hi & 0xFF00_0000);
+    let mut limit = (lo & 0xFFFF) | (hi & 0x000F_0000);
+    let attrs = ((hi >> 8) & 0xF0FF) as u16;
+    if attrs & Segment::ATTR_G != 0 {
+        limit = (limit << 12) | 0xFFF;
+    }
+    Segment { selector, attrs, base, limit }
+}

@@ -1,0 +1,219 @@
+//! System instructions usable in real mode: CPUID, RDTSC, LGDT/LIDT, SGDT/SIDT, SMSW/LMSW,
+//! CLTS, MOV to/from CRn and DRn, INVD/WBINVD/INVLPG, UD2, WAIT and the x87 escape opcodes
+//! (Intel SDM Vol. 2, the instruction pages of each; CR bits per Vol. 3A §2.5, debug registers
+//! per Vol. 3B §17.2).
+//!
+//! bt86 has no x87 unit yet: every escape opcode (D8–DF) raises #NM, as on a P6 whose firmware
+//! found no coprocessor and set CR0.EM (bt86's reset value of CR0 has EM set), and WAIT raises
+//! #NM only when CR0.MP and CR0.TS are both set (SDM Vol. 3A §2.5, Table 2-2).
+
+use iced_x86::{Code, Instruction, OpKind};
+
+use super::operand::{ea, get_reg, mem_seg, read, set_reg, write};
+use super::Res;
+use crate::cpu::Cpu;
+use crate::cpuid;
+use crate::exception::Exception;
+use crate::flags::Size;
+use crate::io::PortIo;
+use crate::state::{cr0, gpr};
+
+/// CR4 bits bt86 accepts (SDM Vol. 3A §2.5): TSD and DE now; the paging bits arrive with
+/// paging.
+pub const CR4_WRITABLE: u32 = (1 << 2) | (1 << 3);
+
+/// Privileged instructions raise #GP(0) outside ring 0 (and in virtual-8086 mode).
+fn ring0(cpu: &Cpu) -> Res {
+    if cpu.state.protected() && (cpu.state.v86() || cpu.state.cpl != 0) {
+        Err(Exception::GeneralProtection(0))
+    } else {
+        Ok(())
+    }
+}
+
+/// CPUID.
+pub fn cpuid(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    let r = cpuid::cpuid(cpu.state.regs[gpr::EAX]);
+    cpu.state.regs[gpr::EAX] = r[0];
+    cpu.state.regs[gpr::EBX] = r[1];
+    cpu.state.regs[gpr::ECX] = r[2];
+    cpu.state.regs[gpr::EDX] = r[3];
+    Ok(())
+}
+
+/// RDTSC: EDX:EAX = TSC; #GP(0) at CPL > 0 when CR4.TSD is set.
+pub fn rdtsc(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    if cpu.state.cr[4] & (1 << 2) != 0 {
+        ring0(cpu)?;
+    }
+    cpu.state.regs[gpr::EAX] = cpu.state.tsc as u32;
+    cpu.state.regs[gpr::EDX] = (cpu.state.tsc >> 32) as u32;
+    Ok(())
+}
+
+/// LGDT and LIDT. With a 16-bit operand only 24 bits of base are loaded.
+pub fn load_table(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
+    ring0(cpu)?;
+    let seg = mem_seg(i);
+    let off = ea(&cpu.state, i);
+    let limit = cpu.read(seg, off, Size::W)?;
+    let mut base = cpu.read(seg, off.wrapping_add(2), Size::D)?;
+    if matches!(i.code(), Code::Lgdt_m1632_16 | Code::Lidt_m1632_16) {
+        base &= 0x00FF_FFFF;
+    }
+    let t = if matches!(i.code(), Code::Lgdt_m1632_16 | Code::Lgdt_m1632) {
+        &mut cpu.state.gdtr
+    } else {
+        &mut cpu.state.idtr
+    };
+    t.base = base;
+    t.limit = limit;
+    Ok(())
+}
+
+/// SGDT and SIDT: limit, then base. With a 16-bit operand the top byte is stored as 0 (80386
+/// and later; the 80286 stored 0xFF).
+pub fn store_table(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
+    let t = if matches!(i.code(), Code::Sgdt_m1632_16 | Code::Sgdt_m1632) { cpu.state.gdtr } else { cpu.state.idtr };
+    let seg = mem_seg(i);
+    let off = ea(&cpu.state, i);
+    let base = if matches!(i.code(), Code::Sgdt_m1632_16 | Code::Sidt_m1632_16) { t.base & 0x00FF_FFFF } else { t.base };
+    cpu.check_write(seg, off, Size::W)?;
+    cpu.check_write(seg, off.wrapping_add(2), Size::D)?;
+    cpu.write(seg, off, Size::W, t.limit)?;
+    cpu.write(seg, off.wrapping_add(2), Size::D, base)
+}
+
+/// SMSW r/m16 and SMSW r32 (a 32-bit register receives all of CR0, as P6 processors do).
+pub fn smsw(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
+    let v = cpu.state.cr[0];
+    write(cpu, i, 0, v)
+}
+
+/// LMSW r/m16: loads PE, MP, EM, TS; it can set PE but never clear it.
+pub fn lmsw(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
+    ring0(cpu)?;
+    let v = read(cpu, i, 0)?;
+    let old = cpu.state.cr[0];
+    let bits = cr0::PE | cr0::MP | cr0::EM | cr0::TS;
+    cpu.state.cr[0] = (old & !bits) | (v & bits) | (old & cr0::PE);
+    Ok(())
+}
+
+/// CLTS: clears CR0.TS.
+pub fn clts(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    ring0(cpu)?;
+    cpu.state.cr[0] &= !cr0::TS;
+    Ok(())
+}
+
+/// Control-register number of a MOV CRn operand (CR1, CR5–CR7 are #UD).
+fn cr_index(r: iced_x86::Register) -> Result<usize, Exception> {
+    match r {
+        iced_x86::Register::CR0 => Ok(0),
+        iced_x86::Register::CR2 => Ok(2),
+        iced_x86::Register::CR3 => Ok(3),
+        iced_x86::Register::CR4 => Ok(4),
+        _ => Err(Exception::InvalidOpcode),
+    }
+}
+
+/// MOV r32, CRn.
+pub fn mov_from_cr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
+    ring0(cpu)?;
+    let n = cr_index(i.op1_register())?;
+    let v = cpu.state.cr[n];
+    set_reg(&mut cpu.state, i.op0_register(), v);
+    Ok(())
+}
+
+/// MOV CRn, r32, with the consistency checks of SDM Vol. 3A §2.5 (#GP(0) for PG without PE,
+/// NW without CD, reserved CR4 bits).
+pub fn mov_to_cr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
+    ring0(cpu)?;
+    let n = cr_index(i.op0_register())?;
+    let v = get_reg(&cpu.state, i.op1_register());
+    match n {
+        0 => {
+            if (v & cr0::PG != 0 && v & cr0::PE == 0) || (v & cr0::NW != 0 && v & cr0::CD == 0) {
+                return Err(Exception::GeneralProtection(0));
+            }
+            // ET is hard-wired to 1 on P6; reserved bits read as written-as-zero.
+            let keep = cr0::PE | cr0::MP | cr0::EM | cr0::TS | cr0::NE | cr0::WP | cr0::AM | cr0::NW | cr0::CD | cr0::PG;
+            cpu.state.cr[0] = (v & keep) | cr0::ET;
+        }
+        4 => {
+            if v & !CR4_WRITABLE != 0 {
+                return Err(Exception::GeneralProtection(0));
+            }
+            cpu.state.cr[4] = v;
+        }
+        _ => cpu.state.cr[n] = v,
+    }
+    Ok(())
+}
+
+/// Debug-register number; DR4/DR5 alias DR6/DR7 unless CR4.DE is set (then #UD).
+fn dr_index(cpu: &Cpu, r: iced_x86::Register) -> Result<usize, Exception> {
+    let n = r as usize - iced_x86::Register::DR0 as usize;
+    match n {
+        4 | 5 if cpu.state.cr[4] & (1 << 3) != 0 => Err(Exception::InvalidOpcode),
+        4 | 5 => Ok(n + 2),
+        0..=7 => Ok(n),
+        _ => Err(Exception::InvalidOpcode),
+    }
+}
+
+/// MOV r32, DRn.
+pub fn mov_from_dr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
+    ring0(cpu)?;
+    let n = dr_index(cpu, i.op1_register())?;
+    let v = cpu.state.dr[n];
+    set_reg(&mut cpu.state, i.op0_register(), v);
+    Ok(())
+}
+
+/// MOV DRn, r32. DR6 and DR7 keep their fixed bits (SDM Vol. 3B §17.2.3, §17.2.4).
+pub fn mov_to_dr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
+    ring0(cpu)?;
+    let n = dr_index(cpu, i.op0_register())?;
+    let v = get_reg(&cpu.state, i.op1_register());
+    cpu.state.dr[n] = match n {
+        6 => (v & 0x0000_E00F) | 0xFFFF_0FF0,
+        7 => (v & 0xFFFF_2BFF) | 0x400,
+        _ => v,
+    };
+    Ok(())
+}
+
+/// INVD, WBINVD: bt86 has no caches to flush; privileged.
+pub fn cache_op(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    ring0(cpu)
+}
+
+/// INVLPG m: privileged; a register operand is #UD. (No TLB exists until paging arrives.)
+pub fn invlpg(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
+    if i.op0_kind() != OpKind::Memory {
+        return Err(Exception::InvalidOpcode);
+    }
+    ring0(cpu)
+}
+
+/// UD2 (and UD0/UD1): the architecturally invalid opcodes.
+pub fn ud(_cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    Err(Exception::InvalidOpcode)
+}
+
+/// WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set; otherwise nothing to wait for.
+pub fn wait(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    let c = cpu.state.cr[0];
+    if c & cr0::MP != 0 && c & cr0::TS != 0 {
+        return Err(Exception::DeviceNotAvailable);
+    }
+    Ok(())
+}
+
+/// Any x87 escape opcode: #NM (no coprocessor).
+pub fn x87_absent(_cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    Err(Exception::DeviceNotAvailable)
+}

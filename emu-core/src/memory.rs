@@ -1,0 +1,256 @@
+//! Guest-physical memory: RAM on a memmap2 mapping of an anonymous memory file (memfd), with
+//! open-bus behaviour outside it.
+//!
+//! This module is one of the three places in bt86 allowed to hold `unsafe` (mapping guest RAM),
+//! and the only one that hands out access to host memory backing the guest. Every access is
+//! bounds-checked against the mapping, so no guest address can reach host memory outside it.
+//!
+//! RAM lives in a memfd rather than an anonymous mapping so that the same pages can later be
+//! mapped a second time at guest-linear addresses (true shadow page tables); see DESIGN.md.
+//!
+//! Physical accesses outside RAM behave like an unterminated ISA bus on a PC: reads return all
+//! ones and writes are dropped. (ROM and MMIO windows are added with the platform.)
+//!
+//! Pages written since the last [`GuestMemory::clear_dirty`] are tracked in a bitmap, so a
+//! harness can reset exactly what a test touched and the translator can later find code pages
+//! that changed.
+
+use std::fs::File;
+
+use memmap2::MmapMut;
+use thiserror::Error;
+
+/// Guest page size (4 KiB, SDM Vol. 3A §4.3).
+pub const PAGE_SIZE: usize = 4096;
+
+/// Host-side failures while setting up guest memory.
+#[derive(Debug, Error)]
+pub enum MemoryError {
+    /// The requested size is zero, not page-aligned or above 4 GiB.
+    #[error("guest RAM size {size:#x} must be a non-zero multiple of 4 KiB and at most 4 GiB")]
+    BadSize {
+        /// The size asked for.
+        size: u64,
+    },
+    /// The host refused to create or map the memory file.
+    #[error("cannot create guest RAM of {size} bytes: {source}")]
+    Host {
+        /// The size asked for.
+        size: u64,
+        /// What the host said.
+        source: std::io::Error,
+    },
+    /// An image does not fit in RAM at the requested address.
+    #[error("{len} bytes at {addr:#x} do not fit in {ram} bytes of guest RAM")]
+    OutOfRange {
+        /// Start address.
+        addr: u64,
+        /// Number of bytes.
+        len: u64,
+        /// RAM size.
+        ram: u64,
+    },
+}
+
+/// Guest-physical RAM.
+#[derive(Debug)]
+pub struct GuestMemory {
+    map: MmapMut,
+    /// Keeps the memory file open for the life of the mapping (and for a second mapping later).
+    _file: File,
+    /// One bit per page written since the last `clear_dirty`.
+    dirty: Vec<u64>,
+}
+
+impl GuestMemory {
+    /// Creates `size` bytes of zeroed RAM.
+    pub fn new(size: u64) -> Result<GuestMemory, MemoryError> {
+        if size == 0 || size % PAGE_SIZE as u64 != 0 || size > 1 << 32 {
+            return Err(MemoryError::BadSize { size });
+        }
+        let host = |source| MemoryError::Host { size, source };
+        let fd = rustix::fs::memfd_create("bt86-guest-ram", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| host(e.into()))?;
+        let file = File::from(fd);
+        file.set_len(size).map_err(host)?;
+        // SAFETY: the file is a memfd created just above and owned only by this struct; no other
+        // process or mapping can truncate or resize it while `map` lives (we keep `_file` and
+        // never call set_len again), so the mapped range stays valid for the mapping's lifetime.
+        // All access goes through the `&[u8]`/`&mut [u8]` views of `MmapMut`, which borrow `self`.
+        let map = unsafe { MmapMut::map_mut(&file) }.map_err(host)?;
+        let pages = (size as usize).div_ceil(PAGE_SIZE);
+        Ok(GuestMemory { map, _file: file, dirty: vec![0; pages.div_ceil(64)] })
+    }
+
+    /// RAM size in bytes.
+    #[inline]
+    pub fn size(&self) -> usize {
+        self.map.len()
+    }
+
+    /// All of RAM, read-only.
+    pub fn ram(&self) -> &[u8] {
+        &self.map
+    }
+
+    #[inline]
+    fn mark(&mut self, addr: usize) {
+        let page = addr / PAGE_SIZE;
+        self.dirty[page / 64] |= 1 << (page % 64);
+    }
+
+    /// Reads one byte; outside RAM reads 0xFF.
+    #[inline]
+    pub fn read_u8(&self, addr: u32) -> u8 {
+        self.map.get(addr as usize).copied().unwrap_or(0xFF)
+    }
+
+    /// Writes one byte; outside RAM the write is dropped.
+    #[inline]
+    pub fn write_u8(&mut self, addr: u32, v: u8) {
+        let a = addr as usize;
+        if let Some(b) = self.map.get_mut(a) {
+            *b = v;
+            self.mark(a);
+        }
+    }
+
+    /// Reads a little-endian value of `N` bytes (N ≤ 4) that does not wrap the 4 GiB space.
+    #[inline]
+    fn read_n<const N: usize>(&self, addr: u32) -> u32 {
+        let a = addr as usize;
+        match self.map.get(a..a + N) {
+            Some(s) => {
+                let mut b = [0u8; 4];
+                b[..N].copy_from_slice(s);
+                u32::from_le_bytes(b)
+            }
+            None => (0..N).fold(0, |acc, i| acc | u32::from(self.read_u8(addr.wrapping_add(i as u32))) << (8 * i)),
+        }
+    }
+
+    #[inline]
+    fn write_n<const N: usize>(&mut self, addr: u32, v: u32) {
+        let a = addr as usize;
+        let bytes = v.to_le_bytes();
+        match self.map.get_mut(a..a + N) {
+            Some(s) => {
+                s.copy_from_slice(&bytes[..N]);
+                self.mark(a);
+                self.mark(a + N - 1);
+            }
+            None => {
+                for (i, b) in bytes.iter().take(N).enumerate() {
+                    self.write_u8(addr.wrapping_add(i as u32), *b);
+                }
+            }
+        }
+    }
+
+    /// Reads a 16-bit little-endian value.
+    #[inline]
+    pub fn read_u16(&self, addr: u32) -> u16 {
+        self.read_n::<2>(addr) as u16
+    }
+
+    /// Reads a 32-bit little-endian value.
+    #[inline]
+    pub fn read_u32(&self, addr: u32) -> u32 {
+        self.read_n::<4>(addr)
+    }
+
+    /// Writes a 16-bit little-endian value.
+    #[inline]
+    pub fn write_u16(&mut self, addr: u32, v: u16) {
+        self.write_n::<2>(addr, u32::from(v));
+    }
+
+    /// Writes a 32-bit little-endian value.
+    #[inline]
+    pub fn write_u32(&mut self, addr: u32, v: u32) {
+        self.write_n::<4>(addr, v);
+    }
+
+    /// Copies an image into RAM (loaders, test harnesses). Fails if it does not fit.
+    pub fn load(&mut self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
+        let ram = self.size() as u64;
+        let err = MemoryError::OutOfRange { addr, len: data.len() as u64, ram };
+        let end = addr.checked_add(data.len() as u64).ok_or_else(|| err)?;
+        if end > ram {
+            return Err(MemoryError::OutOfRange { addr, len: data.len() as u64, ram });
+        }
+        let a = addr as usize;
+        self.map[a..a + data.len()].copy_from_slice(data);
+        for p in (a / PAGE_SIZE)..(a + data.len()).div_ceil(PAGE_SIZE) {
+            self.mark(p * PAGE_SIZE);
+        }
+        Ok(())
+    }
+
+    /// Pages (by number) written since the last [`GuestMemory::clear_dirty`].
+    pub fn dirty_pages(&self) -> impl Iterator<Item = usize> + '_ {
+        self.dirty.iter().enumerate().flat_map(|(w, &bits)| {
+            (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b)
+        })
+    }
+
+    /// Forgets which pages were written.
+    pub fn clear_dirty(&mut self) {
+        self.dirty.fill(0);
+    }
+
+    /// Zeroes every page written since the last clear, then clears the record.
+    pub fn zero_dirty(&mut self) {
+        let pages: Vec<usize> = self.dirty_pages().collect();
+        for p in pages {
+            let start = p * PAGE_SIZE;
+            let end = (start + PAGE_SIZE).min(self.size());
+            self.map[start..end].fill(0);
+        }
+        self.clear_dirty();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_round_trip_little_endian() {
+        let mut m = GuestMemory::new(0x10000).unwrap();
+        m.write_u32(0x100, 0x1234_5678);
+        assert_eq!(m.read_u8(0x100), 0x78);
+        assert_eq!(m.read_u16(0x102), 0x1234);
+        assert_eq!(m.read_u32(0x100), 0x1234_5678);
+    }
+
+    #[test]
+    fn outside_ram_is_open_bus() {
+        let mut m = GuestMemory::new(0x1000).unwrap();
+        m.write_u32(0xFFE, 0xAABB_CCDD); // straddles the end of RAM
+        assert_eq!(m.read_u16(0xFFE), 0xCCDD);
+        assert_eq!(m.read_u32(0xFFE), 0xFFFF_CCDD);
+        assert_eq!(m.read_u32(0xFFFF_FFFE), 0xFFFF_FFFF);
+        m.write_u32(0xFFFF_FFFE, 0); // wraps the 4 GiB space: dropped, no panic
+    }
+
+    #[test]
+    fn dirty_pages_are_tracked_and_reset() {
+        let mut m = GuestMemory::new(0x10000).unwrap();
+        m.write_u16(0x1FFF, 0xFFFF); // touches pages 1 and 2
+        m.write_u8(0x5000, 1);
+        assert_eq!(m.dirty_pages().collect::<Vec<_>>(), vec![1, 2, 5]);
+        m.zero_dirty();
+        assert_eq!(m.read_u16(0x1FFF), 0);
+        assert_eq!(m.dirty_pages().count(), 0);
+    }
+
+    #[test]
+    fn bad_sizes_and_images_are_errors() {
+        assert!(matches!(GuestMemory::new(0), Err(MemoryError::BadSize { .. })));
+        assert!(matches!(GuestMemory::new(100), Err(MemoryError::BadSize { .. })));
+        let mut m = GuestMemory::new(0x1000).unwrap();
+        assert!(matches!(m.load(0xFFF, &[1, 2]), Err(MemoryError::OutOfRange { .. })));
+        assert!(matches!(m.load(u64::MAX, &[1]), Err(MemoryError::OutOfRange { .. })));
+    }
+}
