@@ -82,6 +82,12 @@ pub struct Stats {
     pub exceptions: u64,
     /// Software interrupts (INT n, INT3, INTO) taken.
     pub soft_ints: u64,
+    /// The most recent exception raised by an instruction (before any #DF escalation).
+    pub last_exception: Option<Exception>,
+    /// Interrupt deliveries attempted (exceptions, INT n, external).
+    pub interrupts: u64,
+    /// The vector of the most recent interrupt delivery attempted.
+    pub last_vector: Option<u8>,
 }
 
 /// The source of an interrupt, which decides the frame and the privilege checks.
@@ -390,6 +396,8 @@ impl Cpu {
     /// Transfers control through the interrupt vector `vector` with the return address `ret_eip`
     /// (real mode: SDM §20.1.4). Nothing is changed if this faults.
     pub fn interrupt(&mut self, vector: u8, kind: IntKind, ret_eip: u32) -> Result<(), Exception> {
+        self.stats.interrupts += 1;
+        self.stats.last_vector = Some(vector);
         if self.state.protected() {
             // Protected-mode IDT delivery arrives with the protected-mode issue; until then a
             // gate cannot be used, which the guest sees as the IDT lookup failing.
@@ -422,6 +430,7 @@ impl Cpu {
     /// as SDM Table 6-5 prescribes.
     fn deliver(&mut self, e: Exception) -> StepResult {
         self.stats.exceptions += 1;
+        self.stats.last_exception = Some(e);
         let first = e;
         let mut cur = e;
         // A chain is at most: first → (second, which may replace it) → #DF → shutdown.

@@ -1,7 +1,7 @@
 //! Decimal arithmetic: DAA DAS AAA AAS AAM AAD, and SALC (Intel SDM Vol. 2A, the instruction
 //! pages of each; SALC is undocumented but present on every Intel IA-32 processor).
 //!
-//! Undefined flags, bt86's choices: DAA/DAS leave OF as the SDM's add/subtract of the
+//! Undefined flags, bt86's choices (matching the 80286 captures where they tell): DAA/DAS leave OF as the SDM's add/subtract of the
 //! correction would set it (computed from the change of AL's sign); AAA/AAS set SF ZF PF from AL
 //! after the adjustment and clear OF; AAM/AAD clear OF, AF and CF.
 
@@ -61,9 +61,8 @@ pub fn aaa_aas(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     let mut nax = ax;
     if adjust {
         nax = if sub {
-            let al = (ax as u8).wrapping_sub(6);
-            let ah = ((ax >> 8) as u8).wrapping_sub(1);
-            (u16::from(ah) << 8) | u16::from(al)
+            // AX − 6 borrows from AH when AL < 6, then AH − 1 (SDM AAS "Operation").
+            ax.wrapping_sub(6).wrapping_sub(0x100)
         } else {
             ax.wrapping_add(0x106)
         };

@@ -2,8 +2,10 @@
 //! ROL/ROR", "SAL/SAR/SHL/SHR", "SHLD", "SHRD").
 //!
 //! The count is masked to 5 bits (80286 and later). A masked count of zero changes nothing.
-//! Undefined results, bt86's fixed choices: OF after a multi-bit shift is computed with the
-//! one-bit formula; AF after SHL/SHR/SAR/SHLD/SHRD is cleared; CF after SHL/SHR by the operand
+//! Undefined results, bt86's fixed choices (those the 80286 captures show, where they show one):
+//! OF after a multi-bit shift or rotate is computed from the final result with the formula that
+//! gives the defined one-bit value — SHL/ROL/RCL: MSB(result) XOR CF; SHR/ROR/RCR: the XOR of
+//! the two top bits of the result; SAR: 0; AF after SHL/SHR/SAR/SHLD/SHRD is cleared; CF after SHL/SHR by the operand
 //! width or more is the last bit shifted out of a zero-extended operand (0 once past it);
 //! SHLD/SHRD of 16-bit operands with counts 17–31 shift through `dst:src:dst`.
 
@@ -18,6 +20,11 @@ use crate::state::fl;
 
 fn msb(v: u32, size: Size) -> bool {
     v & size.sign() != 0
+}
+
+/// The two most significant bits of `v` differ (OF of a right shift or rotate).
+fn top2_differ(v: u32, size: Size) -> bool {
+    msb(v, size) != (v & (size.sign() >> 1) != 0)
 }
 
 /// Applies CF and OF (only those) on top of the current flags.
@@ -67,7 +74,7 @@ pub fn shift(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
             let res = if c == 0 { dst } else { ((dst >> c) | (dst << (bits - c))) & m };
             write(cpu, i, 0, res)?;
             let cf = msb(res, size);
-            set_cf_of(cpu, cf, cf ^ (res & (size.sign() >> 1) != 0));
+            set_cf_of(cpu, cf, top2_differ(res, size));
         }
         Mnemonic::Rcl => {
             let c = match size {
@@ -92,7 +99,6 @@ pub fn shift(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
                 Size::D => cnt,
             };
             let mut cf = cpu.state.cf();
-            let of = msb(dst, size) ^ cf;
             let mut v = dst;
             for _ in 0..c {
                 let out = v & 1 != 0;
@@ -100,8 +106,7 @@ pub fn shift(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
                 cf = out;
             }
             write(cpu, i, 0, v)?;
-            let of = if c == 0 { cpu.state.eflags() & fl::OF != 0 } else { of };
-            set_cf_of(cpu, cf, of);
+            set_cf_of(cpu, cf, top2_differ(v, size));
         }
         Mnemonic::Shl | Mnemonic::Sal => {
             let wide = u64::from(dst) << cnt;
@@ -114,7 +119,7 @@ pub fn shift(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
             let res = dst >> cnt;
             let cf = (u64::from(dst) >> (cnt - 1)) & 1 != 0;
             write(cpu, i, 0, res)?;
-            set_shift_flags(cpu, res, size, cf, msb(dst, size));
+            set_shift_flags(cpu, res, size, cf, top2_differ(res, size));
         }
         _ => {
             // SAR
