@@ -125,7 +125,11 @@ impl GuestMemory {
                 b[..N].copy_from_slice(s);
                 u32::from_le_bytes(b)
             }
-            None => (0..N).fold(0, |acc, i| acc | u32::from(self.read_u8(addr.wrapping_add(i as u32))) << (8 * i)),
+            // Partly or wholly outside RAM: byte by byte; past 4 GiB is open bus, never a wrap.
+            None => (0..N).fold(0, |acc, i| {
+                let b = addr.checked_add(i as u32).map_or(0xFF, |a| self.read_u8(a));
+                acc | u32::from(b) << (8 * i)
+            }),
         }
     }
 
@@ -141,7 +145,9 @@ impl GuestMemory {
             }
             None => {
                 for (i, b) in bytes.iter().take(N).enumerate() {
-                    self.write_u8(addr.wrapping_add(i as u32), *b);
+                    if let Some(a) = addr.checked_add(i as u32) {
+                        self.write_u8(a, *b);
+                    }
                 }
             }
         }
@@ -231,7 +237,8 @@ mod tests {
         assert_eq!(m.read_u16(0xFFE), 0xCCDD);
         assert_eq!(m.read_u32(0xFFE), 0xFFFF_CCDD);
         assert_eq!(m.read_u32(0xFFFF_FFFE), 0xFFFF_FFFF);
-        m.write_u32(0xFFFF_FFFE, 0); // wraps the 4 GiB space: dropped, no panic
+        m.write_u32(0xFFFF_FFFE, 0xAABB_CCDD); // runs off the 4 GiB space: dropped, no wrap, no panic
+        assert_eq!(m.read_u8(0), 0);
     }
 
     #[test]

@@ -1,0 +1,203 @@
+//! Targeted interpreter tests for the edge cases the silicon vectors do not reach: fetches that
+//! straddle the end of a segment or a page, segment-limit faults and their vectors, restartable
+//! REP instructions, exception delivery through the IVT, #DF escalation and triple faults, the
+//! A20 gate, and opcodes a P6 does not have.
+
+use emu_core::cpu::StepResult;
+use emu_core::state::{fl, gpr};
+use emu_core::{Cpu, Exception, OpenBus, SegReg, Segment};
+
+/// A real-mode CPU with an IVT whose every vector points at a HLT at 0000:0500 (so an
+/// exception lands there), CS:IP = 0100:0000, SS:SP = 0000:8000.
+fn machine() -> Cpu {
+    let mut cpu = Cpu::new(2 << 20).unwrap();
+    for v in 0..256u32 {
+        cpu.mem.write_u16(v * 4, 0x0500 + v as u16); // one HLT per vector: tells which fired
+        cpu.mem.write_u16(v * 4 + 2, 0);
+        cpu.mem.write_u8(0x0500 + v, 0xF4);
+    }
+    cpu.set_real_cs_ip(0x0100, 0);
+    *cpu.state.seg_mut(SegReg::Ss) = Segment::real_mode(0);
+    cpu.state.regs[gpr::ESP] = 0x8000;
+    cpu
+}
+
+/// Puts `code` at CS:IP and runs until HLT (or 10,000 steps); returns the last result.
+fn run(cpu: &mut Cpu, code: &[u8]) -> StepResult {
+    let at = cpu.state.seg(SegReg::Cs).base + cpu.state.eip;
+    cpu.mem.load(u64::from(at), code).unwrap();
+    cpu.run(&mut OpenBus, 10_000).0
+}
+
+/// The vector whose handler halted (from the HLT's address) and the saved CS:IP.
+fn taken(cpu: &mut Cpu) -> (u32, u16, u16) {
+    let vector = cpu.state.eip - 1 - 0x500;
+    let sp = cpu.state.regs[gpr::ESP];
+    let ip = cpu.mem.read_u16(sp);
+    let cs = cpu.mem.read_u16(sp + 2);
+    (vector, cs, ip)
+}
+
+#[test]
+fn instruction_straddling_the_segment_end_raises_gp_at_its_start() {
+    let mut cpu = machine();
+    cpu.state.eip = 0xFFFE;
+    // mov ax, 0x1234 (B8 34 12): the third byte lies beyond the 64 KiB limit.
+    assert_eq!(run(&mut cpu, &[0xB8, 0x34]), StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (13, 0x0100, 0xFFFE));
+}
+
+#[test]
+fn instruction_straddling_a_page_end_decodes_whole() {
+    let mut cpu = machine();
+    cpu.set_real_cs_ip(0, 0x0FFE);
+    // mov ax, 0x1234 across 0x0FFF/0x1000, then hlt.
+    assert_eq!(run(&mut cpu, &[0xB8, 0x34, 0x12, 0xF4]), StepResult::Halted);
+    assert_eq!(cpu.state.regs[gpr::EAX] & 0xFFFF, 0x1234);
+}
+
+#[test]
+fn word_access_at_offset_ffff_faults_gp_or_ss_by_segment() {
+    let mut cpu = machine();
+    // mov ax, [0xFFFF] → #GP (vector 13)
+    assert_eq!(run(&mut cpu, &[0xA1, 0xFF, 0xFF]), StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (13, 0x0100, 0));
+    let mut cpu = machine();
+    // mov bp, 0xFFFF; mov ax, [bp] → #SS (vector 12), saved IP at the MOV AX.
+    assert_eq!(run(&mut cpu, &[0xBD, 0xFF, 0xFF, 0x8B, 0x46, 0x00]), StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (12, 0x0100, 3));
+}
+
+#[test]
+fn rep_movsw_faulting_midway_restarts_with_completed_iterations() {
+    let mut cpu = machine();
+    cpu.state.regs[gpr::ECX] = 10;
+    cpu.state.regs[gpr::ESI] = 0x1000;
+    cpu.state.regs[gpr::EDI] = 0xFFF9; // the 4th word write (DI = 0xFFFF) crosses the limit
+    // rep movsw
+    assert_eq!(run(&mut cpu, &[0xF3, 0xA5]), StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (13, 0x0100, 0));
+    assert_eq!(cpu.state.regs[gpr::ECX], 7);
+    assert_eq!(cpu.state.regs[gpr::ESI], 0x1006);
+    assert_eq!(cpu.state.regs[gpr::EDI], 0xFFFF);
+}
+
+#[test]
+fn divide_error_saves_the_address_of_the_div() {
+    let mut cpu = machine();
+    // xor cx, cx; div cx
+    assert_eq!(run(&mut cpu, &[0x31, 0xC9, 0xF7, 0xF1]), StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (0, 0x0100, 2));
+    // The IF and TF flags are cleared by delivery, and the old FLAGS image is on the stack.
+    assert_eq!(cpu.state.eflags() & (fl::IF | fl::TF), 0);
+}
+
+#[test]
+fn int_n_and_int3_save_the_next_instruction() {
+    let mut cpu = machine();
+    assert_eq!(run(&mut cpu, &[0x90, 0xCD, 0x42]), StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (0x42, 0x0100, 3));
+    let mut cpu = machine();
+    assert_eq!(run(&mut cpu, &[0xCC]), StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (3, 0x0100, 1));
+}
+
+#[test]
+fn opcodes_a_p6_lacks_are_invalid() {
+    for code in [
+        &[0x0F, 0x0B][..],        // ud2
+        &[0x0F, 0x58, 0xC0][..],  // addps xmm0, xmm0 (SSE)
+        &[0xF3, 0x0F, 0xB8, 0xC0][..], // popcnt ax, ax
+        &[0x0F, 0xA6, 0xC0][..],  // the 486 A-step cmpxchg encoding
+        &[0xF0, 0x90][..],        // lock nop
+    ] {
+        let mut cpu = machine();
+        assert_eq!(run(&mut cpu, code), StepResult::Halted, "{code:02x?}");
+        assert_eq!(taken(&mut cpu), (6, 0x0100, 0), "{code:02x?}");
+    }
+}
+
+#[test]
+fn x87_escape_without_a_coprocessor_raises_nm() {
+    let mut cpu = machine();
+    // fld1
+    assert_eq!(run(&mut cpu, &[0xD9, 0xE8]), StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (7, 0x0100, 0));
+}
+
+#[test]
+fn fault_while_delivering_escalates_to_double_then_triple_fault() {
+    let mut cpu = machine();
+    cpu.state.idtr.limit = 0x0F; // vectors 0-3 reachable; #UD (6), #GP (13) and #DF (8) are not
+    let r = run(&mut cpu, &[0x0F, 0x0B]);
+    match r {
+        StepResult::Shutdown(s) => {
+            assert_eq!(s.first, Exception::InvalidOpcode);
+            assert_eq!((s.cs, s.eip), (0x0100, 0));
+        }
+        other => panic!("expected a triple fault, got {other:?}"),
+    }
+    // A contributory fault whose delivery faults again becomes #DF, delivered when reachable.
+    let mut cpu = machine();
+    cpu.state.idtr.limit = 0x27; // #DF (8) reachable, #GP (13) not
+    // mov ax, [0xFFFF] → #GP → (IVT entry 13 beyond the limit: #GP) → #DF
+    assert_eq!(run(&mut cpu, &[0xA1, 0xFF, 0xFF]), StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (8, 0x0100, 0));
+}
+
+#[test]
+fn a20_gate_wraps_at_one_megabyte_when_disabled() {
+    let mut cpu = machine();
+    cpu.mem.write_u8(0x10_0000, 0xAA);
+    cpu.mem.write_u8(0x00_0000, 0x55);
+    // mov ax, 0xFFFF; mov ds, ax; mov al, [0x10]; hlt
+    let code = [0xB8, 0xFF, 0xFF, 0x8E, 0xD8, 0xA0, 0x10, 0x00, 0xF4];
+    assert_eq!(run(&mut cpu, &code), StepResult::Halted);
+    assert_eq!(cpu.state.regs[gpr::EAX] & 0xFF, 0xAA);
+    let mut cpu = machine();
+    cpu.mem.write_u8(0x10_0000, 0xAA);
+    cpu.mem.write_u8(0x00_0000, 0x55);
+    cpu.state.a20 = false;
+    assert_eq!(run(&mut cpu, &code), StepResult::Halted);
+    assert_eq!(cpu.state.regs[gpr::EAX] & 0xFF, 0x55);
+}
+
+#[test]
+fn inc_keeps_carry_and_operand_size_prefixes_select_32_bits() {
+    let mut cpu = machine();
+    // stc; mov eax, 0xFFFFFFFF (66 B8); inc eax (66 40); hlt
+    let code = [0xF9, 0x66, 0xB8, 0xFF, 0xFF, 0xFF, 0xFF, 0x66, 0x40, 0xF4];
+    assert_eq!(run(&mut cpu, &code), StepResult::Halted);
+    assert_eq!(cpu.state.regs[gpr::EAX], 0);
+    let f = cpu.state.eflags();
+    assert_eq!(f & (fl::CF | fl::ZF | fl::AF), fl::CF | fl::ZF | fl::AF);
+}
+
+#[test]
+fn address_size_prefix_uses_32_bit_effective_addresses() {
+    let mut cpu = machine();
+    cpu.mem.write_u16(0x1_2340, 0xBEEF); // DS = 0 → base 0
+    // mov ebx, 0x12340 (66 BB); mov ax, [ebx] (67 8B 03); hlt — with DS limit opened up.
+    cpu.state.seg_mut(SegReg::Ds).limit = u32::MAX;
+    let code = [0x66, 0xBB, 0x40, 0x23, 0x01, 0x00, 0x67, 0x8B, 0x03, 0xF4];
+    assert_eq!(run(&mut cpu, &code), StepResult::Halted);
+    assert_eq!(cpu.state.regs[gpr::EAX] & 0xFFFF, 0xBEEF);
+    // With the ordinary 64 KiB limit the same access is #GP.
+    let mut cpu = machine();
+    assert_eq!(run(&mut cpu, &code), StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (13, 0x0100, 6));
+}
+
+#[test]
+fn cpuid_reports_a_p6_family_with_what_is_implemented() {
+    let mut cpu = machine();
+    // mov eax, 1 (66 B8 01 00 00 00); cpuid (0F A2); hlt
+    let code = [0x66, 0xB8, 1, 0, 0, 0, 0x0F, 0xA2, 0xF4];
+    assert_eq!(run(&mut cpu, &code), StepResult::Halted);
+    let eax = cpu.state.regs[gpr::EAX];
+    assert_eq!((eax >> 8) & 0xF, 6, "family");
+    let edx = cpu.state.regs[gpr::EDX];
+    assert_ne!(edx & (1 << 15), 0, "cmov");
+    assert_ne!(edx & (1 << 8), 0, "cx8");
+    assert_eq!(edx & 1, 0, "no fpu yet");
+}
