@@ -147,7 +147,11 @@ impl Cpu {
     /// Linear → physical. Paging is not implemented yet; the A20 gate masks bit 20.
     #[inline]
     pub fn translate(&self, lin: u32, _acc: Access) -> Result<u32, Exception> {
-        Ok(if self.state.a20 { lin } else { lin & !(1 << 20) })
+        Ok(if self.state.a20 {
+            lin
+        } else {
+            lin & !(1 << 20)
+        })
     }
 
     /// The fault a segment violation raises: #SS for the stack segment, #GP otherwise.
@@ -163,7 +167,13 @@ impl Cpu {
     /// Checks an access of `len` bytes at `seg:off` against the segment's limit (and, in
     /// protected mode, its type), and returns the linear address (SDM Vol. 3A §5.3, §5.4).
     #[inline]
-    pub fn seg_linear(&self, seg: SegReg, off: u32, len: u32, acc: Access) -> Result<u32, Exception> {
+    pub fn seg_linear(
+        &self,
+        seg: SegReg,
+        off: u32,
+        len: u32,
+        acc: Access,
+    ) -> Result<u32, Exception> {
         let s = self.state.seg(seg);
         let last = off.wrapping_add(len - 1);
         let expand_down = s.attrs & (Segment::ATTR_S | Segment::ATTR_CODE | Segment::ATTR_DC)
@@ -264,7 +274,8 @@ impl Cpu {
     pub fn check_write(&self, seg: SegReg, off: u32, size: Size) -> Result<(), Exception> {
         let lin = self.seg_linear(seg, off, size.bytes() as u32, Access::Write)?;
         self.translate(lin, Access::Write)?;
-        self.translate(lin.wrapping_add(size.bytes() as u32 - 1), Access::Write).map(|_| ())
+        self.translate(lin.wrapping_add(size.bytes() as u32 - 1), Access::Write)
+            .map(|_| ())
     }
 
     // ---------------------------------------------------------------- stack
@@ -351,7 +362,12 @@ impl Cpu {
                 return Err(Exception::GeneralProtection(0));
             }
             let s = self.state.seg_mut(seg);
-            *s = Segment { selector, attrs: 0, base: 0, limit: 0 };
+            *s = Segment {
+                selector,
+                attrs: 0,
+                base: 0,
+                limit: 0,
+            };
             return Ok(());
         }
         let (base, limit) = if selector & 4 != 0 {
@@ -402,13 +418,19 @@ impl Cpu {
             // Protected-mode IDT delivery arrives with the protected-mode issue; until then a
             // gate cannot be used, which the guest sees as the IDT lookup failing.
             let ext = u16::from(!matches!(kind, IntKind::Software));
-            return Err(Exception::GeneralProtection(u16::from(vector) * 8 + 2 + ext));
+            return Err(Exception::GeneralProtection(
+                u16::from(vector) * 8 + 2 + ext,
+            ));
         }
         let entry = u32::from(vector) * 4;
         if entry + 3 > self.state.idtr.limit {
             return Err(Exception::GeneralProtection(u16::from(vector) * 8 + 2));
         }
-        let target = self.read_lin(self.state.idtr.base.wrapping_add(entry), Size::D, Access::Read)?;
+        let target = self.read_lin(
+            self.state.idtr.base.wrapping_add(entry),
+            Size::D,
+            Access::Read,
+        )?;
         let flags = self.state.eflags();
         let cs = self.state.seg(SegReg::Cs).selector;
         let old_sp = self.sp();
@@ -438,7 +460,11 @@ impl Cpu {
             if let Exception::PageFault { addr, .. } = cur {
                 self.state.cr[2] = addr;
             }
-            match self.interrupt(cur.vector(), IntKind::Exception(cur.error_code()), self.insn_eip) {
+            match self.interrupt(
+                cur.vector(),
+                IntKind::Exception(cur.error_code()),
+                self.insn_eip,
+            ) {
                 Ok(()) => return StepResult::Retired,
                 Err(next) => match cur.combine(next) {
                     Some(n) => cur = n,
@@ -497,7 +523,8 @@ impl Cpu {
             n += take;
         }
         let bitness = if code32 { 32 } else { 16 };
-        let mut decoder = Decoder::with_ip(bitness, &buf[..n], u64::from(eip), DecoderOptions::NONE);
+        let mut decoder =
+            Decoder::with_ip(bitness, &buf[..n], u64::from(eip), DecoderOptions::NONE);
         decoder.decode_out(out);
         self.stats.decoded += 1;
         if out.is_invalid() {
@@ -522,7 +549,11 @@ impl Cpu {
         let mut insn = self.insn;
         let result = self.fetch_decode(&mut insn).and_then(|()| {
             let next = insn.next_ip() as u32;
-            self.state.eip = if self.state.code32() { next } else { next & 0xFFFF };
+            self.state.eip = if self.state.code32() {
+                next
+            } else {
+                next & 0xFFFF
+            };
             let info = isa::lookup(insn.code()).ok_or(Exception::InvalidOpcode)?;
             (info.exec)(self, io, &insn)
         });
@@ -567,5 +598,10 @@ pub fn decode_descriptor(lo: u32, hi: u32, selector: u16) -> Segment {
     if attrs & Segment::ATTR_G != 0 {
         limit = (limit << 12) | 0xFFF;
     }
-    Segment { selector, attrs, base, limit }
+    Segment {
+        selector,
+        attrs,
+        base,
+        limit,
+    }
 }

@@ -114,7 +114,9 @@ impl Exception {
         match (self.class(), second.class()) {
             (Class::DoubleFault, _) => None,
             (Class::Contributory, Class::Contributory)
-            | (Class::PageFault, Class::Contributory | Class::PageFault) => Some(Exception::DoubleFault),
+            | (Class::PageFault, Class::Contributory | Class::PageFault) => {
+                Some(Exception::DoubleFault)
+            }
             _ => Some(second),
         }
     }
@@ -144,7 +146,9 @@ impl Exception {
 impl fmt::Display for Exception {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Exception::PageFault { addr, code } => write!(f, "#PF(addr={addr:#010x}, code={code:#x})"),
+            Exception::PageFault { addr, code } => {
+                write!(f, "#PF(addr={addr:#010x}, code={code:#x})")
+            }
             e => match e.error_code() {
                 Some(c) if !matches!(e, Exception::DoubleFault | Exception::AlignmentCheck) => {
                     write!(f, "{}({c:#x})", e.mnemonic())
@@ -168,6 +172,9 @@ mod tests {
         assert_eq!(pf.combine(pf), Some(Exception::DoubleFault));
         assert_eq!(gp.combine(pf), Some(pf));
         assert_eq!(Exception::InvalidOpcode.combine(gp), Some(gp));
-        assert_eq!(Exception::DoubleFault.combine(Exception::InvalidOpcode), None);
+        assert_eq!(
+            Exception::DoubleFault.combine(Exception::InvalidOpcode),
+            None
+        );
     }
 }

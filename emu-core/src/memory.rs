@@ -79,7 +79,11 @@ impl GuestMemory {
         // All access goes through the `&[u8]`/`&mut [u8]` views of `MmapMut`, which borrow `self`.
         let map = unsafe { MmapMut::map_mut(&file) }.map_err(host)?;
         let pages = (size as usize).div_ceil(PAGE_SIZE);
-        Ok(GuestMemory { map, _file: file, dirty: vec![0; pages.div_ceil(64)] })
+        Ok(GuestMemory {
+            map,
+            _file: file,
+            dirty: vec![0; pages.div_ceil(64)],
+        })
     }
 
     /// RAM size in bytes.
@@ -180,10 +184,14 @@ impl GuestMemory {
     /// Copies an image into RAM (loaders, test harnesses). Fails if it does not fit.
     pub fn load(&mut self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
         let ram = self.size() as u64;
-        let err = MemoryError::OutOfRange { addr, len: data.len() as u64, ram };
-        let end = addr.checked_add(data.len() as u64).ok_or_else(|| err)?;
-        if end > ram {
-            return Err(MemoryError::OutOfRange { addr, len: data.len() as u64, ram });
+        let out_of_range = MemoryError::OutOfRange {
+            addr,
+            len: data.len() as u64,
+            ram,
+        };
+        match addr.checked_add(data.len() as u64) {
+            Some(end) if end <= ram => {}
+            _ => return Err(out_of_range),
         }
         let a = addr as usize;
         self.map[a..a + data.len()].copy_from_slice(data);
@@ -196,7 +204,9 @@ impl GuestMemory {
     /// Pages (by number) written since the last [`GuestMemory::clear_dirty`].
     pub fn dirty_pages(&self) -> impl Iterator<Item = usize> + '_ {
         self.dirty.iter().enumerate().flat_map(|(w, &bits)| {
-            (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b)
+            (0..64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| w * 64 + b)
         })
     }
 
@@ -254,10 +264,22 @@ mod tests {
 
     #[test]
     fn bad_sizes_and_images_are_errors() {
-        assert!(matches!(GuestMemory::new(0), Err(MemoryError::BadSize { .. })));
-        assert!(matches!(GuestMemory::new(100), Err(MemoryError::BadSize { .. })));
+        assert!(matches!(
+            GuestMemory::new(0),
+            Err(MemoryError::BadSize { .. })
+        ));
+        assert!(matches!(
+            GuestMemory::new(100),
+            Err(MemoryError::BadSize { .. })
+        ));
         let mut m = GuestMemory::new(0x1000).unwrap();
-        assert!(matches!(m.load(0xFFF, &[1, 2]), Err(MemoryError::OutOfRange { .. })));
-        assert!(matches!(m.load(u64::MAX, &[1]), Err(MemoryError::OutOfRange { .. })));
+        assert!(matches!(
+            m.load(0xFFF, &[1, 2]),
+            Err(MemoryError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            m.load(u64::MAX, &[1]),
+            Err(MemoryError::OutOfRange { .. })
+        ));
     }
 }

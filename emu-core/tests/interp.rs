@@ -64,7 +64,10 @@ fn word_access_at_offset_ffff_faults_gp_or_ss_by_segment() {
     assert_eq!(taken(&mut cpu), (13, 0x0100, 0));
     let mut cpu = machine();
     // mov bp, 0xFFFF; mov ax, [bp] → #SS (vector 12), saved IP at the MOV AX.
-    assert_eq!(run(&mut cpu, &[0xBD, 0xFF, 0xFF, 0x8B, 0x46, 0x00]), StepResult::Halted);
+    assert_eq!(
+        run(&mut cpu, &[0xBD, 0xFF, 0xFF, 0x8B, 0x46, 0x00]),
+        StepResult::Halted
+    );
     assert_eq!(taken(&mut cpu), (12, 0x0100, 3));
 }
 
@@ -74,7 +77,7 @@ fn rep_movsw_faulting_midway_restarts_with_completed_iterations() {
     cpu.state.regs[gpr::ECX] = 10;
     cpu.state.regs[gpr::ESI] = 0x1000;
     cpu.state.regs[gpr::EDI] = 0xFFF9; // the 4th word write (DI = 0xFFFF) crosses the limit
-    // rep movsw
+                                       // rep movsw
     assert_eq!(run(&mut cpu, &[0xF3, 0xA5]), StepResult::Halted);
     assert_eq!(taken(&mut cpu), (13, 0x0100, 0));
     assert_eq!(cpu.state.regs[gpr::ECX], 7);
@@ -105,11 +108,11 @@ fn int_n_and_int3_save_the_next_instruction() {
 #[test]
 fn opcodes_a_p6_lacks_are_invalid() {
     for code in [
-        &[0x0F, 0x0B][..],        // ud2
-        &[0x0F, 0x58, 0xC0][..],  // addps xmm0, xmm0 (SSE)
+        &[0x0F, 0x0B][..],             // ud2
+        &[0x0F, 0x58, 0xC0][..],       // addps xmm0, xmm0 (SSE)
         &[0xF3, 0x0F, 0xB8, 0xC0][..], // popcnt ax, ax
-        &[0x0F, 0xA6, 0xC0][..],  // the 486 A-step cmpxchg encoding
-        &[0xF0, 0x90][..],        // lock nop
+        &[0x0F, 0xA6, 0xC0][..],       // the 486 A-step cmpxchg encoding
+        &[0xF0, 0x90][..],             // lock nop
     ] {
         let mut cpu = machine();
         assert_eq!(run(&mut cpu, code), StepResult::Halted, "{code:02x?}");
@@ -140,7 +143,7 @@ fn fault_while_delivering_escalates_to_double_then_triple_fault() {
     // A contributory fault whose delivery faults again becomes #DF, delivered when reachable.
     let mut cpu = machine();
     cpu.state.idtr.limit = 0x27; // #DF (8) reachable, #GP (13) not
-    // mov ax, [0xFFFF] → #GP → (IVT entry 13 beyond the limit: #GP) → #DF
+                                 // mov ax, [0xFFFF] → #GP → (IVT entry 13 beyond the limit: #GP) → #DF
     assert_eq!(run(&mut cpu, &[0xA1, 0xFF, 0xFF]), StepResult::Halted);
     assert_eq!(taken(&mut cpu), (8, 0x0100, 0));
 }
@@ -177,7 +180,7 @@ fn inc_keeps_carry_and_operand_size_prefixes_select_32_bits() {
 fn address_size_prefix_uses_32_bit_effective_addresses() {
     let mut cpu = machine();
     cpu.mem.write_u16(0x1_2340, 0xBEEF); // DS = 0 → base 0
-    // mov ebx, 0x12340 (66 BB); mov ax, [ebx] (67 8B 03); hlt — with DS limit opened up.
+                                         // mov ebx, 0x12340 (66 BB); mov ax, [ebx] (67 8B 03); hlt — with DS limit opened up.
     cpu.state.seg_mut(SegReg::Ds).limit = u32::MAX;
     let code = [0x66, 0xBB, 0x40, 0x23, 0x01, 0x00, 0x67, 0x8B, 0x03, 0xF4];
     assert_eq!(run(&mut cpu, &code), StepResult::Halted);

@@ -22,8 +22,8 @@ mod alu;
 mod bcd;
 mod bits;
 mod control;
-mod muldiv;
 mod mov;
+mod muldiv;
 pub mod operand;
 mod port;
 mod shift;
@@ -130,7 +130,10 @@ const fn build(rows: &[Row]) -> [Option<InsnInfo>; CODE_COUNT] {
         let mut c = 0;
         while c < rows[r].codes.len() {
             let code = rows[r].codes[c] as usize;
-            assert!(table[code].is_none(), "a Code appears twice in the instruction table");
+            assert!(
+                table[code].is_none(),
+                "a Code appears twice in the instruction table"
+            );
             table[code] = Some(rows[r].info);
             c += 1;
         }
@@ -378,21 +381,42 @@ mod tests {
         // The table holds 16/32-bit forms only: none of them may be a 64-bit-only Code.
         for (code, _) in implemented() {
             let info = code.op_code();
-            assert!(info.mode16() || info.mode32(), "{code:?} is not a 16/32-bit instruction");
+            assert!(
+                info.mode16() || info.mode32(),
+                "{code:?} is not a 16/32-bit instruction"
+            );
         }
     }
 
     #[test]
     fn critical_instructions_are_classified() {
         // Robin & Irvine's critical set, by representative Code.
-        for code in [Code::Sgdt_m1632, Code::Sidt_m1632, Code::Smsw_rm16, Code::Pushfw, Code::Popfw,
-            Code::Pushw_DS, Code::Popw_DS, Code::Mov_Sreg_rm16, Code::Mov_rm16_Sreg, Code::Call_ptr1616,
-            Code::Jmp_ptr1616, Code::Retfw, Code::Int_imm8, Code::Iretw]
-        {
+        for code in [
+            Code::Sgdt_m1632,
+            Code::Sidt_m1632,
+            Code::Smsw_rm16,
+            Code::Pushfw,
+            Code::Popfw,
+            Code::Pushw_DS,
+            Code::Popw_DS,
+            Code::Mov_Sreg_rm16,
+            Code::Mov_rm16_Sreg,
+            Code::Call_ptr1616,
+            Code::Jmp_ptr1616,
+            Code::Retfw,
+            Code::Int_imm8,
+            Code::Iretw,
+        ] {
             let info = lookup(code).unwrap_or_else(|| panic!("{code:?} missing"));
             assert!(info.class.critical(), "{code:?} should be critical");
         }
-        assert_eq!(lookup(Code::Hlt).map(|i| i.class), Some(PgClass::Privileged));
-        assert_eq!(lookup(Code::Add_rm8_r8).map(|i| i.class), Some(PgClass::Innocuous));
+        assert_eq!(
+            lookup(Code::Hlt).map(|i| i.class),
+            Some(PgClass::Privileged)
+        );
+        assert_eq!(
+            lookup(Code::Add_rm8_r8).map(|i| i.class),
+            Some(PgClass::Innocuous)
+        );
     }
 }

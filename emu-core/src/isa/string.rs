@@ -56,8 +56,15 @@ pub fn string(cpu: &mut Cpu, io: &mut dyn PortIo, i: &Instruction) -> Res {
     let m = i.mnemonic();
     let a32 = addr32(i);
     let size = Size::from_bytes(i.memory_size().size());
-    let compares = matches!(m, Mnemonic::Cmpsb | Mnemonic::Cmpsw | Mnemonic::Cmpsd | Mnemonic::Scasb
-        | Mnemonic::Scasw | Mnemonic::Scasd);
+    let compares = matches!(
+        m,
+        Mnemonic::Cmpsb
+            | Mnemonic::Cmpsw
+            | Mnemonic::Cmpsd
+            | Mnemonic::Scasb
+            | Mnemonic::Scasw
+            | Mnemonic::Scasd
+    );
     let rep = if compares {
         if i.has_repe_prefix() {
             Rep::WhileEqual
@@ -72,12 +79,22 @@ pub fn string(cpu: &mut Cpu, io: &mut dyn PortIo, i: &Instruction) -> Res {
         Rep::None
     };
     let n = size.bytes() as u32;
-    let delta = if cpu.state.eflags & fl::DF != 0 { n.wrapping_neg() } else { n };
+    let delta = if cpu.state.eflags & fl::DF != 0 {
+        n.wrapping_neg()
+    } else {
+        n
+    };
     let src_seg = mem_seg(i);
     let port = cpu.state.regs[gpr::EDX] as u16;
-    if matches!(m, Mnemonic::Insb | Mnemonic::Insw | Mnemonic::Insd | Mnemonic::Outsb | Mnemonic::Outsw
-        | Mnemonic::Outsd)
-    {
+    if matches!(
+        m,
+        Mnemonic::Insb
+            | Mnemonic::Insw
+            | Mnemonic::Insd
+            | Mnemonic::Outsb
+            | Mnemonic::Outsw
+            | Mnemonic::Outsd
+    ) {
         check_io(cpu, port, size)?;
     }
     let acc = cpu.state.regs[gpr::EAX] & size.mask();

@@ -74,10 +74,18 @@ pub fn load_table(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 /// SGDT and SIDT: limit, then base. With a 16-bit operand the top byte is stored as 0 (80386
 /// and later; the 80286 stored 0xFF).
 pub fn store_table(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
-    let t = if matches!(i.code(), Code::Sgdt_m1632_16 | Code::Sgdt_m1632) { cpu.state.gdtr } else { cpu.state.idtr };
+    let t = if matches!(i.code(), Code::Sgdt_m1632_16 | Code::Sgdt_m1632) {
+        cpu.state.gdtr
+    } else {
+        cpu.state.idtr
+    };
     let seg = mem_seg(i);
     let off = ea(&cpu.state, i);
-    let base = if matches!(i.code(), Code::Sgdt_m1632_16 | Code::Sidt_m1632_16) { t.base & 0x00FF_FFFF } else { t.base };
+    let base = if matches!(i.code(), Code::Sgdt_m1632_16 | Code::Sidt_m1632_16) {
+        t.base & 0x00FF_FFFF
+    } else {
+        t.base
+    };
     cpu.check_write(seg, off, Size::W)?;
     cpu.check_write(seg, off.wrapping_add(2), Size::D)?;
     cpu.write(seg, off, Size::W, t.limit)?;
@@ -139,7 +147,16 @@ pub fn mov_to_cr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
                 return Err(Exception::GeneralProtection(0));
             }
             // ET is hard-wired to 1 on P6; reserved bits read as written-as-zero.
-            let keep = cr0::PE | cr0::MP | cr0::EM | cr0::TS | cr0::NE | cr0::WP | cr0::AM | cr0::NW | cr0::CD | cr0::PG;
+            let keep = cr0::PE
+                | cr0::MP
+                | cr0::EM
+                | cr0::TS
+                | cr0::NE
+                | cr0::WP
+                | cr0::AM
+                | cr0::NW
+                | cr0::CD
+                | cr0::PG;
             cpu.state.cr[0] = (v & keep) | cr0::ET;
         }
         4 => {
