@@ -82,6 +82,8 @@ pub struct Stats {
     pub exceptions: u64,
     /// Software interrupts (INT n, INT3, INTO) taken.
     pub soft_ints: u64,
+    /// Instructions served from the decode cache.
+    pub decode_cache_hits: u64,
     /// The most recent exception raised by an instruction (before any #DF escalation).
     pub last_exception: Option<Exception>,
     /// Interrupt deliveries attempted (exceptions, INT n, external).
@@ -112,8 +114,41 @@ pub struct Cpu {
     pub insn_eip: u32,
     /// Interpreter counters.
     pub stats: Stats,
-    /// Scratch instruction (kept to avoid re-initialising it every step).
+    /// Recently decoded instructions (see [`DecodeCache`]).
+    cache: DecodeCache,
+}
+
+/// Entries in the decode cache (a power of two).
+const DECODE_CACHE_SIZE: usize = 4096;
+
+/// A direct-mapped cache of decoded instructions, keyed by physical address, EIP (iced-x86
+/// resolves branch targets against it) and code size, and validated against the generation of
+/// the page the bytes came from, so a write to the page makes the entry stale. Instructions that
+/// straddle a page are not cached.
+#[derive(Debug)]
+struct DecodeCache {
+    entries: Vec<Cached>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Cached {
+    pa: u32,
+    eip: u32,
+    gen: u32,
+    /// 0 = empty, 16 or 32 = code size.
+    bits: u8,
     insn: Instruction,
+}
+
+impl DecodeCache {
+    fn new() -> DecodeCache {
+        DecodeCache { entries: vec![Cached::default(); DECODE_CACHE_SIZE] }
+    }
+
+    #[inline]
+    fn slot(pa: u32) -> usize {
+        (pa ^ (pa >> 12)) as usize & (DECODE_CACHE_SIZE - 1)
+    }
 }
 
 /// Longest legal x86 instruction (SDM Vol. 2A §2.3.11).
@@ -127,7 +162,7 @@ impl Cpu {
             mem: GuestMemory::new(ram_bytes)?,
             insn_eip: 0,
             stats: Stats::default(),
-            insn: Instruction::default(),
+            cache: DecodeCache::new(),
         })
     }
 
@@ -147,11 +182,7 @@ impl Cpu {
     /// Linear → physical. Paging is not implemented yet; the A20 gate masks bit 20.
     #[inline]
     pub fn translate(&self, lin: u32, _acc: Access) -> Result<u32, Exception> {
-        Ok(if self.state.a20 {
-            lin
-        } else {
-            lin & !(1 << 20)
-        })
+        Ok(if self.state.a20 { lin } else { lin & !(1 << 20) })
     }
 
     /// The fault a segment violation raises: #SS for the stack segment, #GP otherwise.
@@ -167,13 +198,7 @@ impl Cpu {
     /// Checks an access of `len` bytes at `seg:off` against the segment's limit (and, in
     /// protected mode, its type), and returns the linear address (SDM Vol. 3A §5.3, §5.4).
     #[inline]
-    pub fn seg_linear(
-        &self,
-        seg: SegReg,
-        off: u32,
-        len: u32,
-        acc: Access,
-    ) -> Result<u32, Exception> {
+    pub fn seg_linear(&self, seg: SegReg, off: u32, len: u32, acc: Access) -> Result<u32, Exception> {
         let s = self.state.seg(seg);
         let last = off.wrapping_add(len - 1);
         let expand_down = s.attrs & (Segment::ATTR_S | Segment::ATTR_CODE | Segment::ATTR_DC)
@@ -274,8 +299,7 @@ impl Cpu {
     pub fn check_write(&self, seg: SegReg, off: u32, size: Size) -> Result<(), Exception> {
         let lin = self.seg_linear(seg, off, size.bytes() as u32, Access::Write)?;
         self.translate(lin, Access::Write)?;
-        self.translate(lin.wrapping_add(size.bytes() as u32 - 1), Access::Write)
-            .map(|_| ())
+        self.translate(lin.wrapping_add(size.bytes() as u32 - 1), Access::Write).map(|_| ())
     }
 
     // ---------------------------------------------------------------- stack
@@ -362,12 +386,7 @@ impl Cpu {
                 return Err(Exception::GeneralProtection(0));
             }
             let s = self.state.seg_mut(seg);
-            *s = Segment {
-                selector,
-                attrs: 0,
-                base: 0,
-                limit: 0,
-            };
+            *s = Segment { selector, attrs: 0, base: 0, limit: 0 };
             return Ok(());
         }
         let (base, limit) = if selector & 4 != 0 {
@@ -418,19 +437,13 @@ impl Cpu {
             // Protected-mode IDT delivery arrives with the protected-mode issue; until then a
             // gate cannot be used, which the guest sees as the IDT lookup failing.
             let ext = u16::from(!matches!(kind, IntKind::Software));
-            return Err(Exception::GeneralProtection(
-                u16::from(vector) * 8 + 2 + ext,
-            ));
+            return Err(Exception::GeneralProtection(u16::from(vector) * 8 + 2 + ext));
         }
         let entry = u32::from(vector) * 4;
         if entry + 3 > self.state.idtr.limit {
             return Err(Exception::GeneralProtection(u16::from(vector) * 8 + 2));
         }
-        let target = self.read_lin(
-            self.state.idtr.base.wrapping_add(entry),
-            Size::D,
-            Access::Read,
-        )?;
+        let target = self.read_lin(self.state.idtr.base.wrapping_add(entry), Size::D, Access::Read)?;
         let flags = self.state.eflags();
         let cs = self.state.seg(SegReg::Cs).selector;
         let old_sp = self.sp();
@@ -460,11 +473,7 @@ impl Cpu {
             if let Exception::PageFault { addr, .. } = cur {
                 self.state.cr[2] = addr;
             }
-            match self.interrupt(
-                cur.vector(),
-                IntKind::Exception(cur.error_code()),
-                self.insn_eip,
-            ) {
+            match self.interrupt(cur.vector(), IntKind::Exception(cur.error_code()), self.insn_eip) {
                 Ok(()) => return StepResult::Retired,
                 Err(next) => match cur.combine(next) {
                     Some(n) => cur = n,
@@ -523,8 +532,7 @@ impl Cpu {
             n += take;
         }
         let bitness = if code32 { 32 } else { 16 };
-        let mut decoder =
-            Decoder::with_ip(bitness, &buf[..n], u64::from(eip), DecoderOptions::NONE);
+        let mut decoder = Decoder::with_ip(bitness, &buf[..n], u64::from(eip), DecoderOptions::NONE);
         decoder.decode_out(out);
         self.stats.decoded += 1;
         if out.is_invalid() {
@@ -538,6 +546,42 @@ impl Cpu {
         Ok(())
     }
 
+    /// The instruction at CS:EIP: from the decode cache when its bytes are unchanged, otherwise
+    /// fetched, decoded and cached.
+    #[inline]
+    fn next_instruction(&mut self) -> Result<Instruction, Exception> {
+        let eip = self.state.eip;
+        let cs = self.state.seg(SegReg::Cs);
+        let bits = if self.state.code32() { 32 } else { 16 };
+        let lin = cs.base.wrapping_add(eip);
+        let limit = cs.limit;
+        if eip <= limit {
+            if let Ok(pa) = self.translate(lin, Access::Execute) {
+                let e = &self.cache.entries[DecodeCache::slot(pa)];
+                if e.pa == pa
+                    && e.eip == eip
+                    && e.bits == bits
+                    && self.mem.page_gen(pa) == Some(e.gen)
+                    && eip.checked_add(e.insn.len() as u32 - 1).is_some_and(|end| end <= limit)
+                {
+                    self.stats.decode_cache_hits += 1;
+                    return Ok(e.insn);
+                }
+                let mut insn = Instruction::default();
+                self.fetch_decode(&mut insn)?;
+                let within_page = (pa as usize & (PAGE_SIZE - 1)) + insn.len() <= PAGE_SIZE;
+                if let (true, Some(gen)) = (within_page, self.mem.page_gen(pa)) {
+                    self.mem.mark_code(pa);
+                    self.cache.entries[DecodeCache::slot(pa)] = Cached { pa, eip, gen, bits, insn };
+                }
+                return Ok(insn);
+            }
+        }
+        let mut insn = Instruction::default();
+        self.fetch_decode(&mut insn)?;
+        Ok(insn)
+    }
+
     // ---------------------------------------------------------------- execution
 
     /// Executes one instruction (or delivers the exception it raises).
@@ -546,18 +590,12 @@ impl Cpu {
             return StepResult::Halted;
         }
         self.insn_eip = self.state.eip;
-        let mut insn = self.insn;
-        let result = self.fetch_decode(&mut insn).and_then(|()| {
+        let result = self.next_instruction().and_then(|insn| {
             let next = insn.next_ip() as u32;
-            self.state.eip = if self.state.code32() {
-                next
-            } else {
-                next & 0xFFFF
-            };
+            self.state.eip = if self.state.code32() { next } else { next & 0xFFFF };
             let info = isa::lookup(insn.code()).ok_or(Exception::InvalidOpcode)?;
             (info.exec)(self, io, &insn)
         });
-        self.insn = insn;
         match result {
             Ok(()) => {
                 self.state.retired += 1;
@@ -598,10 +636,5 @@ pub fn decode_descriptor(lo: u32, hi: u32, selector: u16) -> Segment {
     if attrs & Segment::ATTR_G != 0 {
         limit = (limit << 12) | 0xFFF;
     }
-    Segment {
-        selector,
-        attrs,
-        base,
-        limit,
-    }
+    Segment { selector, attrs, base, limit }
 }

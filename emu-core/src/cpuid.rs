@@ -33,8 +33,7 @@ pub const MAX_LEAF: u32 = 1;
 /// Result of CPUID for `leaf` (EAX, EBX, ECX, EDX). Leaves above the maximum return the
 /// highest basic leaf's data, as Intel processors do.
 pub fn cpuid(leaf: u32) -> [u32; 4] {
-    let word =
-        |i: usize| u32::from_le_bytes([VENDOR[i], VENDOR[i + 1], VENDOR[i + 2], VENDOR[i + 3]]);
+    let word = |i: usize| u32::from_le_bytes([VENDOR[i], VENDOR[i + 1], VENDOR[i + 2], VENDOR[i + 3]]);
     match leaf {
         0 => [MAX_LEAF, word(0), word(8), word(4)],
         _ => [SIGNATURE, 0, 0, FEATURES_EDX],

@@ -114,9 +114,7 @@ impl Exception {
         match (self.class(), second.class()) {
             (Class::DoubleFault, _) => None,
             (Class::Contributory, Class::Contributory)
-            | (Class::PageFault, Class::Contributory | Class::PageFault) => {
-                Some(Exception::DoubleFault)
-            }
+            | (Class::PageFault, Class::Contributory | Class::PageFault) => Some(Exception::DoubleFault),
             _ => Some(second),
         }
     }
@@ -172,9 +170,6 @@ mod tests {
         assert_eq!(pf.combine(pf), Some(Exception::DoubleFault));
         assert_eq!(gp.combine(pf), Some(pf));
         assert_eq!(Exception::InvalidOpcode.combine(gp), Some(gp));
-        assert_eq!(
-            Exception::DoubleFault.combine(Exception::InvalidOpcode),
-            None
-        );
+        assert_eq!(Exception::DoubleFault.combine(Exception::InvalidOpcode), None);
     }
 }

@@ -133,12 +133,7 @@ impl LazyFlags {
     /// Records an operation.
     #[inline]
     pub fn set(op: FlagOp, size: Size, dst: u32, src: u32, res: u32) -> LazyFlags {
-        LazyFlags {
-            op: (op as u32) << 2 | size as u32,
-            res: res & size.mask(),
-            src,
-            dst,
-        }
+        LazyFlags { op: (op as u32) << 2 | size as u32, res: res & size.mask(), src, dst }
     }
 
     fn size(&self) -> Size {
@@ -216,15 +211,9 @@ mod tests {
     #[test]
     fn add_carry_and_overflow() {
         // 0x7F + 1 = 0x80: OF, SF, AF, no CF.
-        assert_eq!(
-            flags(FlagOp::Add, Size::B, 0x7F, 1, 0x80),
-            fl::OF | fl::SF | fl::AF
-        );
+        assert_eq!(flags(FlagOp::Add, Size::B, 0x7F, 1, 0x80), fl::OF | fl::SF | fl::AF);
         // 0xFF + 1 = 0x00: CF, ZF, PF, AF.
-        assert_eq!(
-            flags(FlagOp::Add, Size::B, 0xFF, 1, 0x100),
-            fl::CF | fl::ZF | fl::PF | fl::AF
-        );
+        assert_eq!(flags(FlagOp::Add, Size::B, 0xFF, 1, 0x100), fl::CF | fl::ZF | fl::PF | fl::AF);
         // 32-bit: 0xFFFFFFFF + 0xFFFFFFFF = 0xFFFFFFFE with carry.
         let f = flags(FlagOp::Add, Size::D, u32::MAX, u32::MAX, 0xFFFF_FFFE);
         assert_eq!(f & (fl::CF | fl::OF | fl::SF), fl::CF | fl::SF);
@@ -233,24 +222,15 @@ mod tests {
     #[test]
     fn adc_with_carry_in_that_wraps_exactly() {
         // 0xFF + 0xFF + 1 = 0x1FF: result 0xFF equals dst, carry out set.
-        assert_eq!(
-            flags(FlagOp::Add, Size::B, 0xFF, 0xFF, 0x1FF) & fl::CF,
-            fl::CF
-        );
+        assert_eq!(flags(FlagOp::Add, Size::B, 0xFF, 0xFF, 0x1FF) & fl::CF, fl::CF);
         // 0 + 0xFF + 1 = 0x100: result 0 with carry.
-        assert_eq!(
-            flags(FlagOp::Add, Size::B, 0, 0xFF, 0x100) & (fl::CF | fl::ZF),
-            fl::CF | fl::ZF
-        );
+        assert_eq!(flags(FlagOp::Add, Size::B, 0, 0xFF, 0x100) & (fl::CF | fl::ZF), fl::CF | fl::ZF);
     }
 
     #[test]
     fn sub_borrow_and_overflow() {
         // 0 - 1 = 0xFF: CF, SF, AF.
-        assert_eq!(
-            flags(FlagOp::Sub, Size::B, 0, 1, 0xFF),
-            fl::CF | fl::SF | fl::AF | fl::PF
-        );
+        assert_eq!(flags(FlagOp::Sub, Size::B, 0, 1, 0xFF), fl::CF | fl::SF | fl::AF | fl::PF);
         // 0x80 - 1 = 0x7F: OF, AF.
         assert_eq!(flags(FlagOp::Sub, Size::B, 0x80, 1, 0x7F), fl::OF | fl::AF);
         // sbb 0 - 0xFF - 1 = 0: borrow out set.

@@ -12,8 +12,13 @@
 //! ones and writes are dropped. (ROM and MMIO windows are added with the platform.)
 //!
 //! Pages written since the last [`GuestMemory::clear_dirty`] are tracked in a bitmap, so a
-//! harness can reset exactly what a test touched and the translator can later find code pages
-//! that changed.
+//! harness can reset exactly what a test touched.
+//!
+//! Code pages: a consumer that caches something derived from a page's bytes (the interpreter's
+//! decode cache now, translated blocks later) marks the page with [`GuestMemory::mark_code`]
+//! and remembers [`GuestMemory::page_gen`]. The first write to a marked page bumps its
+//! generation and unmarks it, so every cached derivation of the old bytes is recognisably
+//! stale. That is how self-modifying code is caught, at the cost of one bit test per write.
 
 use std::fs::File;
 
@@ -60,6 +65,10 @@ pub struct GuestMemory {
     _file: File,
     /// One bit per page written since the last `clear_dirty`.
     dirty: Vec<u64>,
+    /// One bit per page that something derived from its bytes is cached for.
+    code: Vec<u64>,
+    /// Per page: bumped by the first write after `mark_code`.
+    gens: Vec<u32>,
 }
 
 impl GuestMemory {
@@ -79,10 +88,13 @@ impl GuestMemory {
         // All access goes through the `&[u8]`/`&mut [u8]` views of `MmapMut`, which borrow `self`.
         let map = unsafe { MmapMut::map_mut(&file) }.map_err(host)?;
         let pages = (size as usize).div_ceil(PAGE_SIZE);
+        let words = pages.div_ceil(64);
         Ok(GuestMemory {
             map,
             _file: file,
-            dirty: vec![0; pages.div_ceil(64)],
+            dirty: vec![0; words],
+            code: vec![0; words],
+            gens: vec![0; pages],
         })
     }
 
@@ -100,7 +112,29 @@ impl GuestMemory {
     #[inline]
     fn mark(&mut self, addr: usize) {
         let page = addr / PAGE_SIZE;
-        self.dirty[page / 64] |= 1 << (page % 64);
+        let (word, bit) = (page / 64, 1u64 << (page % 64));
+        self.dirty[word] |= bit;
+        if self.code[word] & bit != 0 {
+            self.code[word] &= !bit;
+            self.gens[page] = self.gens[page].wrapping_add(1);
+        }
+    }
+
+    /// Marks the page holding `addr` as one whose bytes something caches (see the module
+    /// header). Outside RAM nothing is cached, so nothing is marked.
+    #[inline]
+    pub fn mark_code(&mut self, addr: u32) {
+        let page = addr as usize / PAGE_SIZE;
+        if page < self.gens.len() {
+            self.code[page / 64] |= 1 << (page % 64);
+        }
+    }
+
+    /// The generation of the page holding `addr` (changes when a marked page is written);
+    /// `None` outside RAM.
+    #[inline]
+    pub fn page_gen(&self, addr: u32) -> Option<u32> {
+        self.gens.get(addr as usize / PAGE_SIZE).copied()
     }
 
     /// Reads one byte; outside RAM reads 0xFF.
@@ -184,11 +218,7 @@ impl GuestMemory {
     /// Copies an image into RAM (loaders, test harnesses). Fails if it does not fit.
     pub fn load(&mut self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
         let ram = self.size() as u64;
-        let out_of_range = MemoryError::OutOfRange {
-            addr,
-            len: data.len() as u64,
-            ram,
-        };
+        let out_of_range = MemoryError::OutOfRange { addr, len: data.len() as u64, ram };
         match addr.checked_add(data.len() as u64) {
             Some(end) if end <= ram => {}
             _ => return Err(out_of_range),
@@ -203,11 +233,10 @@ impl GuestMemory {
 
     /// Pages (by number) written since the last [`GuestMemory::clear_dirty`].
     pub fn dirty_pages(&self) -> impl Iterator<Item = usize> + '_ {
-        self.dirty.iter().enumerate().flat_map(|(w, &bits)| {
-            (0..64)
-                .filter(move |b| bits & (1 << b) != 0)
-                .map(move |b| w * 64 + b)
-        })
+        self.dirty
+            .iter()
+            .enumerate()
+            .flat_map(|(w, &bits)| (0..64).filter(move |b| bits & (1 << b) != 0).map(move |b| w * 64 + b))
     }
 
     /// Forgets which pages were written.
@@ -263,23 +292,25 @@ mod tests {
     }
 
     #[test]
+    fn writes_to_code_pages_bump_their_generation_once() {
+        let mut m = GuestMemory::new(0x10000).unwrap();
+        let g = m.page_gen(0x2000).unwrap();
+        m.write_u8(0x2000, 1); // not marked: no change
+        assert_eq!(m.page_gen(0x2000), Some(g));
+        m.mark_code(0x2345);
+        m.write_u8(0x2FFF, 1);
+        assert_eq!(m.page_gen(0x2000), Some(g.wrapping_add(1)));
+        m.write_u8(0x2FFF, 2); // unmarked by the first write
+        assert_eq!(m.page_gen(0x2000), Some(g.wrapping_add(1)));
+        assert_eq!(m.page_gen(0x10000), None);
+    }
+
+    #[test]
     fn bad_sizes_and_images_are_errors() {
-        assert!(matches!(
-            GuestMemory::new(0),
-            Err(MemoryError::BadSize { .. })
-        ));
-        assert!(matches!(
-            GuestMemory::new(100),
-            Err(MemoryError::BadSize { .. })
-        ));
+        assert!(matches!(GuestMemory::new(0), Err(MemoryError::BadSize { .. })));
+        assert!(matches!(GuestMemory::new(100), Err(MemoryError::BadSize { .. })));
         let mut m = GuestMemory::new(0x1000).unwrap();
-        assert!(matches!(
-            m.load(0xFFF, &[1, 2]),
-            Err(MemoryError::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            m.load(u64::MAX, &[1]),
-            Err(MemoryError::OutOfRange { .. })
-        ));
+        assert!(matches!(m.load(0xFFF, &[1, 2]), Err(MemoryError::OutOfRange { .. })));
+        assert!(matches!(m.load(u64::MAX, &[1]), Err(MemoryError::OutOfRange { .. })));
     }
 }

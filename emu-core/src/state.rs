@@ -54,14 +54,7 @@ pub enum SegReg {
 
 impl SegReg {
     /// All six, in encoding order.
-    pub const ALL: [SegReg; 6] = [
-        SegReg::Es,
-        SegReg::Cs,
-        SegReg::Ss,
-        SegReg::Ds,
-        SegReg::Fs,
-        SegReg::Gs,
-    ];
+    pub const ALL: [SegReg; 6] = [SegReg::Es, SegReg::Cs, SegReg::Ss, SegReg::Ds, SegReg::Fs, SegReg::Gs];
 
     /// The assembler name of the register.
     pub fn name(self) -> &'static str {
@@ -248,11 +241,8 @@ impl CpuState {
     /// CS:EIP = F000:FFF0 with CS base FFFF0000, EDX = processor signature.
     pub fn reset() -> CpuState {
         let mut segs = [Segment::real_mode(0); 6];
-        segs[SegReg::Cs as usize] = Segment {
-            selector: 0xF000,
-            base: 0xFFFF_0000,
-            ..Segment::real_mode(0xF000)
-        };
+        segs[SegReg::Cs as usize] =
+            Segment { selector: 0xF000, base: 0xFFFF_0000, ..Segment::real_mode(0xF000) };
         let mut regs = [0; 8];
         regs[gpr::EDX] = crate::cpuid::SIGNATURE;
         CpuState {
@@ -261,22 +251,10 @@ impl CpuState {
             eflags: fl::RESERVED1,
             lazy: LazyFlags::default(),
             segs,
-            ldtr: Segment {
-                attrs: 0x82 | Segment::ATTR_P,
-                ..Segment::real_mode(0)
-            },
-            tr: Segment {
-                attrs: 0x8B | Segment::ATTR_P,
-                ..Segment::real_mode(0)
-            },
-            gdtr: TableReg {
-                base: 0,
-                limit: 0xFFFF,
-            },
-            idtr: TableReg {
-                base: 0,
-                limit: 0xFFFF,
-            },
+            ldtr: Segment { attrs: 0x82 | Segment::ATTR_P, ..Segment::real_mode(0) },
+            tr: Segment { attrs: 0x8B | Segment::ATTR_P, ..Segment::real_mode(0) },
+            gdtr: TableReg { base: 0, limit: 0xFFFF },
+            idtr: TableReg { base: 0, limit: 0xFFFF },
             // ET is hard-wired; EM is set because bt86 has no x87 yet, so ESC opcodes raise
             // #NM as they would on a P6 whose firmware found no FPU.
             cr: [cr0::ET | cr0::EM | cr0::CD | cr0::NW, 0, 0, 0, 0],

@@ -64,10 +64,7 @@ fn word_access_at_offset_ffff_faults_gp_or_ss_by_segment() {
     assert_eq!(taken(&mut cpu), (13, 0x0100, 0));
     let mut cpu = machine();
     // mov bp, 0xFFFF; mov ax, [bp] → #SS (vector 12), saved IP at the MOV AX.
-    assert_eq!(
-        run(&mut cpu, &[0xBD, 0xFF, 0xFF, 0x8B, 0x46, 0x00]),
-        StepResult::Halted
-    );
+    assert_eq!(run(&mut cpu, &[0xBD, 0xFF, 0xFF, 0x8B, 0x46, 0x00]), StepResult::Halted);
     assert_eq!(taken(&mut cpu), (12, 0x0100, 3));
 }
 
@@ -203,4 +200,22 @@ fn cpuid_reports_a_p6_family_with_what_is_implemented() {
     assert_ne!(edx & (1 << 15), 0, "cmov");
     assert_ne!(edx & (1 << 8), 0, "cx8");
     assert_eq!(edx & 1, 0, "no fpu yet");
+}
+
+#[test]
+fn decode_cache_serves_loops_and_notices_self_modifying_code() {
+    let mut cpu = machine();
+    // mov cx, 100; l: inc ax; loop l; hlt
+    assert_eq!(run(&mut cpu, &[0xB9, 100, 0, 0x40, 0xE2, 0xFD, 0xF4]), StepResult::Halted);
+    assert_eq!(cpu.state.regs[gpr::EAX] & 0xFFFF, 100);
+    assert!(cpu.stats.decode_cache_hits >= 190, "hits: {}", cpu.stats.decode_cache_hits);
+
+    // The loop rewrites its own `inc ax` into `dec ax` (48) on the first pass:
+    // mov cx, 3; l: inc ax; mov byte [cs:0x1003], 0x48; loop l; hlt   (code at 0100:0000)
+    let mut cpu = machine();
+    cpu.set_real_cs_ip(0x0100, 0);
+    let code = [0xB9, 3, 0, 0x40, 0x2E, 0xC6, 0x06, 0x03, 0x00, 0x48, 0xE2, 0xF7, 0xF4];
+    assert_eq!(run(&mut cpu, &code), StepResult::Halted);
+    // inc once, then dec twice: 1 - 2 = -1
+    assert_eq!(cpu.state.regs[gpr::EAX] & 0xFFFF, 0xFFFF);
 }

@@ -116,15 +116,8 @@ fn a_million_random_byte_sequences_cannot_crash_the_interpreter() {
         }
     }
     assert_eq!(cpu.mem.size() as u64, RAM);
-    assert_eq!(
-        cpu.mem.read_u32(RAM as u32),
-        0xFFFF_FFFF,
-        "beyond RAM must stay open bus"
-    );
+    assert_eq!(cpu.mem.read_u32(RAM as u32), 0xFFFF_FFFF, "beyond RAM must stay open bus");
     // The run must have exercised every outcome, or it tested nothing interesting.
-    assert!(
-        outcomes.iter().all(|&n| n > 0),
-        "outcomes retired/halted/shutdown: {outcomes:?}"
-    );
+    assert!(outcomes.iter().all(|&n| n > 0), "outcomes retired/halted/shutdown: {outcomes:?}");
     assert!(ports.accesses > 0);
 }

@@ -34,17 +34,9 @@ fn binop(cpu: &mut Cpu, i: &Instruction, op: Op) -> Res {
     let src = read(cpu, i, 1)? & m;
     let (kind, res) = match op {
         Op::Add => (FlagOp::Add, dst.wrapping_add(src)),
-        Op::Adc => (
-            FlagOp::Add,
-            dst.wrapping_add(src)
-                .wrapping_add(u32::from(cpu.state.cf())),
-        ),
+        Op::Adc => (FlagOp::Add, dst.wrapping_add(src).wrapping_add(u32::from(cpu.state.cf()))),
         Op::Sub | Op::Cmp => (FlagOp::Sub, dst.wrapping_sub(src)),
-        Op::Sbb => (
-            FlagOp::Sub,
-            dst.wrapping_sub(src)
-                .wrapping_sub(u32::from(cpu.state.cf())),
-        ),
+        Op::Sbb => (FlagOp::Sub, dst.wrapping_sub(src).wrapping_sub(u32::from(cpu.state.cf()))),
         Op::And | Op::Test => (FlagOp::Logic, dst & src),
         Op::Or => (FlagOp::Logic, dst | src),
         Op::Xor => (FlagOp::Logic, dst ^ src),
@@ -161,11 +153,7 @@ pub fn cmpxchg8b(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     cpu.check_write(seg, off.wrapping_add(4), Size::D)?;
     let r = &cpu.state.regs;
     let equal = lo == r[gpr::EAX] && hi == r[gpr::EDX];
-    let (new_lo, new_hi) = if equal {
-        (r[gpr::EBX], r[gpr::ECX])
-    } else {
-        (lo, hi)
-    };
+    let (new_lo, new_hi) = if equal { (r[gpr::EBX], r[gpr::ECX]) } else { (lo, hi) };
     cpu.write(seg, off, Size::D, new_lo)?;
     cpu.write(seg, off.wrapping_add(4), Size::D, new_hi)?;
     let mut f = cpu.state.eflags();

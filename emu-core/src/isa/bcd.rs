@@ -24,21 +24,13 @@ pub fn daa_das(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     let mut cf = false;
     let mut af = false;
     if (al & 0x0F) > 9 || f & fl::AF != 0 {
-        let (v, carry) = if sub {
-            al.overflowing_sub(6)
-        } else {
-            al.overflowing_add(6)
-        };
+        let (v, carry) = if sub { al.overflowing_sub(6) } else { al.overflowing_add(6) };
         al = v;
         cf = old_cf || carry;
         af = true;
     }
     if old_al > 0x99 || old_cf {
-        al = if sub {
-            al.wrapping_sub(0x60)
-        } else {
-            al.wrapping_add(0x60)
-        };
+        al = if sub { al.wrapping_sub(0x60) } else { al.wrapping_add(0x60) };
         cf = true;
     } else if !sub {
         cf = false;
@@ -52,11 +44,7 @@ pub fn daa_das(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
         nf |= fl::AF;
     }
     // OF: the signed overflow of the combined correction.
-    let of = if sub {
-        (old_al & !al) & 0x80 != 0
-    } else {
-        (!old_al & al) & 0x80 != 0
-    };
+    let of = if sub { (old_al & !al) & 0x80 != 0 } else { (!old_al & al) & 0x80 != 0 };
     if of {
         nf |= fl::OF;
     }
@@ -97,8 +85,7 @@ pub fn aam(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     }
     let al = cpu.state.reg8(0);
     let (q, r) = (al / base, al % base);
-    cpu.state
-        .set_reg16(gpr::EAX, (u16::from(q) << 8) | u16::from(r));
+    cpu.state.set_reg16(gpr::EAX, (u16::from(q) << 8) | u16::from(r));
     cpu.state.set_arith(szp(u32::from(r), Size::B));
     Ok(())
 }

@@ -79,11 +79,7 @@ pub fn jmp_far(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 
 /// JMP m16:16/m16:32.
 pub fn jmp_far_indirect(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
-    let size = if i.code() == Code::Jmp_m1632 {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if i.code() == Code::Jmp_m1632 { Size::D } else { Size::W };
     let (sel, off) = read_far_ptr(cpu, i, size)?;
     far_go(cpu, sel, off)
 }
@@ -168,10 +164,8 @@ fn call_far(cpu: &mut Cpu, size: Size, selector: u16, offset: u32) -> Res {
     let old_esp = cpu.state.regs[gpr::ESP];
     let cs = u32::from(cpu.state.seg(SegReg::Cs).selector);
     let ret = cpu.state.eip;
-    let r = cpu
-        .push(size, cs)
-        .and_then(|()| cpu.push(size, ret))
-        .and_then(|()| far_go(cpu, selector, offset));
+    let r =
+        cpu.push(size, cs).and_then(|()| cpu.push(size, ret)).and_then(|()| far_go(cpu, selector, offset));
     if r.is_err() {
         cpu.state.regs[gpr::ESP] = old_esp;
     }
@@ -180,59 +174,35 @@ fn call_far(cpu: &mut Cpu, size: Size, selector: u16, offset: u32) -> Res {
 
 /// CALL ptr16:16/ptr16:32.
 pub fn call_far_direct(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
-    let size = if i.code() == Code::Call_ptr1632 {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if i.code() == Code::Call_ptr1632 { Size::D } else { Size::W };
     call_far(cpu, size, i.far_branch_selector(), i.far_branch32())
 }
 
 /// CALL m16:16/m16:32.
 pub fn call_far_indirect(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
-    let size = if i.code() == Code::Call_m1632 {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if i.code() == Code::Call_m1632 { Size::D } else { Size::W };
     let (sel, off) = read_far_ptr(cpu, i, size)?;
     call_far(cpu, size, sel, off)
 }
 
 /// RET and RET imm16 (near).
 pub fn ret_near(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
-    let size = if matches!(i.code(), Code::Retnd | Code::Retnd_imm16) {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if matches!(i.code(), Code::Retnd | Code::Retnd_imm16) { Size::D } else { Size::W };
     let target = cpu.peek(0, size)?;
     go(cpu, target)?;
-    let extra = if i.op_count() > 0 {
-        u32::from(i.immediate16())
-    } else {
-        0
-    };
+    let extra = if i.op_count() > 0 { u32::from(i.immediate16()) } else { 0 };
     cpu.set_sp(cpu.sp_plus((size.bytes() as u32 + extra) as i32));
     Ok(())
 }
 
 /// RETF and RETF imm16 (same privilege).
 pub fn ret_far(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
-    let size = if matches!(i.code(), Code::Retfd | Code::Retfd_imm16) {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if matches!(i.code(), Code::Retfd | Code::Retfd_imm16) { Size::D } else { Size::W };
     let n = size.bytes() as u32;
     let offset = cpu.peek(0, size)?;
     let sel = cpu.peek(n, size)? as u16;
     far_go(cpu, sel, offset)?;
-    let extra = if i.op_count() > 0 {
-        u32::from(i.immediate16())
-    } else {
-        0
-    };
+    let extra = if i.op_count() > 0 { u32::from(i.immediate16()) } else { 0 };
     cpu.set_sp(cpu.sp_plus((2 * n + extra) as i32));
     Ok(())
 }
@@ -267,11 +237,7 @@ pub fn iret(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     if cpu.state.v86() && (cpu.state.eflags & fl::IOPL) != fl::IOPL {
         return Err(Exception::GeneralProtection(0));
     }
-    let size = if i.code() == Code::Iretd {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if i.code() == Code::Iretd { Size::D } else { Size::W };
     let n = size.bytes() as u32;
     let offset = cpu.peek(0, size)?;
     let sel = cpu.peek(n, size)? as u16;
@@ -282,11 +248,7 @@ pub fn iret(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
         popf_value(cpu, flags, size)
     } else {
         // Real mode: every flag the operand size covers, except VM/VIP/VIF (SDM IRET).
-        let keep = if size == Size::W {
-            !0xFFFF
-        } else {
-            fl::VM | fl::VIP | fl::VIF
-        };
+        let keep = if size == Size::W { !0xFFFF } else { fl::VM | fl::VIP | fl::VIF };
         (cpu.state.eflags() & keep) | (flags & !keep)
     };
     cpu.state.set_eflags(f);

@@ -130,10 +130,7 @@ const fn build(rows: &[Row]) -> [Option<InsnInfo>; CODE_COUNT] {
         let mut c = 0;
         while c < rows[r].codes.len() {
             let code = rows[r].codes[c] as usize;
-            assert!(
-                table[code].is_none(),
-                "a Code appears twice in the instruction table"
-            );
+            assert!(table[code].is_none(), "a Code appears twice in the instruction table");
             table[code] = Some(rows[r].info);
             c += 1;
         }
@@ -381,10 +378,7 @@ mod tests {
         // The table holds 16/32-bit forms only: none of them may be a 64-bit-only Code.
         for (code, _) in implemented() {
             let info = code.op_code();
-            assert!(
-                info.mode16() || info.mode32(),
-                "{code:?} is not a 16/32-bit instruction"
-            );
+            assert!(info.mode16() || info.mode32(), "{code:?} is not a 16/32-bit instruction");
         }
     }
 
@@ -410,13 +404,7 @@ mod tests {
             let info = lookup(code).unwrap_or_else(|| panic!("{code:?} missing"));
             assert!(info.class.critical(), "{code:?} should be critical");
         }
-        assert_eq!(
-            lookup(Code::Hlt).map(|i| i.class),
-            Some(PgClass::Privileged)
-        );
-        assert_eq!(
-            lookup(Code::Add_rm8_r8).map(|i| i.class),
-            Some(PgClass::Innocuous)
-        );
+        assert_eq!(lookup(Code::Hlt).map(|i| i.class), Some(PgClass::Privileged));
+        assert_eq!(lookup(Code::Add_rm8_r8).map(|i| i.class), Some(PgClass::Innocuous));
     }
 }

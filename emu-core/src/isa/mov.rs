@@ -131,10 +131,7 @@ pub fn load_far_pointer(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) ->
 /// XLAT: AL = [seg:(E)BX + zero-extended AL].
 pub fn xlat(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     let a32 = i.memory_base() == Register::EBX;
-    let off = operand::mask_addr(
-        cpu.state.regs[gpr::EBX].wrapping_add(u32::from(cpu.state.reg8(0))),
-        a32,
-    );
+    let off = operand::mask_addr(cpu.state.regs[gpr::EBX].wrapping_add(u32::from(cpu.state.reg8(0))), a32);
     let v = cpu.read(mem_seg(i), off, Size::B)?;
     cpu.state.set_reg8(0, v as u8);
     Ok(())
@@ -156,18 +153,10 @@ pub fn cbw(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 pub fn cwd(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     let s = &mut cpu.state;
     if i.code() == iced_x86::Code::Cwd {
-        let hi = if s.regs[gpr::EAX] & 0x8000 != 0 {
-            0xFFFF
-        } else {
-            0
-        };
+        let hi = if s.regs[gpr::EAX] & 0x8000 != 0 { 0xFFFF } else { 0 };
         s.set_reg16(gpr::EDX, hi);
     } else {
-        s.regs[gpr::EDX] = if s.regs[gpr::EAX] & 0x8000_0000 != 0 {
-            u32::MAX
-        } else {
-            0
-        };
+        s.regs[gpr::EDX] = if s.regs[gpr::EAX] & 0x8000_0000 != 0 { u32::MAX } else { 0 };
     }
     Ok(())
 }
@@ -211,8 +200,7 @@ pub fn lahf(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
 pub fn sahf(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
     let ah = u32::from(cpu.state.reg8(4));
     let keep = cpu.state.eflags() & fl::OF;
-    cpu.state
-        .set_arith(keep | (ah & (fl::SF | fl::ZF | fl::AF | fl::PF | fl::CF)));
+    cpu.state.set_arith(keep | (ah & (fl::SF | fl::ZF | fl::AF | fl::PF | fl::CF)));
     Ok(())
 }
 

@@ -64,22 +64,14 @@ pub fn shift(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     match i.mnemonic() {
         Mnemonic::Rol => {
             let c = cnt % bits;
-            let res = if c == 0 {
-                dst
-            } else {
-                ((dst << c) | (dst >> (bits - c))) & m
-            };
+            let res = if c == 0 { dst } else { ((dst << c) | (dst >> (bits - c))) & m };
             write(cpu, i, 0, res)?;
             let cf = res & 1 != 0;
             set_cf_of(cpu, cf, msb(res, size) ^ cf);
         }
         Mnemonic::Ror => {
             let c = cnt % bits;
-            let res = if c == 0 {
-                dst
-            } else {
-                ((dst >> c) | (dst << (bits - c))) & m
-            };
+            let res = if c == 0 { dst } else { ((dst >> c) | (dst << (bits - c))) & m };
             write(cpu, i, 0, res)?;
             let cf = msb(res, size);
             set_cf_of(cpu, cf, top2_differ(res, size));
@@ -163,10 +155,7 @@ pub fn double_shift(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res
     } else if left {
         // dst:src:dst, 48 bits; the result is the top 16 after the shift.
         let wide = (u64::from(dst) << 32) | (u64::from(src) << 16) | u64::from(dst);
-        (
-            ((wide << cnt) >> 32) as u32 & m,
-            (wide >> (48 - cnt)) & 1 != 0,
-        )
+        (((wide << cnt) >> 32) as u32 & m, (wide >> (48 - cnt)) & 1 != 0)
     } else {
         let wide = (u64::from(dst) << 32) | (u64::from(src) << 16) | u64::from(dst);
         ((wide >> cnt) as u32 & m, (wide >> (cnt - 1)) & 1 != 0)

@@ -31,12 +31,7 @@ pub fn push_sreg(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     let sel = u32::from(cpu.state.seg(sreg(i.op0_register())).selector);
     let size = if matches!(
         i.code(),
-        Code::Pushd_ES
-            | Code::Pushd_CS
-            | Code::Pushd_SS
-            | Code::Pushd_DS
-            | Code::Pushd_FS
-            | Code::Pushd_GS
+        Code::Pushd_ES | Code::Pushd_CS | Code::Pushd_SS | Code::Pushd_DS | Code::Pushd_FS | Code::Pushd_GS
     ) {
         Size::D
     } else {
@@ -88,11 +83,7 @@ pub fn pop_sreg(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 
 /// PUSHA/PUSHAD: AX CX DX BX (original) SP BP SI DI.
 pub fn pusha(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
-    let size = if i.code() == Code::Pushad {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if i.code() == Code::Pushad { Size::D } else { Size::W };
     let old = cpu.state.regs[gpr::ESP];
     let regs = cpu.state.regs;
     for v in regs {
@@ -106,11 +97,7 @@ pub fn pusha(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 
 /// POPA/POPAD: DI SI BP (skip SP) BX DX CX AX.
 pub fn popa(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
-    let size = if i.code() == Code::Popad {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if i.code() == Code::Popad { Size::D } else { Size::W };
     let n = size.bytes() as u32;
     let mut vals = [0u32; 8];
     for (k, v) in vals.iter_mut().enumerate() {
@@ -169,11 +156,7 @@ pub fn popf(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     if cpu.state.v86() && (cpu.state.eflags & fl::IOPL) != fl::IOPL {
         return Err(Exception::GeneralProtection(0));
     }
-    let size = if i.code() == Code::Popfd {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if i.code() == Code::Popfd { Size::D } else { Size::W };
     let v = cpu.pop(size)?;
     let f = popf_value(cpu, v, size);
     cpu.state.set_eflags(f);
@@ -182,11 +165,7 @@ pub fn popf(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 
 /// ENTER imm16, imm8: builds a stack frame with `level % 32` saved frame pointers.
 pub fn enter(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
-    let size = if i.code() == Code::Enterd_imm16_imm8 {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if i.code() == Code::Enterd_imm16_imm8 { Size::D } else { Size::W };
     let n = size.bytes() as u32;
     let alloc = u32::from(i.immediate16());
     let level = u32::from(i.immediate8_2nd()) % 32;
@@ -228,11 +207,7 @@ pub fn enter(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 
 /// LEAVE: (E)SP = (E)BP, then pop (E)BP.
 pub fn leave(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
-    let size = if i.code() == Code::Leaved {
-        Size::D
-    } else {
-        Size::W
-    };
+    let size = if i.code() == Code::Leaved { Size::D } else { Size::W };
     let old = cpu.state.regs[gpr::ESP];
     let bp = cpu.state.regs[gpr::EBP];
     cpu.set_sp(bp);

@@ -79,11 +79,7 @@ pub fn string(cpu: &mut Cpu, io: &mut dyn PortIo, i: &Instruction) -> Res {
         Rep::None
     };
     let n = size.bytes() as u32;
-    let delta = if cpu.state.eflags & fl::DF != 0 {
-        n.wrapping_neg()
-    } else {
-        n
-    };
+    let delta = if cpu.state.eflags & fl::DF != 0 { n.wrapping_neg() } else { n };
     let src_seg = mem_seg(i);
     let port = cpu.state.regs[gpr::EDX] as u16;
     if matches!(
