@@ -190,6 +190,16 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Percentage of compared (not skipped) tests that passed; 0 when none were compared.
+    pub fn pass_rate(&self) -> f64 {
+        let compared = self.passed + self.failed;
+        if compared == 0 {
+            0.0
+        } else {
+            self.passed as f64 * 100.0 / compared as f64
+        }
+    }
+
     /// The closing line, exactly as the issue specifies it.
     pub fn line(&self) -> String {
         format!("sst: {} passed, {} failed, {} skipped", self.passed, self.failed, self.skipped)
