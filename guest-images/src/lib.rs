@@ -1,4 +1,25 @@
 //! Guest programs for bt86, assembled in Rust with iced-x86's `code_asm`.
+//!
+//! Every program is a flat real-mode image that starts with a boot sector (see [`boot_disk`]),
+//! so the very same bytes run when bt86 loads the image at 0x7C00 and when a PC BIOS boots it
+//! from a floppy under QEMU. They talk to the outside only through the debug console (port
+//! 0xE9) and isa-debug-exit (port 0xF4).
+//!
+//! - [`demo`]: the guest `bt86` boots with no arguments (primes below 1000, then HLT).
+//! - [`bench_loop`]: a CRC-32 / FNV-1 compute loop for the interpreter benchmark.
+//! - [`self_tests`]: self-checking programs that print TAP-style `ok N - …` lines and exit
+//!   through isa-debug-exit with 0 when every check passed (exit status 1), 1 otherwise (3).
+
+mod asm;
+mod bench;
+mod boot;
+mod demo;
+mod selftest;
+
+pub use bench::{bench_loop, bench_loop_instructions};
+pub use boot::{boot_disk, FLOPPY_SECTORS, SECTOR};
+pub use demo::demo;
+pub use selftest::self_tests;
 
 /// A flat real-mode program: its bytes, where they go in guest-physical memory, and where
 /// execution starts. DS and ES start equal to CS; SS:SP as given.
