@@ -214,6 +214,8 @@ fn run_qemu(qemu: &Path, image: &Image, stop_at: Option<&str>) -> QemuRun {
     };
     let _ = reader.join();
     let _ = std::fs::remove_file(&disk);
+    // Fails while other runs still have their disks there; the last one removes it.
+    let _ = std::fs::remove_dir(&dir);
     let output = String::from_utf8_lossy(&output.lock().expect("output lock")).into_owned();
     QemuRun { status, timed_out, output }
 }

@@ -40,6 +40,9 @@ fn push_pop(p: &mut Program) -> Asm {
     p.check(si, 2, "push imm16 takes 2 bytes")?;
     p.a.pop(cx)?;
     p.check(cx, 0x1234, "pop what push imm16 stored")?;
+    p.a.push(-2)?;
+    p.a.pop(cx)?;
+    p.check(cx, 0xFFFE, "push imm8 sign-extends")?;
 
     p.a.mov(esi, 0x89AB_CDEFu32)?;
     p.a.push(esi)?;
@@ -339,11 +342,17 @@ fn loops(p: &mut Program) -> Asm {
     p.a.mov(si, 0)?;
     p.bind(&mut taken1)?;
     p.check(si, 1, "jcxz looks at cx only")?;
+    // JECXZ as 16-bit code spells it, 67 E3 rel8, skipping the 3-byte MOV SI, imm16 when taken.
+    p.a.mov(si, 0)?;
+    p.a.db(&[0x67, 0xE3, 0x03])?;
+    p.a.mov(si, 2)?;
+    p.check(si, 2, "jecxz (67 e3) looks at all of ecx")?;
+    // iced's `jecxz` adds an operand-size prefix (66 67 E3): the same test with a 32-bit IP.
     p.a.mov(si, 0)?;
     p.a.jecxz(taken2)?;
     p.a.mov(si, 2)?;
     p.bind(&mut taken2)?;
-    p.check(si, 2, "jecxz looks at all of ecx")
+    p.check(si, 2, "o32 jecxz (66 67 e3) looks at all of ecx")
 }
 
 fn flags_register(p: &mut Program) -> Asm {
