@@ -201,9 +201,8 @@ fn run_qemu(qemu: &Path, image: &Image, stop_at: Option<&str>) -> QemuRun {
         if let Some(status) = child.try_wait().expect("wait for qemu") {
             break status.code();
         }
-        let seen = stop_at.is_some_and(|s| {
-            String::from_utf8_lossy(&output.lock().expect("output lock")).contains(s)
-        });
+        let seen = stop_at
+            .is_some_and(|s| String::from_utf8_lossy(&output.lock().expect("output lock")).contains(s));
         timed_out = start.elapsed() > QEMU_TIMEOUT;
         if seen || timed_out {
             let _ = child.kill();
@@ -275,10 +274,8 @@ fn self_tests_pass_in_qemu() {
     let Some(qemu) = qemu() else { return };
     let images = guest_images::self_tests();
     let failures: Vec<String> = std::thread::scope(|scope| {
-        let runs: Vec<_> = images
-            .iter()
-            .map(|image| (image.name, scope.spawn(|| run_qemu(&qemu, image, None))))
-            .collect();
+        let runs: Vec<_> =
+            images.iter().map(|image| (image.name, scope.spawn(|| run_qemu(&qemu, image, None)))).collect();
         runs.into_iter()
             .filter_map(|(name, run)| {
                 let run = run.join().expect("qemu runner thread");
@@ -306,5 +303,9 @@ fn demo_boots_in_qemu() {
     let run = run_qemu(&qemu, &guest_images::demo(), Some(done));
     assert!(run.output.contains(done), "status {:?}, output:\n{}", run.status, run.output);
     let (_, bt86_output) = run_bt86(&guest_images::demo(), STEP_LIMIT);
-    assert!(run.output.ends_with(&bt86_output), "QEMU printed:\n{}\nbt86 printed:\n{bt86_output}", run.output);
+    assert!(
+        run.output.ends_with(&bt86_output),
+        "QEMU printed:\n{}\nbt86 printed:\n{bt86_output}",
+        run.output
+    );
 }

@@ -8,9 +8,11 @@
 //! - Library routines reach their own variables and inline strings through CS overrides, so a
 //!   test may change DS or ES between checks; it must keep SS:SP valid.
 //! - Strings are stored inline, right after the `call` that prints or names them; the callee
-//!   reads them through its return address and returns past the terminating NUL. iced's
-//!   `code_asm` has no 16-bit label-address operands, and this keeps every string next to the
-//!   code that uses it.
+//!   reads them through its return address and returns past the terminating NUL, so every
+//!   string sits next to the code that uses it and needs no address.
+//! - iced's `code_asm` has no label-address operands in 16-bit code, so where a program needs
+//!   the address of a label (an interrupt handler, an indirect jump target) it is assembled
+//!   twice: see [`build_image`] and [`Program::addr`].
 //! - Output goes to the debug console (port 0xE9); self-tests end by writing 0 (all passed)
 //!   or 1 (some failed) to isa-debug-exit (port 0xF4), then halt in case no such device exists.
 
@@ -246,7 +248,8 @@ impl Program {
         self.a.create_label()
     }
 
-    /// Binds `label` to the next instruction (shorthand).
+    /// Binds `label` to the next instruction. Labels passed to [`Program::addr`] must be bound
+    /// here rather than with `a.set_label`.
     pub fn bind(&mut self, label: &mut CodeLabel) -> Asm {
         self.a.set_label(label)?;
         self.bound.insert(*label, *label);

@@ -33,7 +33,7 @@ fn body(p: &mut Program) -> Asm {
     emit_trial_division(p, trial_division)
 }
 
-/// Fills the sieve: SIEVE[n] = 1 if n is prime, for n < LIMIT.
+/// Fills the sieve: `SIEVE[n]` = 1 if n is prime, for n < LIMIT.
 fn sieve(p: &mut Program) -> Asm {
     let mut outer = p.label();
     let mut mark = p.label();

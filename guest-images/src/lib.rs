@@ -5,7 +5,7 @@
 //! from a floppy under QEMU. They talk to the outside only through the debug console (port
 //! 0xE9) and isa-debug-exit (port 0xF4).
 //!
-//! - [`demo`]: the guest `bt86` boots with no arguments (primes below 1000, then HLT).
+//! - [`demo()`]: the guest `bt86` boots with no arguments (primes below 1000, then HLT).
 //! - [`bench_loop`]: a CRC-32 / FNV-1 compute loop for the interpreter benchmark.
 //! - [`self_tests`]: self-checking programs that print TAP-style `ok N - …` lines and exit
 //!   through isa-debug-exit with 0 when every check passed (exit status 1), 1 otherwise (3).
