@@ -92,8 +92,7 @@ fn p6_difference(bytes: &[u8], silicon: Silicon) -> Option<&'static str> {
         return Some(EXCLUDE_286_LENGTH);
     }
     let fs_gs = |r: Register| matches!(r, Register::FS | Register::GS);
-    let uses = (0..strict.op_count()).any(|n| fs_gs(strict.op_register(n)))
-        || fs_gs(strict.segment_prefix());
+    let uses = (0..strict.op_count()).any(|n| fs_gs(strict.op_register(n))) || fs_gs(strict.segment_prefix());
     uses.then_some(EXCLUDE_286_FS_GS)
 }
 
@@ -191,6 +190,7 @@ pub struct Summary {
 
 impl Summary {
     /// Percentage of compared (not skipped) tests that passed; 0 when none were compared.
+    #[expect(clippy::cast_precision_loss, reason = "a percentage needs no more than 52 bits of precision")]
     pub fn pass_rate(&self) -> f64 {
         let compared = self.passed + self.failed;
         if compared == 0 {
@@ -277,7 +277,10 @@ pub fn run_dir(dir: &Path, out: &mut dyn Write, verbose: bool) -> Result<Summary
                 let revoked = &revoked;
                 s.spawn(move || -> Result<Vec<(usize, FileReport)>, SstError> {
                     let mut cpu = Cpu::new(16 << 20)?;
-                    Ok(chunk.iter().map(|(i, p)| (*i, run_file(&mut cpu, p, meta, revoked, verbose))).collect())
+                    Ok(chunk
+                        .iter()
+                        .map(|(i, p)| (*i, run_file(&mut cpu, p, meta, revoked, verbose)))
+                        .collect())
                 })
             })
             .collect();
@@ -528,7 +531,7 @@ fn run_test(cpu: &mut Cpu, t: &Test, silicon: Silicon, flags_mask: Option<u32>, 
         reset_ram(cpu, &expected);
         return Outcome::Excluded(EXCLUDE_286_SS_OVERRUN);
     }
-    if silicon == Silicon::I286 && want == Some(13) && got == want && t.bytes.iter().any(|&b| b == 0x8F) {
+    if silicon == Silicon::I286 && want == Some(13) && got == want && t.bytes.contains(&0x8F) {
         let i = iced_x86::Decoder::new(16, &t.bytes, iced_x86::DecoderOptions::NONE).decode();
         if i.code() == iced_x86::Code::Pop_rm16 && i.op0_kind() == iced_x86::OpKind::Memory {
             reset_ram(cpu, &expected);
@@ -551,9 +554,8 @@ fn run_test(cpu: &mut Cpu, t: &Test, silicon: Silicon, flags_mask: Option<u32>, 
         }
     };
     let reg_mask = if wide { u32::MAX } else { 0xFFFF };
-    let string_fault = silicon == Silicon::I286
-        && matches!(want, Some(12 | 13))
-        && is_string_instruction(&t.bytes);
+    let string_fault =
+        silicon == Silicon::I286 && matches!(want, Some(12 | 13)) && is_string_instruction(&t.bytes);
     for (name, n) in gprs {
         if string_fault && MASK_286_STRING_FAULT.contains(name) {
             continue;
