@@ -14,6 +14,16 @@ use crate::cpu::Cpu;
 use crate::io::PortIo;
 use crate::state::fl;
 
+/// The value after BTS/BTR/BTC sets, clears or flips `bit` (BT leaves it).
+fn modify(op: Mnemonic, v: u32, bit: u32) -> u32 {
+    match op {
+        Mnemonic::Bts => v | (1 << bit),
+        Mnemonic::Btr => v & !(1 << bit),
+        Mnemonic::Btc => v ^ (1 << bit),
+        _ => v,
+    }
+}
+
 /// BT, BTS, BTR, BTC.
 pub fn bt(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     let size = operand::osize(i);
@@ -30,12 +40,7 @@ pub fn bt(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
         }
         let seg = mem_seg(i);
         let v = cpu.read(seg, off, size)?;
-        let new = match op {
-            Mnemonic::Bts => v | (1 << bit),
-            Mnemonic::Btr => v & !(1 << bit),
-            Mnemonic::Btc => v ^ (1 << bit),
-            _ => v,
-        };
+        let new = modify(op, v, bit);
         if op != Mnemonic::Bt {
             cpu.write(seg, off, size, new)?;
         }
@@ -43,12 +48,7 @@ pub fn bt(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     } else {
         let bit = offset & (bits - 1);
         let v = read(cpu, i, 0)?;
-        let new = match op {
-            Mnemonic::Bts => v | (1 << bit),
-            Mnemonic::Btr => v & !(1 << bit),
-            Mnemonic::Btc => v ^ (1 << bit),
-            _ => v,
-        };
+        let new = modify(op, v, bit);
         if op != Mnemonic::Bt {
             write(cpu, i, 0, new)?;
         }

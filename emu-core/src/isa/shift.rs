@@ -22,6 +22,15 @@ fn msb(v: u32, size: Size) -> bool {
     v & size.sign() != 0
 }
 
+/// Rotations through CF turn over every `bits + 1` positions (SDM RCL/RCR "tempCOUNT").
+fn through_carry_count(cnt: u32, size: Size) -> u32 {
+    match size {
+        Size::B => cnt % 9,
+        Size::W => cnt % 17,
+        Size::D => cnt,
+    }
+}
+
 /// The two most significant bits of `v` differ (OF of a right shift or rotate).
 fn top2_differ(v: u32, size: Size) -> bool {
     msb(v, size) != (v & (size.sign() >> 1) != 0)
@@ -77,11 +86,7 @@ pub fn shift(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
             set_cf_of(cpu, cf, top2_differ(res, size));
         }
         Mnemonic::Rcl => {
-            let c = match size {
-                Size::B => cnt % 9,
-                Size::W => cnt % 17,
-                Size::D => cnt,
-            };
+            let c = through_carry_count(cnt, size);
             let mut cf = cpu.state.cf();
             let mut v = dst;
             for _ in 0..c {
@@ -93,11 +98,7 @@ pub fn shift(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
             set_cf_of(cpu, cf, msb(v, size) ^ cf);
         }
         Mnemonic::Rcr => {
-            let c = match size {
-                Size::B => cnt % 9,
-                Size::W => cnt % 17,
-                Size::D => cnt,
-            };
+            let c = through_carry_count(cnt, size);
             let mut cf = cpu.state.cf();
             let mut v = dst;
             for _ in 0..c {
