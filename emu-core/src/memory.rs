@@ -8,8 +8,25 @@
 //! RAM lives in a memfd rather than an anonymous mapping so that the same pages can later be
 //! mapped a second time at guest-linear addresses (true shadow page tables); see DESIGN.md.
 //!
-//! Physical accesses outside RAM behave like an unterminated ISA bus on a PC: reads return all
-//! ones and writes are dropped. (ROM and MMIO windows are added with the platform.)
+//! Physical accesses outside RAM and ROM behave like an unterminated ISA bus on a PC: reads
+//! return all ones and writes are dropped. (MMIO windows are added with the platform.)
+//!
+//! ROM ([`GuestMemory::map_rom`]): read-only regions of the physical map, such as a PC BIOS,
+//! which is visible both just below 4 GiB and (its last 128 KiB) just below 1 MiB. A ROM region
+//! costs RAM accesses almost nothing:
+//!
+//! - the part of a region that falls inside RAM is copied into RAM, and writes to it are
+//!   dropped. Reads are RAM reads, unchanged. Writes pay one compare: every write whose first
+//!   byte lies in `guard` (the span from 3 bytes below the lowest in-RAM ROM byte to the end of
+//!   the highest) leaves the fast path and is done byte by byte, each byte checked against the
+//!   exact ROM ranges;
+//! - the part beyond RAM (the high BIOS copy) is a separate buffer, consulted only by accesses
+//!   that already missed RAM, i.e. on the open-bus path.
+//!
+//! ROM regions are page-aligned and a whole number of pages, so a page is either all ROM or
+//! all RAM: ROM pages never become dirty (their writes are dropped before any marking), and
+//! [`GuestMemory::zero_dirty`] never touches them. Mapping a ROM bumps the generation of every
+//! code-marked page it overwrites, like any other write.
 //!
 //! Pages written since the last [`GuestMemory::clear_dirty`] are tracked in a bitmap, so a
 //! harness can reset exactly what a test touched.
@@ -27,6 +44,13 @@ use thiserror::Error;
 
 /// Guest page size (4 KiB, SDM Vol. 3A §4.3).
 pub const PAGE_SIZE: usize = 4096;
+
+/// The largest ROM region [`GuestMemory::map_rom`] accepts (16 MiB: larger than any PC flash
+/// part bt86 would model, and small enough to keep host memory use bounded).
+pub const MAX_ROM_SIZE: u64 = 16 << 20;
+
+/// End of the 32-bit physical address space.
+const PHYS_END: u64 = 1 << 32;
 
 /// Host-side failures while setting up guest memory.
 #[derive(Debug, Error)]
@@ -55,6 +79,52 @@ pub enum MemoryError {
         /// RAM size.
         ram: u64,
     },
+    /// A ROM image is empty, larger than [`MAX_ROM_SIZE`], or not a whole number of pages.
+    #[error(
+        "ROM image of {len} bytes: its size must be a non-zero multiple of 4 KiB and at most \
+         16 MiB"
+    )]
+    RomSize {
+        /// The image size.
+        len: u64,
+    },
+    /// A ROM base address that is not page-aligned or that puts the region past 4 GiB.
+    #[error(
+        "ROM of {len} bytes at {base:#x}: the base must be 4 KiB-aligned and the region must \
+         end at or below 4 GiB"
+    )]
+    RomPlacement {
+        /// Requested base address.
+        base: u64,
+        /// Image size.
+        len: u64,
+    },
+    /// Two ROM regions overlap, or an image load would write into a ROM region.
+    #[error("{len} bytes at {base:#x} overlap the ROM at {rom_base:#x}..{rom_end:#x}")]
+    RomOverlap {
+        /// Start of the new region or load.
+        base: u64,
+        /// Its length.
+        len: u64,
+        /// Start of the ROM it overlaps.
+        rom_base: u64,
+        /// End (exclusive) of that ROM.
+        rom_end: u64,
+    },
+}
+
+/// A read-only region of the physical map (see the module header).
+#[derive(Debug)]
+struct Rom {
+    /// First physical address.
+    base: u64,
+    /// One past the last physical address.
+    end: u64,
+    /// The bytes of the region that lie beyond RAM (from `max(base, RAM size)` to `end`);
+    /// empty when the whole region is inside RAM (those bytes live in RAM).
+    beyond_ram: Vec<u8>,
+    /// Physical address of `beyond_ram[0]`.
+    beyond_base: u64,
 }
 
 /// Guest-physical RAM.
@@ -69,6 +139,13 @@ pub struct GuestMemory {
     code: Vec<u64>,
     /// Per page: bumped by the first write after `mark_code`.
     gens: Vec<u32>,
+    /// Writes whose first byte `a` has `a - guard_lo < guard_len` (wrapping) may touch ROM
+    /// inside RAM and take the checked path; `guard_len` is 0 while no ROM is inside RAM.
+    guard_lo: usize,
+    /// See `guard_lo`.
+    guard_len: usize,
+    /// Every ROM region, in mapping order.
+    roms: Vec<Rom>,
 }
 
 impl GuestMemory {
@@ -95,6 +172,9 @@ impl GuestMemory {
             dirty: vec![0; words],
             code: vec![0; words],
             gens: vec![0; pages],
+            guard_lo: 0,
+            guard_len: 0,
+            roms: Vec::new(),
         })
     }
 
@@ -120,6 +200,93 @@ impl GuestMemory {
         }
     }
 
+    /// Makes cached derivations of page `page` stale without marking it dirty (ROM contents
+    /// arriving from the host, not from the guest).
+    fn invalidate_code(&mut self, page: usize) {
+        let (word, bit) = (page / 64, 1u64 << (page % 64));
+        if self.code[word] & bit != 0 {
+            self.code[word] &= !bit;
+            self.gens[page] = self.gens[page].wrapping_add(1);
+        }
+    }
+
+    /// True when a write whose first byte is at RAM offset `a` may touch ROM (one compare).
+    #[inline]
+    fn write_guarded(&self, a: usize) -> bool {
+        a.wrapping_sub(self.guard_lo) < self.guard_len
+    }
+
+    /// Whether physical address `addr` is ROM (reads see the ROM, writes are dropped).
+    pub fn is_rom(&self, addr: u32) -> bool {
+        let a = u64::from(addr);
+        self.roms.iter().any(|r| (r.base..r.end).contains(&a))
+    }
+
+    /// Reads a byte that is not in RAM: ROM beyond RAM, or open bus.
+    #[cold]
+    fn read_beyond_ram(&self, addr: u32) -> u8 {
+        let a = u64::from(addr);
+        for r in &self.roms {
+            if a >= r.beyond_base && a < r.end {
+                return r.beyond_ram[(a - r.beyond_base) as usize];
+            }
+        }
+        0xFF
+    }
+
+    /// Writes one byte at RAM offset `a` unless it is ROM (the slow path of guarded writes).
+    #[cold]
+    fn write_checked(&mut self, a: usize, v: u8) {
+        if !self.is_rom(a as u32) {
+            self.map[a] = v;
+            self.mark(a);
+        }
+    }
+
+    /// Maps `data` read-only at physical address `base` (see the module header). The part
+    /// inside RAM is copied into RAM and write-protected; the part beyond RAM is kept in a
+    /// buffer of its own. Fails if the size is not a non-zero multiple of 4 KiB up to
+    /// [`MAX_ROM_SIZE`], if `base` is not 4 KiB-aligned or the region passes 4 GiB, or if it
+    /// overlaps a ROM mapped before.
+    pub fn map_rom(&mut self, base: u64, data: &[u8]) -> Result<(), MemoryError> {
+        let len = data.len() as u64;
+        let page = PAGE_SIZE as u64;
+        if len == 0 || len % page != 0 || len > MAX_ROM_SIZE {
+            return Err(MemoryError::RomSize { len });
+        }
+        let end = match base.checked_add(len) {
+            Some(end) if base % page == 0 && end <= PHYS_END => end,
+            _ => return Err(MemoryError::RomPlacement { base, len }),
+        };
+        if let Some(r) = self.roms.iter().find(|r| base < r.end && r.base < end) {
+            return Err(MemoryError::RomOverlap { base, len, rom_base: r.base, rom_end: r.end });
+        }
+        let ram = self.size() as u64;
+        // Inside RAM: copy in, then guard the span.
+        if base < ram {
+            let (lo, hi) = (base as usize, end.min(ram) as usize);
+            self.map[lo..hi].copy_from_slice(&data[..hi - lo]);
+            for p in lo / PAGE_SIZE..hi / PAGE_SIZE {
+                self.invalidate_code(p);
+                // Written before it became ROM: no longer the guest's to reset.
+                self.dirty[p / 64] &= !(1 << (p % 64));
+            }
+            let guard_start = lo.saturating_sub(3);
+            let (new_lo, new_hi) = if self.guard_len == 0 {
+                (guard_start, hi)
+            } else {
+                (self.guard_lo.min(guard_start), (self.guard_lo + self.guard_len).max(hi))
+            };
+            self.guard_lo = new_lo;
+            self.guard_len = new_hi - new_lo;
+        }
+        let beyond_base = base.max(ram);
+        let beyond_ram =
+            if end > beyond_base { data[(beyond_base - base) as usize..].to_vec() } else { Vec::new() };
+        self.roms.push(Rom { base, end, beyond_ram, beyond_base });
+        Ok(())
+    }
+
     /// Marks the page holding `addr` as one whose bytes something caches (see the module
     /// header). Outside RAM nothing is cached, so nothing is marked.
     #[inline]
@@ -137,16 +304,25 @@ impl GuestMemory {
         self.gens.get(addr as usize / PAGE_SIZE).copied()
     }
 
-    /// Reads one byte; outside RAM reads 0xFF.
+    /// Reads one byte; outside RAM and ROM reads 0xFF.
     #[inline]
     pub fn read_u8(&self, addr: u32) -> u8 {
-        self.map.get(addr as usize).copied().unwrap_or(0xFF)
+        match self.map.get(addr as usize) {
+            Some(b) => *b,
+            None => self.read_beyond_ram(addr),
+        }
     }
 
-    /// Writes one byte; outside RAM the write is dropped.
+    /// Writes one byte; outside RAM, and to ROM, the write is dropped.
     #[inline]
     pub fn write_u8(&mut self, addr: u32, v: u8) {
         let a = addr as usize;
+        if self.write_guarded(a) {
+            if a < self.size() {
+                self.write_checked(a, v);
+            }
+            return;
+        }
         if let Some(b) = self.map.get_mut(a) {
             *b = v;
             self.mark(a);
@@ -175,7 +351,10 @@ impl GuestMemory {
     fn write_n<const N: usize>(&mut self, addr: u32, v: u32) {
         let a = addr as usize;
         let bytes = v.to_le_bytes();
-        match self.map.get_mut(a..a + N) {
+        // A write that may touch ROM goes byte by byte (the guard starts 3 bytes early, so
+        // one compare on the first byte covers every byte of an up-to-4-byte write).
+        let fast = if self.write_guarded(a) { None } else { self.map.get_mut(a..a + N) };
+        match fast {
             Some(s) => {
                 s.copy_from_slice(&bytes[..N]);
                 self.mark(a);
@@ -215,13 +394,18 @@ impl GuestMemory {
         self.write_n::<4>(addr, v);
     }
 
-    /// Copies an image into RAM (loaders, test harnesses). Fails if it does not fit.
+    /// Copies an image into RAM (loaders, test harnesses). Fails if it does not fit or would
+    /// overwrite ROM.
     pub fn load(&mut self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
         let ram = self.size() as u64;
-        let out_of_range = MemoryError::OutOfRange { addr, len: data.len() as u64, ram };
-        match addr.checked_add(data.len() as u64) {
-            Some(end) if end <= ram => {}
+        let len = data.len() as u64;
+        let out_of_range = MemoryError::OutOfRange { addr, len, ram };
+        let end = match addr.checked_add(len) {
+            Some(end) if end <= ram => end,
             _ => return Err(out_of_range),
+        };
+        if let Some(r) = self.roms.iter().find(|r| addr < r.end && r.base < end) {
+            return Err(MemoryError::RomOverlap { base: addr, len, rom_base: r.base, rom_end: r.end });
         }
         let a = addr as usize;
         self.map[a..a + data.len()].copy_from_slice(data);
@@ -303,6 +487,127 @@ mod tests {
         m.write_u8(0x2FFF, 2); // unmarked by the first write
         assert_eq!(m.page_gen(0x2000), Some(g.wrapping_add(1)));
         assert_eq!(m.page_gen(0x10000), None);
+    }
+
+    /// A ROM image whose every byte tells its offset: byte i = (i ^ i >> 8 ^ i >> 16) as u8.
+    fn rom_bytes(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i ^ (i >> 8) ^ (i >> 16)) as u8).collect()
+    }
+
+    #[test]
+    fn bios_layout_is_readable_at_both_addresses_and_read_only() {
+        let mut m = GuestMemory::new(2 << 20).unwrap();
+        let rom = rom_bytes(256 << 10);
+        m.write_u8(0xF_0000, 0x11); // RAM contents before the ROM arrives are replaced
+        m.map_rom((1 << 32) - rom.len() as u64, &rom).unwrap();
+        let low = &rom[rom.len() - (128 << 10)..];
+        m.map_rom(0x10_0000 - low.len() as u64, low).unwrap();
+        // High copy: the whole image ends at 4 GiB; the reset vector is its last 16 bytes.
+        assert_eq!(m.read_u8(0xFFFC_0000), rom[0]);
+        assert_eq!(
+            m.read_u32(0xFFFF_FFF0),
+            u32::from_le_bytes(rom[rom.len() - 16..][..4].try_into().unwrap())
+        );
+        assert_eq!(m.read_u8(0xFFFF_FFFF), rom[rom.len() - 1]);
+        // Low copy: the last 128 KiB end at 1 MiB.
+        assert_eq!(m.read_u8(0xE_0000), low[0]);
+        assert_eq!(m.read_u16(0xF_FFFE), u16::from_le_bytes([low[low.len() - 2], low[low.len() - 1]]));
+        // Writes to either copy are dropped, including ones that straddle RAM and ROM.
+        m.write_u32(0xF_0000, 0xDEAD_BEEF);
+        m.write_u8(0xE_0000, 0);
+        m.write_u32(0xFFFF_FFF0, 0);
+        assert_eq!(m.read_u8(0xF_0000), low[0x1_0000]);
+        assert_eq!(m.read_u8(0xE_0000), low[0]);
+        assert_eq!(m.read_u8(0xFFFF_FFF0), rom[rom.len() - 16]);
+        m.write_u32(0xD_FFFE, 0xAABB_CCDD);
+        assert_eq!(m.read_u16(0xD_FFFE), 0xCCDD, "the RAM half of a straddling write lands");
+        assert_eq!(m.read_u16(0xE_0000), u16::from_le_bytes([low[0], low[1]]), "the ROM half does not");
+        m.write_u32(0xF_FFFE, 0x1234_5678); // ROM then RAM above 1 MiB
+        assert_eq!(m.read_u16(0x10_0000), 0x1234);
+        assert_eq!(m.read_u16(0xF_FFFE), u16::from_le_bytes([low[low.len() - 2], low[low.len() - 1]]));
+        // Between the copies: RAM up to its end, then open bus up to the high copy.
+        m.write_u8(0x1F_FFFF, 7);
+        assert_eq!(m.read_u8(0x1F_FFFF), 7);
+        assert_eq!(m.read_u32(0x20_0000), 0xFFFF_FFFF);
+        assert_eq!(m.read_u8(0xFFFB_FFFF), 0xFF);
+        assert_eq!(m.read_u32(0xFFFB_FFFE), 0xFFFF | u32::from(u16::from_le_bytes([rom[0], rom[1]])) << 16);
+        assert!(m.is_rom(0xE_0000) && m.is_rom(0xFFFF_FFFF) && !m.is_rom(0xD_FFFF) && !m.is_rom(0x10_0000));
+    }
+
+    #[test]
+    fn rom_pages_are_never_dirty_and_survive_zero_dirty() {
+        let mut m = GuestMemory::new(1 << 20).unwrap();
+        m.write_u8(0xF_8000, 1); // dirty before it becomes ROM
+        let rom = rom_bytes(64 << 10);
+        m.map_rom(0xF_0000, &rom).unwrap();
+        m.write_u8(0xF_0010, 0);
+        m.write_u8(0xE_FFFF, 9);
+        assert_eq!(m.dirty_pages().collect::<Vec<_>>(), vec![0xEF]);
+        m.zero_dirty();
+        assert_eq!(m.read_u8(0xE_FFFF), 0);
+        assert_eq!(m.read_u8(0xF_8000), rom[0x8000]);
+        assert_eq!(m.read_u8(0xF_0010), rom[0x10]);
+    }
+
+    #[test]
+    fn mapping_rom_over_code_pages_bumps_their_generation() {
+        let mut m = GuestMemory::new(1 << 20).unwrap();
+        m.mark_code(0xF_0000);
+        let g = m.page_gen(0xF_0000).unwrap();
+        m.map_rom(0xF_0000, &rom_bytes(0x1000)).unwrap();
+        assert_eq!(m.page_gen(0xF_0000), Some(g.wrapping_add(1)));
+    }
+
+    #[test]
+    fn rom_straddling_the_end_of_ram_is_split() {
+        // 1 MiB of ROM at 0x80000 with 768 KiB of RAM: half in RAM, half in its own buffer.
+        let mut m = GuestMemory::new(0xC_0000).unwrap();
+        let rom = rom_bytes(0x8_0000);
+        m.map_rom(0x8_0000, &rom).unwrap();
+        for a in [0x8_0000u32, 0xB_FFFF, 0xC_0000, 0xF_FFFF] {
+            assert_eq!(m.read_u8(a), rom[a as usize - 0x8_0000], "{a:#x}");
+        }
+        assert_eq!(
+            m.read_u32(0xB_FFFE),
+            u32::from_le_bytes(rom[0x3_FFFE..0x4_0002].try_into().unwrap()),
+            "a read across the end of RAM sees both halves"
+        );
+        m.write_u32(0xB_FFFE, 0);
+        assert_eq!(m.read_u8(0xB_FFFF), rom[0x3_FFFF]);
+        assert_eq!(m.read_u8(0x10_0000), 0xFF);
+    }
+
+    #[test]
+    fn rom_errors_name_the_problem() {
+        let mut m = GuestMemory::new(1 << 20).unwrap();
+        let e = m.map_rom(0xF_0000, &[]).unwrap_err();
+        assert!(matches!(e, MemoryError::RomSize { len: 0 }), "{e}");
+        let e = m.map_rom(0xF_0000, &[0; 100]).unwrap_err();
+        assert!(e.to_string().contains("multiple of 4 KiB"), "{e}");
+        let big = vec![0; (MAX_ROM_SIZE + 4096) as usize];
+        assert!(matches!(m.map_rom(0, &big), Err(MemoryError::RomSize { .. })));
+        assert!(matches!(m.map_rom(0xF_0800, &[0; 4096]), Err(MemoryError::RomPlacement { .. })));
+        let e = m.map_rom(0xFFFF_F000, &[0; 8192]).unwrap_err();
+        assert!(e.to_string().contains("end at or below 4 GiB"), "{e}");
+        m.map_rom(0xF_0000, &[0; 0x1_0000]).unwrap();
+        let e = m.map_rom(0xE_F000, &[0; 0x2000]).unwrap_err();
+        assert!(matches!(e, MemoryError::RomOverlap { rom_base: 0xF_0000, rom_end: 0x10_0000, .. }), "{e}");
+        let e = m.load(0xE_FFFF, &[1, 2]).unwrap_err();
+        assert!(matches!(e, MemoryError::RomOverlap { .. }), "{e}");
+        assert_eq!(m.read_u8(0xE_FFFF), 0, "a refused load writes nothing");
+        m.map_rom(0xE_F000, &[0; 0x1000]).unwrap(); // adjacent is fine
+    }
+
+    #[test]
+    fn ram_between_two_in_ram_roms_stays_writable() {
+        let mut m = GuestMemory::new(1 << 20).unwrap();
+        m.map_rom(0xC_0000, &rom_bytes(0x8000)).unwrap();
+        m.map_rom(0xF_0000, &rom_bytes(0x1_0000)).unwrap();
+        m.write_u32(0xD_0000, 0x0102_0304);
+        assert_eq!(m.read_u32(0xD_0000), 0x0102_0304);
+        m.write_u16(0xB_FFFF, 0xAAAA);
+        assert_eq!(m.read_u8(0xB_FFFF), 0xAA);
+        assert_eq!(m.read_u8(0xC_0000), 0);
     }
 
     #[test]
