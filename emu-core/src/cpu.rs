@@ -13,9 +13,11 @@
 //! (or restore what it changed), and `step` restores EIP, so a faulting instruction leaves the
 //! machine exactly as it was before it started.
 //!
-//! Deviations: paging (CR0.PG) and the protected-mode descriptor checks are not implemented yet:
-//! protected mode runs with the descriptor caches it inherits. Both are tracked in the
-//! protected-mode issue.
+//! Protected-mode segmentation, gates, interrupts through the IDT and virtual-8086 entry and
+//! exit live in [`protected`]; hardware task switches in [`task`].
+
+pub mod protected;
+pub mod task;
 
 use core::fmt;
 
@@ -179,11 +181,22 @@ impl Cpu {
 
     // ---------------------------------------------------------------- address translation
 
-    /// Linear → physical. Paging is not implemented yet; the A20 gate masks bit 20.
+    /// Linear → physical for an access at CPL 3 (`user`) or supervisor level. Paging is not
+    /// implemented yet; the A20 gate masks bit 20.
     #[inline]
-    pub fn translate(&self, lin: u32, _acc: Access) -> Result<u32, Exception> {
+    pub fn translate(&mut self, lin: u32, _acc: Access, _user: bool) -> Result<u32, Exception> {
         Ok(if self.state.a20 { lin } else { lin & !(1 << 20) })
     }
+
+    /// Whether data accesses are made at user level (CPL 3) for paging.
+    #[inline]
+    pub fn user_mode(&self) -> bool {
+        self.state.cpl == 3
+    }
+
+    /// CR3 was written (or loaded by a task switch): cached translations of non-global pages
+    /// are stale.
+    pub(crate) fn on_cr3_write(&mut self) {}
 
     /// The fault a segment violation raises: #SS for the stack segment, #GP otherwise.
     #[inline]
@@ -200,9 +213,6 @@ impl Cpu {
     #[inline]
     pub fn seg_linear(&self, seg: SegReg, off: u32, len: u32, acc: Access) -> Result<u32, Exception> {
         let s = self.state.seg(seg);
-        let last = off.wrapping_add(len - 1);
-        let expand_down = s.attrs & (Segment::ATTR_S | Segment::ATTR_CODE | Segment::ATTR_DC)
-            == (Segment::ATTR_S | Segment::ATTR_DC);
         if self.state.protected() && !self.state.v86() {
             if s.attrs & Segment::ATTR_P == 0 || s.attrs & Segment::ATTR_S == 0 {
                 return Err(Self::seg_fault(seg));
@@ -218,13 +228,7 @@ impl Cpu {
                 return Err(Self::seg_fault(seg));
             }
         }
-        let ok = if expand_down {
-            let upper = if s.big() { u32::MAX } else { 0xFFFF };
-            off > s.limit && last <= upper && last >= off
-        } else {
-            last >= off && last <= s.limit
-        };
-        if !ok {
+        if !protected::within_limit(s, off, len) {
             return Err(Self::seg_fault(seg));
         }
         Ok(s.base.wrapping_add(off))
@@ -232,12 +236,27 @@ impl Cpu {
 
     // ---------------------------------------------------------------- memory access
 
-    /// Reads `size` bytes at a linear address (split at page boundaries).
+    /// Reads `size` bytes at a linear address at the current privilege (split at page
+    /// boundaries).
+    #[inline]
     pub fn read_lin(&mut self, lin: u32, size: Size, acc: Access) -> Result<u32, Exception> {
+        let user = self.user_mode();
+        self.read_lin_as(lin, size, acc, user)
+    }
+
+    /// Writes `size` bytes at a linear address at the current privilege.
+    #[inline]
+    pub fn write_lin(&mut self, lin: u32, size: Size, v: u32) -> Result<(), Exception> {
+        let user = self.user_mode();
+        self.write_lin_as(lin, size, v, user)
+    }
+
+    /// Reads `size` bytes at a linear address as a user (`user`) or supervisor access.
+    pub fn read_lin_as(&mut self, lin: u32, size: Size, acc: Access, user: bool) -> Result<u32, Exception> {
         let n = size.bytes() as u32;
         let page_off = lin as usize & (PAGE_SIZE - 1);
         if page_off + n as usize <= PAGE_SIZE {
-            let pa = self.translate(lin, acc)?;
+            let pa = self.translate(lin, acc, user)?;
             return Ok(match size {
                 Size::B => u32::from(self.mem.read_u8(pa)),
                 Size::W => u32::from(self.mem.read_u16(pa)),
@@ -246,19 +265,19 @@ impl Cpu {
         }
         let mut v = 0;
         for i in 0..n {
-            let pa = self.translate(lin.wrapping_add(i), acc)?;
+            let pa = self.translate(lin.wrapping_add(i), acc, user)?;
             v |= u32::from(self.mem.read_u8(pa)) << (8 * i);
         }
         Ok(v)
     }
 
-    /// Writes `size` bytes at a linear address. Every page is translated before any byte is
-    /// written, so a fault leaves memory unchanged.
-    pub fn write_lin(&mut self, lin: u32, size: Size, v: u32) -> Result<(), Exception> {
+    /// Writes `size` bytes at a linear address as a user or supervisor access. Every page is
+    /// translated before any byte is written, so a fault leaves memory unchanged.
+    pub fn write_lin_as(&mut self, lin: u32, size: Size, v: u32, user: bool) -> Result<(), Exception> {
         let n = size.bytes() as u32;
         let page_off = lin as usize & (PAGE_SIZE - 1);
         if page_off + n as usize <= PAGE_SIZE {
-            let pa = self.translate(lin, Access::Write)?;
+            let pa = self.translate(lin, Access::Write, user)?;
             match size {
                 Size::B => self.mem.write_u8(pa, v as u8),
                 Size::W => self.mem.write_u16(pa, v as u16),
@@ -266,8 +285,8 @@ impl Cpu {
             }
             return Ok(());
         }
-        let first = self.translate(lin, Access::Write)?;
-        let last = self.translate(lin.wrapping_add(n - 1), Access::Write)?;
+        let first = self.translate(lin, Access::Write, user)?;
+        let last = self.translate(lin.wrapping_add(n - 1), Access::Write, user)?;
         for i in 0..n {
             let l = lin.wrapping_add(i);
             let pa = if (l as usize & !(PAGE_SIZE - 1)) == (lin as usize & !(PAGE_SIZE - 1)) {
@@ -296,10 +315,11 @@ impl Cpu {
 
     /// Checks that `seg:off` can be written with `size` bytes, without writing (for
     /// read-modify-write instructions that must fault before changing anything).
-    pub fn check_write(&self, seg: SegReg, off: u32, size: Size) -> Result<(), Exception> {
+    pub fn check_write(&mut self, seg: SegReg, off: u32, size: Size) -> Result<(), Exception> {
         let lin = self.seg_linear(seg, off, size.bytes() as u32, Access::Write)?;
-        self.translate(lin, Access::Write)?;
-        self.translate(lin.wrapping_add(size.bytes() as u32 - 1), Access::Write).map(|_| ())
+        let user = self.user_mode();
+        self.translate(lin, Access::Write, user)?;
+        self.translate(lin.wrapping_add(size.bytes() as u32 - 1), Access::Write, user).map(|_| ())
     }
 
     // ---------------------------------------------------------------- stack
@@ -359,69 +379,23 @@ impl Cpu {
 
     // ---------------------------------------------------------------- segments
 
-    /// Loads a segment register (MOV, POP, LDS … and far transfers). In real and virtual-8086
-    /// mode the base is `selector << 4` and the rest of the cache is kept (SDM §20.1.1).
+    /// Loads a data or stack segment register (MOV, POP, LDS …), or CS for a far transfer in
+    /// real and virtual-8086 mode, where the base is `selector << 4` and the rest of the cache is
+    /// kept (SDM §20.1.1). In protected mode CS changes only through far transfers.
     pub fn load_seg(&mut self, seg: SegReg, selector: u16) -> Result<(), Exception> {
         if self.state.protected() && !self.state.v86() {
-            return self.load_seg_protected(seg, selector);
+            return self.load_data_segment(seg, selector);
+        }
+        if self.state.v86() {
+            *self.state.seg_mut(seg) = protected::v86_segment(selector);
+            return Ok(());
         }
         let s = self.state.seg_mut(seg);
         s.selector = selector;
         s.base = u32::from(selector) << 4;
-        if seg == SegReg::Cs || self.state.v86() {
-            // A far transfer in real mode makes CS a plain 16-bit code segment again.
-            let s = self.state.seg_mut(seg);
-            s.attrs &= !Segment::ATTR_DB;
-        }
-        Ok(())
-    }
-
-    /// Protected-mode segment load: reads the descriptor from the GDT or LDT and checks the
-    /// null selector, the table limit, the type and presence (SDM Vol. 3A §5.4, §5.5). The full
-    /// privilege rules of far transfers live with the protected-mode instructions.
-    fn load_seg_protected(&mut self, seg: SegReg, selector: u16) -> Result<(), Exception> {
-        let err = Exception::GeneralProtection(selector & !3);
-        if selector & !3 == 0 {
-            if matches!(seg, SegReg::Cs | SegReg::Ss) {
-                return Err(Exception::GeneralProtection(0));
-            }
-            let s = self.state.seg_mut(seg);
-            *s = Segment { selector, attrs: 0, base: 0, limit: 0 };
-            return Ok(());
-        }
-        let (base, limit) = if selector & 4 != 0 {
-            (self.state.ldtr.base, self.state.ldtr.limit)
-        } else {
-            (self.state.gdtr.base, self.state.gdtr.limit)
-        };
-        let index = u32::from(selector & !7);
-        if index + 7 > limit {
-            return Err(err);
-        }
-        let lo = self.read_lin(base.wrapping_add(index), Size::D, Access::Read)?;
-        let hi = self.read_lin(base.wrapping_add(index + 4), Size::D, Access::Read)?;
-        let desc = decode_descriptor(lo, hi, selector);
-        let code = desc.attrs & Segment::ATTR_CODE != 0;
-        let rw = desc.attrs & Segment::ATTR_RW != 0;
-        let ok_type = desc.attrs & Segment::ATTR_S != 0
-            && match seg {
-                SegReg::Cs => code,
-                SegReg::Ss => !code && rw,
-                _ => !code || rw,
-            };
-        if !ok_type {
-            return Err(err);
-        }
-        if desc.attrs & Segment::ATTR_P == 0 {
-            return Err(if seg == SegReg::Ss {
-                Exception::StackFault(selector & !3)
-            } else {
-                Exception::SegmentNotPresent(selector & !3)
-            });
-        }
-        *self.state.seg_mut(seg) = desc;
         if seg == SegReg::Cs {
-            self.state.cpl = (selector & 3) as u8;
+            // A far transfer in real mode makes CS a plain 16-bit code segment again.
+            s.attrs &= !Segment::ATTR_DB;
         }
         Ok(())
     }
@@ -434,10 +408,7 @@ impl Cpu {
         self.stats.interrupts += 1;
         self.stats.last_vector = Some(vector);
         if self.state.protected() {
-            // Protected-mode IDT delivery arrives with the protected-mode issue; until then a
-            // gate cannot be used, which the guest sees as the IDT lookup failing.
-            let ext = u16::from(!matches!(kind, IntKind::Software));
-            return Err(Exception::GeneralProtection(u16::from(vector) * 8 + 2 + ext));
+            return self.interrupt_protected(vector, kind, ret_eip);
         }
         let entry = u32::from(vector) * 4;
         if entry + 3 > self.state.idtr.limit {
@@ -515,7 +486,8 @@ impl Cpu {
                 break;
             }
             let lin = cs.base.wrapping_add(off);
-            let pa = match self.translate(lin, Access::Execute) {
+            let user = self.user_mode();
+            let pa = match self.translate(lin, Access::Execute, user) {
                 Ok(pa) => pa,
                 Err(e) => {
                     stop = e;
@@ -556,7 +528,8 @@ impl Cpu {
         let lin = cs.base.wrapping_add(eip);
         let limit = cs.limit;
         if eip <= limit {
-            if let Ok(pa) = self.translate(lin, Access::Execute) {
+            let user = self.user_mode();
+            if let Ok(pa) = self.translate(lin, Access::Execute, user) {
                 let e = &self.cache.entries[DecodeCache::slot(pa)];
                 if e.pa == pa
                     && e.eip == eip

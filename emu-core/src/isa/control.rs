@@ -3,9 +3,9 @@
 //! Vol. 2, the instruction pages of each; real-address-mode interrupts per Vol. 3A §20.1.4).
 //!
 //! Every near target is checked against the CS limit before EIP changes (#GP(0)); far
-//! transfers load CS first and commit the stack only after every access succeeded.
-//! Protected-mode far transfers through gates and privilege changes come with the
-//! protected-mode issue; here they take the plain segment-load path.
+//! transfers load CS first and commit the stack only after every access succeeded. In protected
+//! mode far transfers, returns and IRET go through `Cpu::far_jump`, `far_call`, `far_return` and
+//! `iret_protected` (privilege checks, call gates, stack switches, task switches).
 
 use iced_x86::{Code, Instruction, OpKind};
 
@@ -50,8 +50,13 @@ pub fn jmp_near_indirect(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -
     go(cpu, t)
 }
 
-/// Loads CS:EIP for a far JMP/CALL/RET in real or virtual-8086 mode, or a same-privilege
-/// transfer in protected mode (CS limit checked against the new segment).
+/// Whether far transfers follow the protected-mode rules (protected mode, not virtual-8086).
+fn pm(cpu: &Cpu) -> bool {
+    cpu.state.protected() && !cpu.state.v86()
+}
+
+/// Loads CS:EIP for a far JMP/CALL/RET/IRET in real or virtual-8086 mode (CS limit checked
+/// against the new segment).
 fn far_go(cpu: &mut Cpu, selector: u16, offset: u32) -> Res {
     let saved = *cpu.state.seg(SegReg::Cs);
     let saved_cpl = cpu.state.cpl;
@@ -74,6 +79,10 @@ fn read_far_ptr(cpu: &mut Cpu, i: &Instruction, size: Size) -> Result<(u16, u32)
 
 /// JMP ptr16:16/ptr16:32.
 pub fn jmp_far(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
+    let size = if i.code() == Code::Jmp_ptr1632 { Size::D } else { Size::W };
+    if pm(cpu) {
+        return cpu.far_jump(i.far_branch_selector(), i.far_branch32(), size);
+    }
     far_go(cpu, i.far_branch_selector(), i.far_branch32())
 }
 
@@ -81,6 +90,9 @@ pub fn jmp_far(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 pub fn jmp_far_indirect(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     let size = if i.code() == Code::Jmp_m1632 { Size::D } else { Size::W };
     let (sel, off) = read_far_ptr(cpu, i, size)?;
+    if pm(cpu) {
+        return cpu.far_jump(sel, off, size);
+    }
     far_go(cpu, sel, off)
 }
 
@@ -161,6 +173,10 @@ pub fn call_near_indirect(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) 
 
 /// Pushes CS and the return offset, then transfers to `selector:offset`.
 fn call_far(cpu: &mut Cpu, size: Size, selector: u16, offset: u32) -> Res {
+    if pm(cpu) {
+        let ret = cpu.state.eip;
+        return cpu.far_call(selector, offset, size, ret);
+    }
     let old_esp = cpu.state.regs[gpr::ESP];
     let cs = u32::from(cpu.state.seg(SegReg::Cs).selector);
     let ret = cpu.state.eip;
@@ -198,6 +214,10 @@ pub fn ret_near(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 /// RETF and RETF imm16 (same privilege).
 pub fn ret_far(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     let size = if matches!(i.code(), Code::Retfd | Code::Retfd_imm16) { Size::D } else { Size::W };
+    if pm(cpu) {
+        let extra = if i.op_count() > 0 { u32::from(i.immediate16()) } else { 0 };
+        return cpu.far_return(size, extra);
+    }
     let n = size.bytes() as u32;
     let offset = cpu.peek(0, size)?;
     let sel = cpu.peek(n, size)? as u16;
@@ -238,13 +258,17 @@ pub fn iret(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
         return Err(Exception::GeneralProtection(0));
     }
     let size = if i.code() == Code::Iretd { Size::D } else { Size::W };
+    if pm(cpu) {
+        return cpu.iret_protected(size);
+    }
     let n = size.bytes() as u32;
     let offset = cpu.peek(0, size)?;
     let sel = cpu.peek(n, size)? as u16;
     let flags = cpu.peek(2 * n, size)?;
     far_go(cpu, sel, offset)?;
     cpu.set_sp(cpu.sp_plus(3 * n as i32));
-    let f = if cpu.state.protected() {
+    let f = if cpu.state.v86() {
+        // Virtual-8086 mode with IOPL 3: IOPL and VM cannot change (SDM IRET, V86 case).
         popf_value(cpu, flags, size)
     } else {
         // Real mode: every flag the operand size covers, except VM/VIP/VIF (SDM IRET).

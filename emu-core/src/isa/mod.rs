@@ -22,6 +22,7 @@ mod alu;
 mod bcd;
 mod bits;
 mod control;
+mod descriptor;
 mod mov;
 mod muldiv;
 pub mod operand;
@@ -39,6 +40,7 @@ use crate::exception::Exception;
 use crate::io::PortIo;
 
 pub use mov::cond;
+pub use stack::iret_flags;
 
 /// What a handler returns: the instruction retired, or the exception it raised.
 pub type Res = Result<(), Exception>;
@@ -333,6 +335,16 @@ const ROWS: &[Row] = rows! {
     [Mov_r32_dr] => system::mov_from_dr, Privileged;
     [Mov_dr_r32] => system::mov_to_dr, Privileged | MODE;
     [Invd, Wbinvd] => system::cache_op, Privileged;
+
+    // ---- descriptor tables, protected mode only (descriptor.rs) ----
+    [Sldt_rm16, Sldt_r32m16] => descriptor::sldt, CriticalBehaviour;
+    [Str_rm16, Str_r32m16] => descriptor::str_, CriticalBehaviour;
+    [Lldt_rm16, Lldt_r32m16] => descriptor::lldt, Privileged | MODE;
+    [Ltr_rm16, Ltr_r32m16] => descriptor::ltr, Privileged;
+    [Lar_r16_rm16, Lar_r32_r32m16] => descriptor::lar, CriticalBehaviour;
+    [Lsl_r16_rm16, Lsl_r32_r32m16] => descriptor::lsl, CriticalBehaviour;
+    [Verr_rm16, Verr_r32m16, Verw_rm16, Verw_r32m16] => descriptor::verr_verw, CriticalBehaviour;
+    [Arpl_rm16_r16, Arpl_r32m16_r32] => descriptor::arpl, Innocuous;
     [Invlpg_m] => system::invlpg, Privileged | MODE;
     [Ud2, Ud0, Ud0_r16_rm16, Ud0_r32_rm32, Ud1_r16_rm16, Ud1_r32_rm32] => system::ud, Innocuous;
     [Wait] => system::wait, Innocuous;

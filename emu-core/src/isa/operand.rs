@@ -141,7 +141,7 @@ pub fn write(cpu: &mut Cpu, i: &Instruction, n: u32, v: u32) -> Result<(), Excep
 
 /// For a memory operand `n`, checks that it may be written; registers always may.
 #[inline]
-pub fn check_write(cpu: &Cpu, i: &Instruction, n: u32) -> Result<(), Exception> {
+pub fn check_write(cpu: &mut Cpu, i: &Instruction, n: u32) -> Result<(), Exception> {
     if i.op_kind(n) == OpKind::Memory {
         let size = Size::from_bytes(i.memory_size().size());
         cpu.check_write(mem_seg(i), ea(&cpu.state, i), size)

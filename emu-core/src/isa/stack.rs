@@ -151,6 +151,30 @@ pub fn popf_value(cpu: &Cpu, new: u32, size: Size) -> u32 {
     (old & !writable & !fl::RF) | (new & writable)
 }
 
+/// The EFLAGS image a protected-mode IRET (not to virtual-8086 mode) loads at the current
+/// privilege (SDM IRET "Operation"): the arithmetic flags, TF, DF and NT always; RF, AC and ID
+/// with a 32-bit operand; IF when CPL ≤ IOPL; IOPL at CPL 0; VIF and VIP at CPL 0 with a 32-bit
+/// operand. VM is never loaded here.
+pub fn iret_flags(cpu: &Cpu, new: u32, size: Size) -> u32 {
+    let old = cpu.state.eflags();
+    let cpl = u32::from(cpu.state.cpl);
+    let iopl = (old & fl::IOPL) >> 12;
+    let mut writable = fl::ARITH | fl::TF | fl::DF | fl::NT;
+    if size == Size::D {
+        writable |= fl::RF | fl::AC | fl::ID;
+        if cpl == 0 {
+            writable |= fl::VIF | fl::VIP;
+        }
+    }
+    if cpl <= iopl {
+        writable |= fl::IF;
+    }
+    if cpl == 0 {
+        writable |= fl::IOPL;
+    }
+    (old & !writable) | (new & writable)
+}
+
 /// POPF/POPFD. In virtual-8086 mode with IOPL < 3 it is #GP.
 pub fn popf(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     if cpu.state.v86() && (cpu.state.eflags & fl::IOPL) != fl::IOPL {
