@@ -21,7 +21,9 @@ pub mod flags;
 pub mod io;
 pub mod isa;
 pub mod memory;
+pub mod paging;
 pub mod state;
+pub mod tlb;
 
 pub use cpu::{Cpu, StepResult};
 pub use exception::Exception;
