@@ -28,7 +28,9 @@ use crate::flags::Size;
 use crate::io::PortIo;
 use crate::isa;
 use crate::memory::{GuestMemory, MemoryError, PAGE_SIZE};
-use crate::state::{fl, CpuState, SegReg, Segment};
+use crate::paging;
+use crate::state::{cr0, fl, CpuState, SegReg, Segment};
+use crate::tlb::Tlb;
 
 /// The kind of access a memory reference makes (selects #GP vs #SS, and permission checks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +120,8 @@ pub struct Cpu {
     pub stats: Stats,
     /// Recently decoded instructions (see [`DecodeCache`]).
     cache: DecodeCache,
+    /// The software TLB ("shadow page table") caching linear → physical translations.
+    pub tlb: Tlb,
 }
 
 /// Entries in the decode cache (a power of two).
@@ -165,12 +169,14 @@ impl Cpu {
             insn_eip: 0,
             stats: Stats::default(),
             cache: DecodeCache::new(),
+            tlb: Tlb::new(),
         })
     }
 
     /// Architectural RESET (memory is kept, as on a PC).
     pub fn reset(&mut self) {
         self.state = CpuState::reset();
+        self.tlb.flush_all();
     }
 
     /// Points CS:IP at `cs:ip` in real mode (loaders and test harnesses).
@@ -181,11 +187,17 @@ impl Cpu {
 
     // ---------------------------------------------------------------- address translation
 
-    /// Linear → physical for an access at CPL 3 (`user`) or supervisor level. Paging is not
-    /// implemented yet; the A20 gate masks bit 20.
+    /// Linear → physical for an access at CPL 3 (`user`) or supervisor level: through the
+    /// software TLB and, on a miss, the page walk when CR0.PG is set (SDM Vol. 3A §4.3); then
+    /// the A20 gate masks bit 20 of the physical address.
     #[inline]
-    pub fn translate(&mut self, lin: u32, _acc: Access, _user: bool) -> Result<u32, Exception> {
-        Ok(if self.state.a20 { lin } else { lin & !(1 << 20) })
+    pub fn translate(&mut self, lin: u32, acc: Access, user: bool) -> Result<u32, Exception> {
+        let pa = if self.state.cr[0] & cr0::PG != 0 {
+            paging::translate(&mut self.tlb, &mut self.mem, &self.state.cr, lin, acc, user)?
+        } else {
+            lin
+        };
+        Ok(if self.state.a20 { pa } else { pa & !(1 << 20) })
     }
 
     /// Whether data accesses are made at user level (CPL 3) for paging.
@@ -195,8 +207,24 @@ impl Cpu {
     }
 
     /// CR3 was written (or loaded by a task switch): cached translations of non-global pages
-    /// are stale.
-    pub(crate) fn on_cr3_write(&mut self) {}
+    /// are stale, and with CR4.PGE clear so are global ones (SDM Vol. 3A §4.10.4.1).
+    pub(crate) fn on_cr3_write(&mut self) {
+        if self.state.cr[4] & paging::cr4::PGE != 0 {
+            self.tlb.flush_non_global();
+        } else {
+            self.tlb.flush_all();
+        }
+    }
+
+    /// CR0 or CR4 changed from `old_cr0`/`old_cr4`: a change of PG, WP (folded into cached
+    /// permissions), PSE, PGE or PAE invalidates every cached translation.
+    pub(crate) fn on_control_write(&mut self, old_cr0: u32, old_cr4: u32) {
+        let cr0_bits = cr0::PG | cr0::WP | cr0::PE;
+        let cr4_bits = paging::cr4::PSE | paging::cr4::PGE | paging::cr4::PAE;
+        if (old_cr0 ^ self.state.cr[0]) & cr0_bits != 0 || (old_cr4 ^ self.state.cr[4]) & cr4_bits != 0 {
+            self.tlb.flush_all();
+        }
+    }
 
     /// The fault a segment violation raises: #SS for the stack segment, #GP otherwise.
     #[inline]

@@ -636,7 +636,7 @@ impl Cpu {
             (SegReg::Fs, fs as u16),
             (SegReg::Gs, gs as u16),
         ] {
-            *self.state.seg_mut(s) = v86_segment(v as u16);
+            *self.state.seg_mut(s) = v86_segment(v);
         }
         self.state.cpl = 3;
         self.state.eip = eip;

@@ -16,11 +16,13 @@ use crate::cpuid;
 use crate::exception::Exception;
 use crate::flags::Size;
 use crate::io::PortIo;
+use crate::paging::cr4;
 use crate::state::{cr0, gpr};
 
-/// CR4 bits bt86 accepts (SDM Vol. 3A §2.5): TSD and DE now; the paging bits arrive with
-/// paging.
-pub const CR4_WRITABLE: u32 = (1 << 2) | (1 << 3);
+/// CR4 bits bt86 accepts (SDM Vol. 3A §2.5): TSD, DE, PSE and PGE. Writing any other bit
+/// (VME, PVI, PAE, MCE, PCE, OSFXSR … which bt86 does not implement and CPUID does not report)
+/// is #GP(0).
+pub const CR4_WRITABLE: u32 = cr4::TSD | cr4::DE | cr4::PSE | cr4::PGE;
 
 /// Privileged instructions raise #GP(0) outside ring 0 (and in virtual-8086 mode).
 fn ring0(cpu: &Cpu) -> Res {
@@ -43,7 +45,7 @@ pub fn cpuid(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
 
 /// RDTSC: EDX:EAX = TSC; #GP(0) at CPL > 0 when CR4.TSD is set.
 pub fn rdtsc(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
-    if cpu.state.cr[4] & (1 << 2) != 0 {
+    if cpu.state.cr[4] & cr4::TSD != 0 {
         ring0(cpu)?;
     }
     cpu.state.regs[gpr::EAX] = cpu.state.tsc as u32;
@@ -105,6 +107,8 @@ pub fn lmsw(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     let old = cpu.state.cr[0];
     let bits = cr0::PE | cr0::MP | cr0::EM | cr0::TS;
     cpu.state.cr[0] = (old & !bits) | (v & bits) | (old & cr0::PE);
+    let cr4 = cpu.state.cr[4];
+    cpu.on_control_write(old, cr4);
     Ok(())
 }
 
@@ -208,12 +212,17 @@ pub fn cache_op(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
     ring0(cpu)
 }
 
-/// INVLPG m: privileged; a register operand is #UD. (No TLB exists until paging arrives.)
+/// INVLPG m: drops the cached translation of the page holding the operand's linear address
+/// (every 4 KiB piece of a 4 MiB page); privileged; a register operand is #UD. The operand is
+/// not accessed, so no segment-limit check applies.
 pub fn invlpg(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     if i.op0_kind() != OpKind::Memory {
         return Err(Exception::InvalidOpcode);
     }
-    ring0(cpu)
+    ring0(cpu)?;
+    let lin = cpu.state.seg(mem_seg(i)).base.wrapping_add(ea(&cpu.state, i));
+    cpu.tlb.flush_page(lin);
+    Ok(())
 }
 
 /// UD2 (and UD0/UD1): the architecturally invalid opcodes.
