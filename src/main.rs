@@ -1,7 +1,8 @@
 //! The `bt86` command line.
 //!
 //! ```text
-//! bt86 [run] [--image NAME | --raw FILE [--load ADDR]] [--max-steps N] [--stats]
+//! bt86 [run] [--image NAME | --raw FILE [--load ADDR] | --kernel FILE [--append ARGS] | --bios FILE]
+//!          [--memory MIB] [--on-triple-fault stop|reset] [--max-steps N] [--stats]
 //! bt86 conformance sst DIR [--verbose]
 //! bt86 images
 //! ```
@@ -11,11 +12,12 @@
 //! clean halt exits 0, a guest that does not finish within `--max-steps` 2, a triple fault 3,
 //! and a host-side error (bad file, bad option) 64.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bt86::machine::{Exit, Machine, DEFAULT_RAM};
+use bt86::boot::{bios, multiboot};
+use bt86::machine::{Exit, Machine, TripleFaultAction, DEFAULT_RAM};
 use guest_images::Image;
 
 /// Exit status for errors on the host side (usage, files).
@@ -29,10 +31,17 @@ usage:
                                     (exit 0 when all pass, or at least PCT percent)
   bt86 images                       list the embedded guest images
 
-run options:
+run options (at most one of --image, --raw, --kernel, --bios):
   --image NAME      an embedded guest image (see `bt86 images`)
   --raw FILE        a flat real-mode binary, loaded at --load and entered at 0000:load
   --load ADDR       load address for --raw (default 0x7c00; hex with 0x, or decimal)
+  --kernel FILE     a Multiboot kernel (ELF32, or any format with the a.out kludge)
+  --append ARGS     the kernel's arguments (its command line is `FILE ARGS`)
+  --bios FILE       a BIOS ROM image (64 KiB to 16 MiB), started at the reset vector
+  --memory MIB      guest RAM in MiB, 1 to 3072 (default 16)
+  --on-triple-fault stop|reset
+                    stop (default, exit status 3) or reset the machine and boot again,
+                    at most 100 times
   --max-steps N     stop after N instructions (default 2000000000)
   --stats           print execution counters to stderr when the guest stops
 ";
@@ -106,6 +115,10 @@ fn conformance(args: &[String]) -> Result<ExitCode, String> {
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
 fn parse_number(opt: &str, v: &str) -> Result<u64, String> {
     let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -144,12 +157,30 @@ fn raw_image(path: &str, load: u64) -> Result<Image, String> {
     })
 }
 
+/// What `run` boots.
+enum Guest {
+    /// A real-mode image (embedded or `--raw`).
+    Image(Image),
+    /// A Multiboot kernel file.
+    Kernel(PathBuf),
+    /// A BIOS ROM file.
+    Bios(PathBuf),
+}
+
+/// Guest RAM limits for `--memory`, in MiB (3 GiB keeps RAM clear of the 32-bit PCI/ROM hole).
+const MEMORY_MIB: std::ops::RangeInclusive<u64> = 1..=3072;
+
 #[expect(clippy::cast_precision_loss, reason = "a MIPS figure needs no more than 52 bits of precision")]
 fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     let mut image_name: Option<String> = None;
     let mut raw: Option<String> = None;
+    let mut kernel: Option<String> = None;
+    let mut bios_file: Option<String> = None;
+    let mut append: Option<String> = None;
     let mut load = 0x7C00u64;
     let mut max_steps = 2_000_000_000u64;
+    let mut ram = DEFAULT_RAM;
+    let mut on_triple_fault = TripleFaultAction::Stop;
     let mut stats = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -157,33 +188,92 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
         match a.as_str() {
             "--image" => image_name = Some(value("--image")?),
             "--raw" => raw = Some(value("--raw")?),
+            "--kernel" => kernel = Some(value("--kernel")?),
+            "--bios" => bios_file = Some(value("--bios")?),
+            "--append" => append = Some(value("--append")?),
             "--load" => load = parse_number("--load", &value("--load")?)?,
             "--max-steps" => max_steps = parse_number("--max-steps", &value("--max-steps")?)?,
+            "--memory" => {
+                let v = value("--memory")?;
+                let mib = parse_number("--memory", &v)?;
+                if !MEMORY_MIB.contains(&mib) {
+                    return Err(format!(
+                        "--memory {v}: guest RAM must be {} to {} MiB",
+                        MEMORY_MIB.start(),
+                        MEMORY_MIB.end()
+                    ));
+                }
+                ram = mib << 20;
+            }
+            "--on-triple-fault" => {
+                on_triple_fault = match value("--on-triple-fault")?.as_str() {
+                    "stop" => TripleFaultAction::Stop,
+                    "reset" => TripleFaultAction::Reset,
+                    other => {
+                        return Err(format!("--on-triple-fault: `{other}` is neither `stop` nor `reset`"))
+                    }
+                }
+            }
             "--stats" => stats = true,
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
     }
-    let image = match (image_name, raw) {
-        (Some(_), Some(_)) => return Err("--image and --raw cannot be used together".into()),
-        (None, Some(path)) => raw_image(&path, load)?,
-        (Some(name), None) => all_images()
-            .into_iter()
-            .find(|i| i.name == name)
-            .ok_or_else(|| format!("no embedded image named `{name}` (see `bt86 images`)"))?,
-        (None, None) => guest_images::demo(),
+    let chosen: Vec<&str> =
+        [("--image", &image_name), ("--raw", &raw), ("--kernel", &kernel), ("--bios", &bios_file)]
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(opt, _)| *opt)
+            .collect();
+    if chosen.len() > 1 {
+        return Err(format!("{} cannot be used together: choose one guest", chosen.join(" and ")));
+    }
+    if append.is_some() && kernel.is_none() {
+        return Err("--append gives a Multiboot kernel its arguments; it needs --kernel".into());
+    }
+    let guest = if let Some(path) = raw {
+        Guest::Image(raw_image(&path, load)?)
+    } else if let Some(name) = image_name {
+        Guest::Image(
+            all_images()
+                .into_iter()
+                .find(|i| i.name == name)
+                .ok_or_else(|| format!("no embedded image named `{name}` (see `bt86 images`)"))?,
+        )
+    } else if let Some(path) = kernel {
+        Guest::Kernel(PathBuf::from(path))
+    } else if let Some(path) = bios_file {
+        Guest::Bios(PathBuf::from(path))
+    } else {
+        Guest::Image(guest_images::demo())
     };
 
-    let mut m = Machine::new(DEFAULT_RAM, Box::new(std::io::stdout()))
+    let mut m = Machine::new(ram, Box::new(std::io::stdout()))
         .map_err(|e| format!("cannot create the machine: {e}"))?;
-    m.load_image(&image).map_err(|e| format!("image `{}`: {e}", image.name))?;
+    m.on_triple_fault = on_triple_fault;
+    m.diagnostics = Box::new(std::io::stderr());
+    let name = match &guest {
+        Guest::Image(image) => {
+            m.load_image(image).map_err(|e| format!("image `{}`: {e}", image.name))?;
+            image.name.to_string()
+        }
+        Guest::Kernel(path) => {
+            multiboot::load(&mut m, path, append.as_deref()).map_err(|e| e.to_string())?;
+            display(path)
+        }
+        Guest::Bios(path) => {
+            bios::load(&mut m, path).map_err(|e| e.to_string())?;
+            display(path)
+        }
+    };
     let start = Instant::now();
     let exit = m.run(max_steps);
     let elapsed = start.elapsed();
     match &exit {
-        Exit::TripleFault(s) => eprintln!("bt86: guest `{}` stopped: {s}", image.name),
-        Exit::StepLimit => {
-            eprintln!("bt86: guest `{}` did not finish within {max_steps} instructions", image.name)
-        }
+        Exit::TripleFault(s) => eprintln!("bt86: guest `{name}` stopped: {s}"),
+        Exit::ResetLimit { resets, last } => eprintln!(
+            "bt86: guest `{name}` kept triple-faulting: stopped after {resets} resets; last: {last}"
+        ),
+        Exit::StepLimit => eprintln!("bt86: guest `{name}` did not finish within {max_steps} instructions"),
         Exit::Halted | Exit::DebugExit { .. } => {}
     }
     if stats {
