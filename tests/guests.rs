@@ -6,23 +6,21 @@
 //! no `not ok` line. Set `BT86_REQUIRE_QEMU=1` to make a missing QEMU an error rather than a
 //! skipped check.
 
+mod common;
+
 use std::cell::RefCell;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use bt86::machine::{Exit, Machine};
+use common::{qemu, qemu_verdict, run_qemu_with, self_test_verdict, KnownWrong, QemuRun};
 use guest_images::Image;
 
 /// Guest RAM for these tests.
 const RAM: u64 = 16 << 20;
 /// More instructions than any of these guests needs.
 const STEP_LIMIT: u64 = 200_000_000;
-/// How long a QEMU run may take before it is killed.
-const QEMU_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A debug console that keeps what the guest wrote.
 #[derive(Clone, Default)]
@@ -47,19 +45,6 @@ fn run_bt86(image: &Image, max_steps: u64) -> (Exit, String) {
     let exit = machine.run(max_steps);
     let output = String::from_utf8_lossy(&console.0.borrow()).into_owned();
     (exit, output)
-}
-
-/// What went wrong with a self-test run, if anything.
-fn self_test_verdict(status: Option<i32>, output: &str) -> Result<(), String> {
-    let failed: Vec<&str> = output.lines().filter(|l| l.starts_with("not ok")).collect();
-    if status != Some(1) || !failed.is_empty() || !output.lines().any(|l| l.starts_with("ok ")) {
-        return Err(format!(
-            "exit status {status:?} (want 1), {} failed check(s):\n{}\n--- output ---\n{output}",
-            failed.len(),
-            failed.join("\n")
-        ));
-    }
-    Ok(())
 }
 
 #[test]
@@ -134,96 +119,27 @@ fn self_tests_pass_in_bt86() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// `qemu-system-i386` if it is on PATH. Without it the QEMU tests are skipped with a note, or
-/// fail when `BT86_REQUIRE_QEMU=1`.
-fn qemu() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|dir| dir.join("qemu-system-i386")).find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let why = "qemu-system-i386 is not on PATH (Debian: apt install qemu-system-x86)";
-        if std::env::var("BT86_REQUIRE_QEMU").as_deref() == Ok("1") {
-            panic!("BT86_REQUIRE_QEMU=1 but {why}");
-        }
-        println!("QEMU checks skipped: {why}");
-    }
-    found
-}
-
-/// How a QEMU run ended.
-struct QemuRun {
-    /// Process exit status; `None` if we killed it or a signal did.
-    status: Option<i32>,
-    /// We killed it after [`QEMU_TIMEOUT`].
-    timed_out: bool,
-    /// Everything written to the debug console.
-    output: String,
-}
-
 /// Boots `image` from a floppy under QEMU (SeaBIOS) with the debug console on stdout and
 /// isa-debug-exit at 0xF4. Kills QEMU once the output contains `stop_at` (for guests that
-/// halt instead of exiting) or after [`QEMU_TIMEOUT`].
+/// halt instead of exiting) or after [`common::QEMU_TIMEOUT`].
 fn run_qemu(qemu: &Path, image: &Image, stop_at: Option<&str>) -> QemuRun {
     let dir = std::env::temp_dir().join(format!("bt86-guests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let disk = dir.join(format!("{}.img", image.name));
     std::fs::write(&disk, guest_images::boot_disk(image)).expect("write disk image");
-
-    let mut child = Command::new(qemu)
-        .args(["-accel", "tcg", "-display", "none", "-nodefaults", "-serial", "none", "-no-reboot"])
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=floppy", disk.display()))
-        .args(["-debugcon", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start qemu-system-i386");
-
-    let output = Arc::new(Mutex::new(Vec::new()));
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let reader = {
-        let output = Arc::clone(&output);
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                output.lock().expect("output lock").extend_from_slice(&chunk[..n]);
-            }
-        })
-    };
-
-    let start = Instant::now();
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for qemu") {
-            break status.code();
-        }
-        let seen = stop_at
-            .is_some_and(|s| String::from_utf8_lossy(&output.lock().expect("output lock")).contains(s));
-        timed_out = start.elapsed() > QEMU_TIMEOUT;
-        if seen || timed_out {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = reader.join();
+    let drive = format!("file={},format=raw,if=floppy", disk.display());
+    let run = run_qemu_with(qemu, &["-serial".into(), "none".into(), "-drive".into(), drive.into()], stop_at);
     let _ = std::fs::remove_file(&disk);
     // Fails while other runs still have their disks there; the last one removes it.
     let _ = std::fs::remove_dir(&dir);
-    let output = String::from_utf8_lossy(&output.lock().expect("output lock")).into_owned();
-    QemuRun { status, timed_out, output }
+    run
 }
 
 /// Where QEMU's TCG (as of 7.2) disagrees with the SDM, so that a self-test cannot pass there.
 /// Each entry: image, the checks it fails (name prefixes; none = it dies before finishing),
 /// and why. A run that fails exactly these checks (or dies, where listed) counts as passing,
 /// with a note; anything else still fails the test.
-const QEMU_KNOWN_WRONG: &[(&str, &[&str], &str)] = &[
+const QEMU_KNOWN_WRONG: &[KnownWrong] = &[
     (
         "exceptions",
         &["word read at ds:ffff", "a32 read at ds:10000h", "word read at ss:ffff"],
@@ -239,36 +155,6 @@ const QEMU_KNOWN_WRONG: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
-/// Judges a QEMU run of a self-test, allowing for [`QEMU_KNOWN_WRONG`].
-fn qemu_verdict(name: &str, run: &QemuRun) -> Result<Option<String>, String> {
-    let known = QEMU_KNOWN_WRONG.iter().find(|(image, _, _)| *image == name);
-    if run.timed_out {
-        return Err(format!("timed out after {QEMU_TIMEOUT:?}; output:\n{}", run.output));
-    }
-    let Some(&(_, checks, why)) = known else {
-        return self_test_verdict(run.status, &run.output).map(|()| None);
-    };
-    if checks.is_empty() {
-        return match run.status {
-            None => Ok(Some(format!("QEMU died as known: {why}"))),
-            status => self_test_verdict(status, &run.output).map(|()| None),
-        };
-    }
-    let failed: Vec<&str> = run.output.lines().filter(|l| l.starts_with("not ok")).collect();
-    let check_name = |line: &str| line.split_once(" - ").map_or("", |(_, name)| name).to_string();
-    let unexpected: Vec<&&str> =
-        failed.iter().filter(|l| !checks.iter().any(|c| check_name(l).starts_with(c))).collect();
-    let ran_to_the_end = run.output.lines().any(|l| l.starts_with("1.."));
-    if !unexpected.is_empty() || !ran_to_the_end {
-        return self_test_verdict(run.status, &run.output).map(|()| None);
-    }
-    let status_ok = if failed.is_empty() { run.status == Some(1) } else { run.status == Some(3) };
-    if !status_ok {
-        return Err(format!("exit status {:?}; output:\n{}", run.status, run.output));
-    }
-    Ok((!failed.is_empty()).then(|| format!("{} known QEMU failure(s): {why}", failed.len())))
-}
-
 #[test]
 fn self_tests_pass_in_qemu() {
     let Some(qemu) = qemu() else { return };
@@ -279,7 +165,7 @@ fn self_tests_pass_in_qemu() {
         runs.into_iter()
             .filter_map(|(name, run)| {
                 let run = run.join().expect("qemu runner thread");
-                match qemu_verdict(name, &run) {
+                match qemu_verdict(name, &run, QEMU_KNOWN_WRONG) {
                     Ok(None) => {
                         println!("qemu {name}: passed");
                         None

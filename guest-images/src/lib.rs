@@ -9,16 +9,24 @@
 //! - [`bench_loop`]: a CRC-32 / FNV-1 compute loop for the interpreter benchmark.
 //! - [`self_tests`]: self-checking programs that print TAP-style `ok N - …` lines and exit
 //!   through isa-debug-exit with 0 when every check passed (exit status 1), 1 otherwise (3).
+//!
+//! Besides these real-mode images, [`kernels`] gives self-checking 32-bit protected-mode test
+//! kernels (segmentation, privilege rings, tasks, paging, virtual-8086 mode, I/O permissions,
+//! exceptions) as multiboot v1 ELF files, for `bt86 run --kernel` and `qemu -kernel`; they
+//! report the same way.
 
 mod asm;
 mod bench;
 mod boot;
 mod demo;
+mod multiboot;
+mod pm;
 mod selftest;
 
 pub use bench::{bench_loop, bench_loop_instructions};
 pub use boot::{boot_disk, FLOPPY_SECTORS, SECTOR};
 pub use demo::demo;
+pub use pm::kernels;
 pub use selftest::self_tests;
 
 /// A flat real-mode program: its bytes, where they go in guest-physical memory, and where
@@ -41,4 +49,15 @@ pub struct Image {
     pub stack_sp: u16,
     /// The program bytes.
     pub code: Vec<u8>,
+}
+
+/// A multiboot v1 kernel: an ELF32 i386 executable with a multiboot header, loaded at 1 MiB.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kernel {
+    /// Short name (used by tests and the CLI).
+    pub name: &'static str,
+    /// One line saying what the kernel tests.
+    pub description: &'static str,
+    /// The ELF file.
+    pub elf: Vec<u8>,
 }

@@ -1,0 +1,46 @@
+//! Self-checking 32-bit protected-mode kernels, booted as multiboot v1 ELF kernels.
+//!
+//! Each kernel takes over the machine with the runtime of [`rt`] (its own GDT, IDT, TSS and
+//! stacks), then runs many checks. A check computes a value, compares it with a constant and
+//! prints `ok N - name` or `not ok N - name (got …, want …)` on the debug console (port
+//! 0xE9); the kernel ends with the TAP plan `1..N` and writes 0 (all passed) or 1 to
+//! isa-debug-exit (port 0xF4), so the exit status is 1 for a pass and 3 for a failure, in bt86
+//! and in QEMU alike.
+//!
+//! The expected constants are worked out by hand from the Intel SDM, Vol. 3A (chapter 3,
+//! segmentation; 4, paging; 5, protection; 6, interrupts and exceptions; 7, task management;
+//! 20, virtual-8086 mode) and Vol. 2 (each instruction's Operation and Protected Mode
+//! Exceptions sections), with the reasoning in comments where it is not obvious; none was
+//! taken from an emulator.
+//!
+//! The checks of a kernel are grouped in sections: an unexpected exception in one is
+//! reported as a failed check and the kernel goes on with the next section.
+
+mod descriptors;
+mod rt;
+
+use crate::Kernel;
+
+/// Emits the checks of one kernel.
+type Body = fn(&mut rt::Program) -> crate::asm::Asm;
+
+/// The kernels: name, description, checks.
+const KERNELS: [(&str, &str, Body); 1] = [(
+    "pm-descriptors",
+    "segment loads and their error codes, limits, expand-down, LAR/LSL/VERR/VERW, ARPL, \
+     SGDT/SIDT/SLDT/STR/SMSW, LDT, accessed bit",
+    descriptors::run,
+)];
+
+/// Every protected-mode kernel, as a multiboot ELF file.
+pub fn kernels() -> Vec<Kernel> {
+    KERNELS
+        .iter()
+        .map(|&(name, description, body)| Kernel {
+            name,
+            description,
+            elf: rt::build_kernel(name, body)
+                .unwrap_or_else(|e| panic!("kernel {name} does not assemble: {e}")),
+        })
+        .collect()
+}

@@ -1,0 +1,192 @@
+//! The protected-mode test kernels of `guest_images::kernels()`, booted as multiboot kernels
+//! under QEMU (`-kernel FILE`) and under bt86 (`bt86 run --kernel FILE`, the CLI binary).
+//!
+//! A kernel passes when it exits through isa-debug-exit with 0 (exit status 1) and prints no
+//! `not ok` line. bt86 must pass every check; under QEMU the checks listed in
+//! [`QEMU_KNOWN_WRONG`] (where QEMU's TCG, as of 7.2, disagrees with the SDM) may fail. Set
+//! `BT86_REQUIRE_QEMU=1` to make a missing QEMU an error rather than a skipped check.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{qemu, qemu_verdict, run_captured, run_qemu_with, self_test_verdict, KnownWrong};
+use guest_images::Kernel;
+
+/// More instructions than any kernel needs.
+const MAX_STEPS: &str = "500000000";
+/// How long a bt86 run may take before it is killed.
+const BT86_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where QEMU's TCG (7.2) disagrees with the SDM: kernel, check-name prefixes, why.
+const QEMU_KNOWN_WRONG: &[KnownWrong] = &[
+    (
+        "pm-descriptors",
+        &["read through a null ds", "stosb through a null es"],
+        "QEMU's TCG does not check for a null segment on memory accesses, so a read through a \
+         null DS or a STOSB through a null ES goes on instead of raising #GP(0) (SDM Vol. 3A, \
+         3.4.2: a null selector in DS/ES/FS/GS 'causes a #GP when used to access memory'; Vol. 2, \
+         MOV and STOS, Protected Mode Exceptions)",
+    ),
+    (
+        "pm-descriptors",
+        &[
+            "write through ds = readable code",
+            "write through a cs override",
+            "write through ds = read-only data",
+            "inc through ds = read-only data",
+            "faulting writes left memory alone",
+            "read through cs = execute-only code",
+        ],
+        "QEMU's TCG does not check segment types on memory accesses: writes to code and \
+         read-only data segments and reads through an execute-only CS succeed instead of raising \
+         #GP(0) (SDM Vol. 3A, 5.5 and 3.4.5.1; Vol. 2, MOV, Protected Mode Exceptions: 'If the \
+         destination operand is in a non-writable segment')",
+    ),
+    (
+        "pm-descriptors",
+        &[
+            "byte-granular limit fffh: dword at 0xffd",
+            "byte-granular limit fffh: byte at 0x1000",
+            "4k-granular limit 0: dword at 0xffd",
+            "4k-granular limit 0: byte at 0x1000",
+            "4k-granular limit 1: dword at 0x1ffd",
+            "4k-granular limit 1: byte at 0x2000",
+            "expand-down b=0: 1-byte read at 0xfff",
+            "expand-down b=0: 1-byte read at 0x0 ",
+            "expand-down b=0: 4-byte read at 0xfffe",
+            "expand-down b=0: 1-byte read at 0x10000",
+            "expand-down b=1: 4-byte read at 0xffc",
+            "expand-down b=1: 4-byte read at 0xfffffffe",
+            "expand-down b=1 g=1 limit 0: 1-byte read at 0xfff",
+        ],
+        "QEMU's TCG does not check segment limits on data accesses in protected mode, so \
+         accesses beyond a byte- or 4K-granular limit, or outside an expand-down segment's \
+         range, go on instead of raising #GP(0) (SDM Vol. 3A, 5.3 'Limit Checking')",
+    ),
+    (
+        "pm-descriptors",
+        &["far jmp sets the accessed bit of cs"],
+        "QEMU sets a descriptor's accessed bit when it loads DS, ES, FS, GS or SS, but not when \
+         a far JMP loads CS (SDM Vol. 3A, 3.4.5.1: the processor sets the accessed bit whenever \
+         it loads a segment selector for the segment into a segment register)",
+    ),
+];
+
+/// Writes `kernel` to a fresh temporary file.
+fn kernel_file(kernel: &Kernel, runner: &str) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("bt86-pm-{}-{runner}-{}.elf", std::process::id(), kernel.name));
+    std::fs::write(&path, &kernel.elf).expect("write the kernel file");
+    path
+}
+
+fn kernel(name: &str) -> Kernel {
+    guest_images::kernels()
+        .into_iter()
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| panic!("guest_images::kernels() has no {name}"))
+}
+
+/// Boots kernel `name` under QEMU and judges the run, allowing for [`QEMU_KNOWN_WRONG`].
+fn passes_in_qemu(name: &str) {
+    let Some(qemu) = qemu() else { return };
+    let kernel = kernel(name);
+    let file = kernel_file(&kernel, "qemu");
+    let run = run_qemu_with(&qemu, &["-kernel".into(), file.clone().into()], None);
+    let _ = std::fs::remove_file(&file);
+    match qemu_verdict(name, &run, QEMU_KNOWN_WRONG) {
+        Ok(None) => println!("qemu {name}: passed"),
+        Ok(Some(note)) => println!("qemu {name}: passed except for {note}"),
+        Err(why) => panic!("qemu {name}: {why}"),
+    }
+}
+
+/// Boots kernel `name` with `bt86 run --kernel` and requires every check to pass.
+fn passes_in_bt86(name: &str) {
+    let kernel = kernel(name);
+    let file = kernel_file(&kernel, "bt86");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bt86"));
+    command.arg("run").arg("--kernel").arg(&file).args(["--max-steps", MAX_STEPS]);
+    let run = run_captured(command, None, BT86_TIMEOUT);
+    let _ = std::fs::remove_file(&file);
+    if run.timed_out {
+        panic!("bt86 {name}: killed after {BT86_TIMEOUT:?}; output:\n{}", run.output);
+    }
+    if let Err(why) = self_test_verdict(run.status, &run.output) {
+        panic!("bt86 {name}: {why}");
+    }
+}
+
+/// A QEMU test and a bt86 test for each kernel.
+macro_rules! kernel_tests {
+    ($($module:ident => $name:literal,)*) => {
+        $(
+            mod $module {
+                #[test]
+                fn passes_in_qemu() {
+                    super::passes_in_qemu($name);
+                }
+
+                #[test]
+                fn passes_in_bt86() {
+                    super::passes_in_bt86($name);
+                }
+            }
+        )*
+
+        /// Every kernel has its tests above.
+        const NAMES: &[&str] = &[$($name),*];
+    };
+}
+
+kernel_tests! {
+    pm_descriptors => "pm-descriptors",
+}
+
+#[test]
+fn every_kernel_is_tested_here() {
+    let names: Vec<&str> = guest_images::kernels().iter().map(|k| k.name).collect();
+    assert_eq!(names, NAMES);
+}
+
+/// The ELF and multiboot headers a loader relies on (ELF: System V ABI; multiboot: Multiboot
+/// Specification 0.6.96, 3.1).
+#[test]
+fn kernels_are_elf32_i386_files_with_a_multiboot_header() {
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    for kernel in guest_images::kernels() {
+        let f = &kernel.elf;
+        let name = kernel.name;
+        assert_eq!(&f[..7], b"\x7fELF\x01\x01\x01", "{name}: ELF32, little-endian, version 1");
+        assert_eq!(u16_at(f, 16), 2, "{name}: ET_EXEC");
+        assert_eq!(u16_at(f, 18), 3, "{name}: EM_386");
+        let (phoff, phnum) = (u32_at(f, 28) as usize, u16_at(f, 44) as usize);
+        assert!((1..=2).contains(&phnum), "{name}: one or two program headers");
+        let entry = u32_at(f, 24);
+        let mut entry_loaded = false;
+        for i in 0..phnum {
+            let ph = phoff + 32 * i;
+            assert_eq!(u32_at(f, ph), 1, "{name}: PT_LOAD");
+            let (offset, vaddr, filesz, memsz) =
+                (u32_at(f, ph + 4), u32_at(f, ph + 8), u32_at(f, ph + 16), u32_at(f, ph + 20));
+            assert!(vaddr >= 0x10_0000, "{name}: loaded at or above 1 MiB");
+            assert!(offset as usize + filesz as usize <= f.len() && memsz >= filesz, "{name}: segment sizes");
+            entry_loaded |= (vaddr..vaddr + filesz).contains(&entry);
+        }
+        assert!(entry_loaded, "{name}: the entry point lies in a loaded segment");
+        let header = (0..8192.min(f.len()) - 12)
+            .step_by(4)
+            .find(|&at| u32_at(f, at) == 0x1BAD_B002)
+            .unwrap_or_else(|| panic!("{name}: no multiboot header in the first 8 KiB"));
+        let (magic, flags, checksum) = (u32_at(f, header), u32_at(f, header + 4), u32_at(f, header + 8));
+        assert_eq!(magic.wrapping_add(flags).wrapping_add(checksum), 0, "{name}: checksum");
+        assert!(flags == 0x0000_0003 || flags == 0x0001_0003, "{name}: flags {flags:#x}");
+        if flags & 0x0001_0000 != 0 {
+            assert_eq!(u32_at(f, header + 28), entry, "{name}: entry_addr = e_entry");
+        }
+    }
+}
