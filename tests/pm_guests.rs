@@ -144,6 +144,7 @@ macro_rules! kernel_tests {
 
 kernel_tests! {
     pm_descriptors => "pm-descriptors",
+    pm_rings => "pm-rings",
 }
 
 #[test]

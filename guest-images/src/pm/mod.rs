@@ -17,6 +17,7 @@
 //! reported as a failed check and the kernel goes on with the next section.
 
 mod descriptors;
+mod rings;
 mod rt;
 
 use crate::Kernel;
@@ -25,12 +26,20 @@ use crate::Kernel;
 type Body = fn(&mut rt::Program) -> crate::asm::Asm;
 
 /// The kernels: name, description, checks.
-const KERNELS: [(&str, &str, Body); 1] = [(
-    "pm-descriptors",
-    "segment loads and their error codes, limits, expand-down, LAR/LSL/VERR/VERW, ARPL, \
-     SGDT/SIDT/SLDT/STR/SMSW, LDT, accessed bit",
-    descriptors::run,
-)];
+const KERNELS: [(&str, &str, Body); 2] = [
+    (
+        "pm-descriptors",
+        "segment loads and their error codes, limits, expand-down, LAR/LSL/VERR/VERW, ARPL, \
+         SGDT/SIDT/SLDT/STR/SMSW, LDT, accessed bit",
+        descriptors::run,
+    ),
+    (
+        "pm-rings",
+        "ring 0 <-> 3 through IRET, call gates with parameters, interrupt and trap gates, RETF; \
+         conforming code, segment nulling, privileged and IOPL-sensitive instructions",
+        rings::run,
+    ),
+];
 
 /// Every protected-mode kernel, as a multiboot ELF file.
 pub fn kernels() -> Vec<Kernel> {

@@ -9,7 +9,7 @@
 //!   [`TSS0_SEL`]; selectors from [`FIRST_FREE`] up are the tests' own.
 //! - IDT at [`IDT`], 256 entries: vectors 0–31 are DPL-0 interrupt gates to the recorder
 //!   stubs, [`VEC_DONE`] a DPL-3 interrupt gate to the recorder (the way back from ring 3 and
-//!   virtual-8086 mode); all others are not present until a test installs them.
+//!   virtual-8086 mode); all others are zero (invalid) until a test installs them.
 //! - TSS at [`TSS0`] with SS0:ESP0 = [`KDATA`]:[`ESP0_TOP`], an I/O bitmap base of 68h and
 //!   a limit of 67h (so the bitmap lies beyond the limit until a test extends it); LDTR null;
 //!   both 8259A PICs fully masked (OCW1), so that a test may run with IF = 1.
@@ -299,7 +299,7 @@ pub(crate) const TEST_VARS: u32 = VARS + 0x100;
 /// [`EXC_VECTOR`] when nothing was delivered.
 pub(crate) const NONE: u32 = 0xFFFF_FFFF;
 /// [`EXC_ERROR`] for vectors without an error code.
-pub(crate) const NO_ERROR: u32 = 0xEEEE_EEEE;
+pub(crate) const NO_ERROR: u32 = 0xFFFF_FFEE;
 /// The vector of the DPL-3 interrupt gate ring-3 and virtual-8086 code end with.
 pub(crate) const VEC_DONE: u32 = 0x30;
 
@@ -620,7 +620,8 @@ impl Program {
 
     /// Runs `setup` and then `instr` at CPL 3 (entered by IRET with EFLAGS = `eflags`, DS =
     /// ES = [`UDATA`], ESP = [`RING3_STACK_TOP`]), then `int 30h` back to ring 0, and checks
-    /// what was raised; [`Expect::Nothing`] means the `int 30h` came.
+    /// what was raised; [`Expect::Nothing`] means the `int 30h` came (and was the first
+    /// thing raised), [`Expect::Trap`] that the saved EIP is the `int 30h`'s own.
     pub fn ring3_case(
         &mut self,
         name: &str,
@@ -631,10 +632,12 @@ impl Program {
     ) -> Asm {
         let mut ring3 = self.label();
         let mut at = self.label();
+        let mut next = self.label();
         let mut done = self.label();
         let mut resume = self.label();
         let ring3_addr = self.addr(ring3);
         let at_addr = self.addr(at);
+        let next_addr = self.addr(next);
         let done_addr = self.addr(done);
         self.arm(resume)?;
         self.iret_to_ring3(ring3_addr, RING3_STACK_TOP, eflags)?;
@@ -644,17 +647,17 @@ impl Program {
         setup(self)?;
         self.bind(&mut at)?;
         instr(self)?;
+        self.bind(&mut next)?;
         self.a.int(VEC_DONE)?;
         self.bind(&mut done)?;
         // Not reached: the int 30h handler resumes below.
         self.a.jmp(done)?;
         self.bind(&mut resume)?;
         self.disarm()?;
-        let expect = match expect {
-            Expect::Nothing => Expect::Trap(VEC_DONE, None),
-            e => e,
-        };
-        self.check_exception(name, expect, at_addr, done_addr)
+        match expect {
+            Expect::Nothing => self.check_exception(name, Expect::Trap(VEC_DONE, None), at_addr, done_addr),
+            e => self.check_exception(name, e, at_addr, next_addr),
+        }
     }
 
     /// Runs `body` as a section: an unexpected exception inside it is reported as a failed
@@ -902,7 +905,8 @@ impl Program {
         a.ret()
     }
 
-    /// reset: (re)builds the standard GDT entries and IDT, loads GDTR and IDTR, zeroes CR4,
+    /// reset: (re)builds the standard GDT entries and IDT entries 0-31 and [`VEC_DONE`], loads
+    /// GDTR and IDTR, zeroes CR4,
     /// turns paging, WP, AM, TS and EM off, reloads DS, ES, FS, GS and SS with flat data and
     /// LDTR with null. The caller reloads CS. Preserves the general registers but EAX.
     fn emit_reset(&mut self) -> Asm {
@@ -925,7 +929,8 @@ impl Program {
         self.set_gdt(UCODE, flat(P | dpl(3) | CODE_XR))?;
         self.set_gdt(UDATA, flat(P | dpl(3) | DATA_RW))?;
         self.a.lgdt(fword_ptr(GDTR_STD + 2).ss())?;
-        // IDT: vectors 0-31 present DPL-0 interrupt gates to their stubs, the rest absent.
+        // IDT: vectors 0-31 present DPL-0 interrupt gates to their stubs (the others, zero at
+        // start-up, are the tests').
         self.a.xor(ecx, ecx)?;
         self.a.mov(ebx, stubs)?;
         self.a.set_label(&mut next)?;
@@ -936,15 +941,11 @@ impl Program {
         self.a.mov(edx, ebx)?;
         self.a.and(edx, 0xFFFF_0000u32)?;
         self.a.or(edx, u32::from(INT_GATE) << 8)?;
-        self.a.cmp(ecx, 32)?;
-        self.a.setb(al)?;
-        self.a.shl(eax, 15)?;
-        self.a.and(eax, 0x8000)?;
-        self.a.or(edx, eax)?;
+        self.a.or(edx, u32::from(P) << 8)?;
         self.a.mov(dword_ptr(ecx * 8 + IDT + 4).ss(), edx)?;
         self.a.add(ebx, 16)?;
         self.a.inc(ecx)?;
-        self.a.cmp(ecx, 256)?;
+        self.a.cmp(ecx, 32)?;
         self.a.jb(next)?;
         self.set_idt(VEC_DONE, gate(KCODE, done, P | dpl(3) | INT_GATE, 0))?;
         self.a.lidt(fword_ptr(IDTR_STD + 2).ss())?;
@@ -971,7 +972,7 @@ impl Program {
         for vector in 0..256u32 {
             let mut bytes = Vec::with_capacity(16);
             if !has_error_code(vector) {
-                // push imm8 sign-extended: NO_ERROR is 0xEEEEEEEE = sign-extended 0xEE.
+                // push imm8, sign-extended: NO_ERROR is 0xEE sign-extended.
                 bytes.extend_from_slice(&[0x6A, NO_ERROR as u8]);
             }
             bytes.push(0x68);
