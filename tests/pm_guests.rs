@@ -145,6 +145,7 @@ macro_rules! kernel_tests {
 kernel_tests! {
     pm_descriptors => "pm-descriptors",
     pm_rings => "pm-rings",
+    pm_tasks => "pm-tasks",
 }
 
 #[test]

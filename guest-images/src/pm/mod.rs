@@ -19,6 +19,7 @@
 mod descriptors;
 mod rings;
 mod rt;
+mod tasks;
 
 use crate::Kernel;
 
@@ -26,7 +27,7 @@ use crate::Kernel;
 type Body = fn(&mut rt::Program) -> crate::asm::Asm;
 
 /// The kernels: name, description, checks.
-const KERNELS: [(&str, &str, Body); 2] = [
+const KERNELS: [(&str, &str, Body); 3] = [
     (
         "pm-descriptors",
         "segment loads and their error codes, limits, expand-down, LAR/LSL/VERR/VERW, ARPL, \
@@ -38,6 +39,12 @@ const KERNELS: [(&str, &str, Body); 2] = [
         "ring 0 <-> 3 through IRET, call gates with parameters, interrupt and trap gates, RETF; \
          conforming code, segment nulling, privileged and IOPL-sensitive instructions",
         rings::run,
+    ),
+    (
+        "pm-tasks",
+        "hardware task switches: JMP to a TSS, CALL and INT through task gates, IRET back, an \
+         exception through a task gate, a 16-bit TSS, #TS/#NP/#GP for invalid switches, LTR",
+        tasks::run,
     ),
 ];
 
