@@ -32,11 +32,11 @@ usage:
   bt86 images                       list the embedded guest images
 
 run options (at most one of --image, --raw, --kernel, --bios):
-  --image NAME      an embedded guest image (see `bt86 images`)
+  --image NAME      an embedded guest image or Multiboot kernel (see `bt86 images`)
   --raw FILE        a flat real-mode binary, loaded at --load and entered at 0000:load
   --load ADDR       load address for --raw (default 0x7c00; hex with 0x, or decimal)
   --kernel FILE     a Multiboot kernel (ELF32, or any format with the a.out kludge)
-  --append ARGS     the kernel's arguments (its command line is `FILE ARGS`)
+  --append ARGS     a kernel's arguments (its command line is `FILE ARGS`)
   --bios FILE       a BIOS ROM image (64 KiB to 16 MiB), started at the reset vector
   --memory MIB      guest RAM in MiB, 1 to 3072 (default 16)
   --on-triple-fault stop|reset
@@ -66,6 +66,9 @@ fn run_cli(args: &[String]) -> Result<ExitCode, String> {
         Some("images") => {
             for i in all_images() {
                 println!("{:<16} {}", i.name, i.description);
+            }
+            for k in guest_images::kernels() {
+                println!("{:<16} {} (multiboot kernel)", k.name, k.description);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -161,6 +164,8 @@ fn raw_image(path: &str, load: u64) -> Result<Image, String> {
 enum Guest {
     /// A real-mode image (embedded or `--raw`).
     Image(Image),
+    /// An embedded Multiboot kernel.
+    Embedded(guest_images::Kernel),
     /// A Multiboot kernel file.
     Kernel(PathBuf),
     /// A BIOS ROM file.
@@ -227,18 +232,16 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     if chosen.len() > 1 {
         return Err(format!("{} cannot be used together: choose one guest", chosen.join(" and ")));
     }
-    if append.is_some() && kernel.is_none() {
-        return Err("--append gives a Multiboot kernel its arguments; it needs --kernel".into());
-    }
     let guest = if let Some(path) = raw {
         Guest::Image(raw_image(&path, load)?)
     } else if let Some(name) = image_name {
-        Guest::Image(
-            all_images()
-                .into_iter()
-                .find(|i| i.name == name)
-                .ok_or_else(|| format!("no embedded image named `{name}` (see `bt86 images`)"))?,
-        )
+        if let Some(image) = all_images().into_iter().find(|i| i.name == name) {
+            Guest::Image(image)
+        } else if let Some(k) = guest_images::kernels().into_iter().find(|k| k.name == name) {
+            Guest::Embedded(k)
+        } else {
+            return Err(format!("no embedded image named `{name}` (see `bt86 images`)"));
+        }
     } else if let Some(path) = kernel {
         Guest::Kernel(PathBuf::from(path))
     } else if let Some(path) = bios_file {
@@ -246,6 +249,11 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     } else {
         Guest::Image(guest_images::demo())
     };
+    if append.is_some() && !matches!(guest, Guest::Kernel(_) | Guest::Embedded(_)) {
+        return Err("--append gives a Multiboot kernel its arguments; it needs --kernel \
+                    (or --image with an embedded kernel)"
+            .into());
+    }
 
     let mut m = Machine::new(ram, Box::new(std::io::stdout()))
         .map_err(|e| format!("cannot create the machine: {e}"))?;
@@ -255,6 +263,15 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
         Guest::Image(image) => {
             m.load_image(image).map_err(|e| format!("image `{}`: {e}", image.name))?;
             image.name.to_string()
+        }
+        Guest::Embedded(k) => {
+            // The command line as for a file: the kernel's name, then the arguments.
+            let cmdline = match append.as_deref() {
+                Some(args) => format!("{} {args}", k.name),
+                None => k.name.to_string(),
+            };
+            multiboot::load_bytes(&mut m, &k.elf, k.name, &cmdline).map_err(|e| e.to_string())?;
+            k.name.to_string()
         }
         Guest::Kernel(path) => {
             multiboot::load(&mut m, path, append.as_deref()).map_err(|e| e.to_string())?;

@@ -743,6 +743,24 @@ fn cli_boots_a_multiboot_kernel_with_arguments_and_memory() {
 }
 
 #[test]
+fn cli_boots_the_embedded_kernels_by_name() {
+    let kernels = guest_images::kernels();
+    assert!(!kernels.is_empty());
+    let listed = text(&bt86(&["images"]).stdout);
+    for k in &kernels {
+        assert!(
+            listed.lines().any(|l| l.starts_with(k.name) && l.ends_with("(multiboot kernel)")),
+            "{listed}"
+        );
+        // Whether every check passes is tests/pm_guests.rs's business; here: the kernel boots
+        // and reports through isa-debug-exit (an odd status).
+        let out = bt86(&["run", "--image", k.name, "--append", "x"]);
+        let status = out.status.code().expect("bt86 exits");
+        assert!(status % 2 == 1, "{}: status {status}, stderr: {}", k.name, text(&out.stderr));
+    }
+}
+
+#[test]
 fn cli_errors_name_the_file_or_option() {
     let video = Scratch::new("video.elf", &elf_kernel(Elf::default(), MB_FLAGS | 4, &[], ""));
     let rom = Scratch::new("small.rom", &[0u8; 4096]);
@@ -757,6 +775,7 @@ fn cli_errors_name_the_file_or_option() {
         (vec!["run", "--memory", "4096"], "--memory 4096: guest RAM must be 1 to 3072 MiB"),
         (vec!["run", "--memory", "lots"], "`lots` is not a number"),
         (vec!["run", "--append", "x"], "--append gives a Multiboot kernel its arguments; it needs --kernel"),
+        (vec!["run", "--image", "alu", "--append", "x"], "--append gives a Multiboot kernel its arguments"),
         (vec!["run", "--on-triple-fault", "explode"], "`explode` is neither `stop` nor `reset`"),
         (vec!["run", "--image", "demo", "--kernel", "k"], "--image and --kernel cannot be used together"),
         (vec!["run", "--bios", "b", "--raw", "r"], "--raw and --bios cannot be used together"),
