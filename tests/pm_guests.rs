@@ -73,6 +73,26 @@ const QEMU_KNOWN_WRONG: &[KnownWrong] = &[
          a far JMP loads CS (SDM Vol. 3A, 3.4.5.1: the processor sets the accessed bit whenever \
          it loads a segment selector for the segment into a segment register)",
     ),
+    (
+        "pm-paging",
+        &[
+            "supervisor read, reserved bits in a 4m pde: error code",
+            "supervisor write, reserved bits in a 4m pde: error code",
+            "user read, reserved bits in a 4m pde: error code",
+            "user write, reserved bits in a 4m pde: error code",
+        ],
+        "QEMU 7.2 reports a reserved-bit page fault with P = 0 (error code 8h, Ah, Ch, Eh) where \
+         the entries are present and P must be 1 (SDM Vol. 3A, 4.7: P is 0 only when a P flag \
+         was 0 in an entry used for the translation; RSVD faults are 9h, Bh, Dh, Fh)",
+    ),
+    (
+        "pm-control-registers",
+        &[],
+        "QEMU 7.2 does not raise #GP(0) for MOV to CR0 with NW = 1 and CD = 0, nor with PG = 1 \
+         and PE = 0 (SDM Vol. 2, MOV—Move to/from Control Registers, Protected Mode \
+         Exceptions: 'an invalid bit combination in CR0'); it drops to real mode with paging \
+         on, and the kernel stops at once on the path that only runs without the #GP",
+    ),
 ];
 
 /// Writes `kernel` to a fresh temporary file.
@@ -146,6 +166,8 @@ kernel_tests! {
     pm_descriptors => "pm-descriptors",
     pm_rings => "pm-rings",
     pm_tasks => "pm-tasks",
+    pm_paging => "pm-paging",
+    pm_control_registers => "pm-control-registers",
 }
 
 #[test]

@@ -126,13 +126,13 @@ pub fn self_test_verdict(status: Option<i32>, output: &str) -> Result<(), String
 }
 
 /// Where QEMU's TCG disagrees with the SDM, so that a self-test cannot pass there: image,
-/// the checks it fails (name prefixes; none = it dies before finishing), and why. An image
-/// may have several entries.
+/// the checks it fails (name prefixes; none = it stops before the TAP plan: dies, or exits
+/// early), and why. An image may have several entries.
 pub type KnownWrong = (&'static str, &'static [&'static str], &'static str);
 
 /// Judges a QEMU run of self-test `name`, allowing for `known`: a run that fails only listed
-/// checks (or dies, where that is listed) counts as passing, with a note naming the reasons
-/// that applied; anything else still fails.
+/// checks (or stops before the end, where that is listed) counts as passing, with a note
+/// naming the reasons that applied; anything else, and a timeout, still fails.
 pub fn qemu_verdict(name: &str, run: &QemuRun, known: &[KnownWrong]) -> Result<Option<String>, String> {
     if run.timed_out {
         return Err(format!("timed out after {QEMU_TIMEOUT:?}; output:\n{}", run.output));
@@ -141,10 +141,12 @@ pub fn qemu_verdict(name: &str, run: &QemuRun, known: &[KnownWrong]) -> Result<O
     if entries.is_empty() {
         return self_test_verdict(run.status, &run.output).map(|()| None);
     }
+    let ran_to_the_end = run.output.lines().any(|l| l.starts_with("1.."));
     if let Some((_, _, why)) = entries.iter().find(|(_, checks, _)| checks.is_empty()) {
-        return match run.status {
-            None => Ok(Some(format!("QEMU died as known: {why}"))),
-            status => self_test_verdict(status, &run.output).map(|()| None),
+        return if ran_to_the_end {
+            self_test_verdict(run.status, &run.output).map(|()| None)
+        } else {
+            Ok(Some(format!("QEMU stopped before the end (status {:?}) as known: {why}", run.status)))
         };
     }
     let failed: Vec<&str> = run.output.lines().filter(|l| l.starts_with("not ok")).collect();
@@ -154,7 +156,6 @@ pub fn qemu_verdict(name: &str, run: &QemuRun, known: &[KnownWrong]) -> Result<O
         entries.iter().position(|(_, checks, _)| checks.iter().any(|c| name.starts_with(c)))
     };
     let unexpected = failed.iter().any(|l| reason(l).is_none());
-    let ran_to_the_end = run.output.lines().any(|l| l.starts_with("1.."));
     if unexpected || !ran_to_the_end {
         return self_test_verdict(run.status, &run.output).map(|()| None);
     }

@@ -17,6 +17,7 @@
 //! reported as a failed check and the kernel goes on with the next section.
 
 mod descriptors;
+mod paging;
 mod rings;
 mod rt;
 mod tasks;
@@ -27,7 +28,7 @@ use crate::Kernel;
 type Body = fn(&mut rt::Program) -> crate::asm::Asm;
 
 /// The kernels: name, description, checks.
-const KERNELS: [(&str, &str, Body); 3] = [
+const KERNELS: [(&str, &str, Body); 5] = [
     (
         "pm-descriptors",
         "segment loads and their error codes, limits, expand-down, LAR/LSL/VERR/VERW, ARPL, \
@@ -45,6 +46,17 @@ const KERNELS: [(&str, &str, Body); 3] = [
         "hardware task switches: JMP to a TSS, CALL and INT through task gates, IRET back, an \
          exception through a task gate, a 16-bit TSS, #TS/#NP/#GP for invalid switches, LTR",
         tasks::run,
+    ),
+    (
+        "pm-paging",
+        "4 KiB and 4 MiB pages, aliases, every #PF error code with CR2, instruction fetches, \
+         accessed and dirty bits, CR0.WP, INVLPG / CR3 / CR4.PGE invalidation",
+        paging::run,
+    ),
+    (
+        "pm-control-registers",
+        "MOV to CR0 with NW set and CD clear, and with PG set and PE clear: #GP(0)",
+        paging::control_registers,
     ),
 ];
 

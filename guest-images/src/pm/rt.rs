@@ -206,6 +206,10 @@ pub(crate) const CR0_ET: u32 = 1 << 4;
 pub(crate) const CR0_WP: u32 = 1 << 16;
 /// CR0.AM.
 pub(crate) const CR0_AM: u32 = 1 << 18;
+/// CR0.NW.
+pub(crate) const CR0_NW: u32 = 1 << 29;
+/// CR0.CD.
+pub(crate) const CR0_CD: u32 = 1 << 30;
 /// CR0.PG.
 pub(crate) const CR0_PG: u32 = 1 << 31;
 /// CR4.PSE.
