@@ -16,16 +16,22 @@ pub const SIGNATURE: u32 = (6 << 8) | (1 << 4) | 9;
 pub mod edx {
     /// Virtual-8086 mode enhancements (not yet).
     pub const VME: u32 = 1 << 1;
+    /// Page-size extension: 4 MiB pages with CR4.PSE.
+    pub const PSE: u32 = 1 << 3;
     /// Time-stamp counter and RDTSC.
     pub const TSC: u32 = 1 << 4;
+    /// RDMSR and WRMSR.
+    pub const MSR: u32 = 1 << 5;
     /// CMPXCHG8B.
     pub const CX8: u32 = 1 << 8;
+    /// Global pages with CR4.PGE.
+    pub const PGE: u32 = 1 << 13;
     /// CMOVcc.
     pub const CMOV: u32 = 1 << 15;
 }
 
 /// Features bt86 implements now.
-pub const FEATURES_EDX: u32 = edx::TSC | edx::CX8 | edx::CMOV;
+pub const FEATURES_EDX: u32 = edx::PSE | edx::TSC | edx::MSR | edx::CX8 | edx::PGE | edx::CMOV;
 
 /// The highest basic leaf.
 pub const MAX_LEAF: u32 = 1;

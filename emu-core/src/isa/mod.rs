@@ -325,6 +325,8 @@ const ROWS: &[Row] = rows! {
     // ---- system (system.rs) ----
     [Cpuid] => system::cpuid, CriticalBehaviour;
     [Rdtsc] => system::rdtsc, CriticalBehaviour;
+    [Rdmsr] => system::rdmsr, Privileged;
+    [Wrmsr] => system::wrmsr, Privileged | MODE;
     [Lgdt_m1632_16, Lgdt_m1632, Lidt_m1632_16, Lidt_m1632] => system::load_table, Privileged | MODE;
     [Sgdt_m1632_16, Sgdt_m1632, Sidt_m1632_16, Sidt_m1632] => system::store_table, CriticalBehaviour;
     [Smsw_rm16, Smsw_r32m16] => system::smsw, CriticalBehaviour;

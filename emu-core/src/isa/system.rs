@@ -207,6 +207,33 @@ pub fn mov_to_dr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     Ok(())
 }
 
+/// IA32_TIME_STAMP_COUNTER (SDM Vol. 4, Table 2-2).
+pub const MSR_TSC: u32 = 0x10;
+
+/// RDMSR: EDX:EAX = MSR[ECX]. Privileged; an MSR bt86 does not implement is #GP(0), as on
+/// hardware for a reserved or unimplemented MSR. Implemented: the TSC.
+pub fn rdmsr(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    ring0(cpu)?;
+    let v = match cpu.state.regs[gpr::ECX] {
+        MSR_TSC => cpu.state.tsc,
+        _ => return Err(Exception::GeneralProtection(0)),
+    };
+    cpu.state.regs[gpr::EAX] = v as u32;
+    cpu.state.regs[gpr::EDX] = (v >> 32) as u32;
+    Ok(())
+}
+
+/// WRMSR: MSR[ECX] = EDX:EAX. Privileged; unimplemented MSRs are #GP(0).
+pub fn wrmsr(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    ring0(cpu)?;
+    let v = (u64::from(cpu.state.regs[gpr::EDX]) << 32) | u64::from(cpu.state.regs[gpr::EAX]);
+    match cpu.state.regs[gpr::ECX] {
+        MSR_TSC => cpu.state.tsc = v,
+        _ => return Err(Exception::GeneralProtection(0)),
+    }
+    Ok(())
+}
+
 /// INVD, WBINVD: bt86 has no caches to flush; privileged.
 pub fn cache_op(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
     ring0(cpu)
