@@ -145,6 +145,7 @@ pub fn mov_to_cr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     ring0(cpu)?;
     let n = cr_index(i.op0_register())?;
     let v = get_reg(&cpu.state, i.op1_register());
+    let (old_cr0, old_cr4) = (cpu.state.cr[0], cpu.state.cr[4]);
     match n {
         0 => {
             if (v & cr0::PG != 0 && v & cr0::PE == 0) || (v & cr0::NW != 0 && v & cr0::CD == 0) {
@@ -162,6 +163,14 @@ pub fn mov_to_cr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
                 | cr0::CD
                 | cr0::PG;
             cpu.state.cr[0] = (v & keep) | cr0::ET;
+            if v & cr0::PE == 0 {
+                // Back in real mode the privilege level is 0.
+                cpu.state.cpl = 0;
+            }
+        }
+        3 => {
+            cpu.state.cr[3] = v;
+            cpu.on_cr3_write();
         }
         4 => {
             if v & !CR4_WRITABLE != 0 {
@@ -171,6 +180,7 @@ pub fn mov_to_cr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
         }
         _ => cpu.state.cr[n] = v,
     }
+    cpu.on_control_write(old_cr0, old_cr4);
     Ok(())
 }
 
