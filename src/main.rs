@@ -297,10 +297,24 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
         let st = &m.cpu.stats;
         let retired = m.cpu.state.retired;
         let secs = elapsed.as_secs_f64();
+        let tlb = &m.cpu.tlb.stats;
+        let percent =
+            |part: u64, whole: u64| if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 };
         eprintln!("instructions retired: {retired}");
-        eprintln!("instructions decoded: {}", st.decoded);
+        eprintln!(
+            "instructions decoded: {} ({} more served by the decode cache)",
+            st.decoded, st.decode_cache_hits
+        );
         eprintln!("exceptions delivered: {}", st.exceptions);
         eprintln!("software interrupts:  {}", st.soft_ints);
+        eprintln!(
+            "TLB:                  {} hits, {} misses ({:.2}% hits), {} flushes, {} single-page flushes",
+            tlb.hits,
+            tlb.misses,
+            percent(tlb.hits, tlb.hits + tlb.misses),
+            tlb.flushes,
+            tlb.page_flushes
+        );
         eprintln!("wall time:            {secs:.3} s");
         if secs > 0.0 {
             eprintln!("guest MIPS:           {:.1}", retired as f64 / secs / 1e6);

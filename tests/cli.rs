@@ -74,3 +74,15 @@ fn bad_files_and_options_are_clear_errors_naming_the_problem() {
     assert_eq!(out.status.code(), Some(64));
     assert!(text(&out.stderr).contains("the file is empty"));
 }
+
+#[test]
+fn stats_show_the_tlb_working_on_a_paging_guest() {
+    let out = bt86(&["run", "--image", "pm-paging", "--stats"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    let line = err.lines().find(|l| l.starts_with("TLB:")).unwrap_or_else(|| panic!("{err}"));
+    let hits: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap();
+    let misses: u64 = line.split_whitespace().nth(3).and_then(|n| n.parse().ok()).unwrap();
+    assert!(hits > 10 * misses && misses > 0, "{line}");
+    assert!(err.contains("instructions retired:"), "{err}");
+}
