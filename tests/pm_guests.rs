@@ -86,6 +86,42 @@ const QEMU_KNOWN_WRONG: &[KnownWrong] = &[
          was 0 in an entry used for the translation; RSVD faults are 9h, Bh, Dh, Fh)",
     ),
     (
+        "pm-v86",
+        &["word read at ds:ffff in virtual-8086 mode"],
+        "QEMU's TCG does not check the 64 KiB segment limit in virtual-8086 mode: a word read at \
+         offset FFFFh goes on instead of raising #GP(0) (SDM Vol. 3A, 20.1.1; Vol. 2, MOV, \
+         Virtual-8086 Mode Exceptions)",
+    ),
+    (
+        "pm-exceptions",
+        &["#UD with the #UD gate not present: error code"],
+        "QEMU leaves the EXT bit clear in the #NP error code when the not-present gate was \
+         reached while delivering an exception (#UD): 32h instead of 33h (SDM Vol. 3A, 6.13: EXT \
+         is set when the exception occurred during delivery of an event external to the \
+         program, such as an earlier exception)",
+    ),
+    (
+        "pm-exceptions",
+        &["lock mov [mem], eax"],
+        "QEMU executes MOV with a LOCK prefix instead of raising #UD (SDM Vol. 2, LOCK: #UD if \
+         the instruction is not one of ADD, ADC, AND, BTC, BTR, BTS, CMPXCHG, CMPXCHG8B, DEC, \
+         INC, NEG, NOT, OR, SBB, SUB, XOR, XADD, XCHG with a memory destination)",
+    ),
+    (
+        "pm-exceptions",
+        &["near jmp to offset 100000h beyond a cs limit"],
+        "QEMU's TCG does not check the CS limit on a near JMP: the jump goes through instead of \
+         raising #GP(0) (SDM Vol. 2, JMP: #GP(0) if the target operand is beyond the code \
+         segment limits); the kernel puts INT 30h where such a jump lands",
+    ),
+    (
+        "pm-exceptions",
+        &["push below an expand-down stack", "ss-relative read below", "ss-relative dword read straddling"],
+        "QEMU's TCG does not check SS limits: pushes and SS-relative reads outside an \
+         expand-down stack segment go on instead of raising #SS(0) (SDM Vol. 3A, 5.3 and \
+         6.15 'Interrupt 12—Stack Fault Exception')",
+    ),
+    (
         "pm-control-registers",
         &[],
         "QEMU 7.2 does not raise #GP(0) for MOV to CR0 with NW = 1 and CD = 0, nor with PG = 1 \
@@ -167,6 +203,9 @@ kernel_tests! {
     pm_rings => "pm-rings",
     pm_tasks => "pm-tasks",
     pm_paging => "pm-paging",
+    pm_v86 => "pm-v86",
+    pm_iobitmap => "pm-iobitmap",
+    pm_exceptions => "pm-exceptions",
     pm_control_registers => "pm-control-registers",
 }
 

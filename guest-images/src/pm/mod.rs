@@ -17,10 +17,13 @@
 //! reported as a failed check and the kernel goes on with the next section.
 
 mod descriptors;
+mod exceptions;
+mod iobitmap;
 mod paging;
 mod rings;
 mod rt;
 mod tasks;
+mod v86;
 
 use crate::Kernel;
 
@@ -28,7 +31,7 @@ use crate::Kernel;
 type Body = fn(&mut rt::Program) -> crate::asm::Asm;
 
 /// The kernels: name, description, checks.
-const KERNELS: [(&str, &str, Body); 5] = [
+const KERNELS: [(&str, &str, Body); 8] = [
     (
         "pm-descriptors",
         "segment loads and their error codes, limits, expand-down, LAR/LSL/VERR/VERW, ARPL, \
@@ -52,6 +55,24 @@ const KERNELS: [(&str, &str, Body); 5] = [
         "4 KiB and 4 MiB pages, aliases, every #PF error code with CR2, instruction fetches, \
          accessed and dirty bits, CR0.WP, INVLPG / CR3 / CR4.PGE invalidation",
         paging::run,
+    ),
+    (
+        "pm-v86",
+        "virtual-8086 mode: entry by IRET, real-mode addressing, IOPL-sensitive instructions with \
+         IOPL 0 and 3, INT n to a ring-0 monitor that IRETs back, CPL-3 and PM-only instructions",
+        v86::run,
+    ),
+    (
+        "pm-iobitmap",
+        "the TSS I/O permission bitmap at CPL 3 and in virtual-8086 mode: allowed and denied \
+         ports, multi-byte accesses, string I/O, CPL <= IOPL, the TSS limit and the map base",
+        iobitmap::run,
+    ),
+    (
+        "pm-exceptions",
+        "double faults, IDT error codes and the EXT bit, #SS on expand-down stacks, #UD, #NM, \
+         fault and trap EIPs, single step, code segment limits",
+        exceptions::run,
     ),
     (
         "pm-control-registers",

@@ -6,7 +6,7 @@
 //! Machine state the runtime sets up (SDM Vol. 3A, chapters 3, 5, 6 and 7):
 //! - GDT at [`GDT`] with [`GDT_ENTRIES`] entries: null, flat ring-0 code [`KCODE`] and data
 //!   [`KDATA`], flat ring-3 code [`UCODE`] and data [`UDATA`] (both DPL 3), the main TSS
-//!   [`TSS0_SEL`]; selectors from [`FIRST_FREE`] up are the tests' own.
+//!   [`TSS0_SEL`]; selectors from 30h up are the tests' own.
 //! - IDT at [`IDT`], 256 entries: vectors 0–31 are DPL-0 interrupt gates to the recorder
 //!   stubs, [`VEC_DONE`] a DPL-3 interrupt gate to the recorder (the way back from ring 3 and
 //!   virtual-8086 mode); all others are zero (invalid) until a test installs them.
@@ -81,12 +81,17 @@ pub(crate) const RING3_STACK_TOP: u32 = 0x0031_8000;
 const TASK_STACKS: u32 = 0x0032_0000;
 /// Page-aligned memory for paging structures (64 KiB).
 pub(crate) const PAGE_AREA: u32 = 0x0033_0000;
-/// Free memory for tests (up to [`SCRATCH_END`]).
+/// Free memory for tests (up to F0000h bytes).
 pub(crate) const SCRATCH: u32 = 0x0034_0000;
-/// End of [`SCRATCH`].
-pub(crate) const SCRATCH_END: u32 = 0x003F_0000;
-/// Where virtual-8086 code is copied to (below 1 MiB): segment `V86_CODE_SEG`.
+/// Where virtual-8086 code is copied to (below 1 MiB): segment [`V86_CS`], IP 0.
 pub(crate) const V86_BASE: u32 = 0x8000;
+/// Virtual-8086 code segment.
+pub(crate) const V86_CS: u16 = 0x0800;
+/// Virtual-8086 stack: SS:SP = 0700h:1000h (linear 7000h–7FFFh).
+pub(crate) const V86_SS: u16 = 0x0700;
+pub(crate) const V86_SP: u16 = 0x1000;
+/// Virtual-8086 data segment (linear 6000h).
+pub(crate) const V86_DS: u16 = 0x0600;
 
 /// Address of the `n`th test TSS (0x200 bytes each, up to 16).
 pub(crate) const fn tss_addr(n: u32) -> u32 {
@@ -113,8 +118,6 @@ pub(crate) const UCODE: u16 = 0x18 | 3;
 pub(crate) const UDATA: u16 = 0x20 | 3;
 /// The main TSS.
 pub(crate) const TSS0_SEL: u16 = 0x28;
-/// First GDT selector the tests may use.
-pub(crate) const FIRST_FREE: u16 = 0x30;
 
 /// Access byte: present.
 pub(crate) const P: u8 = 0x80;
@@ -142,12 +145,8 @@ pub(crate) const TSS16: u8 = 0x01;
 pub(crate) const LDT_TYPE: u8 = 0x02;
 /// System type: busy 16-bit TSS.
 pub(crate) const TSS16_BUSY: u8 = 0x03;
-/// System type: 16-bit call gate.
-pub(crate) const CALL_GATE16: u8 = 0x04;
 /// System type: task gate.
 pub(crate) const TASK_GATE: u8 = 0x05;
-/// System type: 16-bit interrupt gate.
-pub(crate) const INT_GATE16: u8 = 0x06;
 /// System type: available 32-bit TSS.
 pub(crate) const TSS32: u8 = 0x09;
 /// System type: busy 32-bit TSS.
@@ -474,11 +473,6 @@ impl Program {
         self.inline_string(text)
     }
 
-    /// Prints EAX as 8 hex digits. Clobbers flags.
-    pub fn call_print_hex(&mut self) -> Asm {
-        self.a.call(self.lib.print_hex)
-    }
-
     /// Checks that EAX equals `expected`, printing `ok N - name` or `not ok N - name (...)`.
     /// Preserves all registers and flags.
     pub fn check_eax(&mut self, expected: u32, name: &str) -> Asm {
@@ -662,6 +656,43 @@ impl Program {
             Expect::Nothing => self.check_exception(name, Expect::Trap(VEC_DONE, None), at_addr, done_addr),
             e => self.check_exception(name, e, at_addr, next_addr),
         }
+    }
+
+    /// Copies the virtual-8086 code `code` (assembled by [`V86Code::assemble`]) to
+    /// [`V86_BASE`]. Clobbers ESI, EDI, ECX.
+    pub fn install_v86(&mut self, code: Vec<u8>) -> Asm {
+        assert!(code.len() <= 0x8000, "virtual-8086 code too large");
+        let len = code.len() as u32;
+        let blob = self.blob(code);
+        let from = self.addr(blob);
+        self.copy(from, V86_BASE, len)
+    }
+
+    /// Enters virtual-8086 mode at [`V86_CS`]:`ip` with EFLAGS = `eflags` | VM, SS:SP =
+    /// [`V86_SS`]:[`V86_SP`] and DS = ES = FS = GS = [`V86_DS`] (IRET from ring 0), with the
+    /// recorder armed; the code there ends with UD2 (or faults, or `int 30h` with IOPL 3).
+    /// Checks what was raised: for [`Expect::Nothing`], the #UD of the UD2 at `done`;
+    /// otherwise `expect` with the saved IP `at` (fault) or `next` (trap). Also checks the
+    /// saved CS and that VM was set in the saved EFLAGS.
+    pub fn v86_case(&mut self, name: &str, eflags: u32, ip: u16, expect: Expect, at: u16, next: u16) -> Asm {
+        let mut resume = self.label();
+        self.arm(resume)?;
+        for value in [V86_DS, V86_DS, V86_DS, V86_DS, V86_SS, V86_SP] {
+            self.a.push(u32::from(value))?;
+        }
+        self.a.push(eflags | FL_VM | FL_1)?;
+        self.a.push(u32::from(V86_CS))?;
+        self.a.push(u32::from(ip))?;
+        self.a.iretd()?;
+        self.bind(&mut resume)?;
+        self.disarm()?;
+        let expect = match expect {
+            Expect::Nothing => Expect::Fault(6, None),
+            e => e,
+        };
+        self.check_exception(name, expect, u32::from(at), u32::from(next))?;
+        self.check(Mem32(EXC_CS), u32::from(V86_CS), &format!("{name}: saved cs"))?;
+        self.check_masked(Mem32(EXC_EFLAGS), FL_VM, FL_VM, &format!("{name}: saved eflags has vm"))
     }
 
     /// Runs `body` as a section: an unexpected exception inside it is reported as a failed
@@ -1091,5 +1122,41 @@ impl Program {
         self.a.mov(al, 1)?;
         self.a.out(DEBUG_EXIT, al)?;
         self.halt()
+    }
+}
+
+/// 16-bit code that runs in virtual-8086 mode, assembled for [`V86_CS`]:0 (linear
+/// [`V86_BASE`]). Labels from [`V86Code::here`] give IPs after [`V86Code::assemble`].
+pub(crate) struct V86Code {
+    /// The 16-bit assembler.
+    pub a: CodeAssembler,
+    labels: Vec<CodeLabel>,
+}
+
+impl V86Code {
+    pub fn new() -> Result<V86Code, IcedError> {
+        Ok(V86Code { a: CodeAssembler::new(16)?, labels: Vec::new() })
+    }
+
+    /// Marks the current position; returns its index for [`V86Code::assemble`]'s table.
+    pub fn here(&mut self) -> Result<usize, IcedError> {
+        let mut label = self.a.create_label();
+        self.a.set_label(&mut label)?;
+        self.a.zero_bytes()?;
+        self.labels.push(label);
+        Ok(self.labels.len() - 1)
+    }
+
+    /// The code and the IP of every position marked with [`V86Code::here`].
+    pub fn assemble(mut self) -> Result<(Vec<u8>, Vec<u16>), IcedError> {
+        let result = self.a.assemble_options(0, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+        let ips = self
+            .labels
+            .iter()
+            .map(|l| {
+                result.label_ip(l).map(|ip| u16::try_from(ip).expect("virtual-8086 code fits in 64 KiB"))
+            })
+            .collect::<Result<Vec<u16>, IcedError>>()?;
+        Ok((result.inner.code_buffer, ips))
     }
 }
