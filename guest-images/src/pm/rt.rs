@@ -31,7 +31,10 @@
 //! - otherwise the exception was unexpected: it prints a `not ok` line and resumes at the end
 //!   of the current section ([`Program::section`]), or aborts the kernel if there is none.
 //!
-//! The recorder reads the frame through SS, so every stack segment a test uses has base 0.
+//! The recorder reads the frame through a flat DS at the offsets SS:ESP gives, so every stack
+//! segment a test uses has base 0. The other library code (arming and disarming included)
+//! reaches its variables through SS, so a test that loads SS with a segment that does not
+//! cover them restores SS before it disarms or checks.
 //!
 //! ## Conventions for test code
 //! - Library routines read their strings and the check values through CS (every code segment
@@ -1030,16 +1033,20 @@ impl Program {
         self.bind(&mut l)?;
         // [esp] vector, [esp+4] error code, [esp+8] EIP, CS, EFLAGS, ESP, SS, ES, DS, FS, GS.
         self.a.pushad()?;
-        self.a.xor(eax, eax)?;
-        for (sreg, slot) in
-            [(ds, EXC_IN_DS), (es, EXC_IN_ES), (fs, EXC_IN_FS), (gs, EXC_IN_GS), (ss, EXC_IN_SS)]
-        {
-            self.a.mov(ax, sreg)?;
-            self.a.mov(dword_ptr(slot).ss(), eax)?;
+        // The segment registers as found go on the stack first (SS may be a segment that does
+        // not reach the variables), then into the variables through a flat DS.
+        let sregs = [(ds, EXC_IN_DS), (es, EXC_IN_ES), (fs, EXC_IN_FS), (gs, EXC_IN_GS), (ss, EXC_IN_SS)];
+        for (sreg, _) in sregs {
+            self.a.push(sreg)?;
         }
         self.a.mov(ax, u32::from(KDATA))?;
         self.a.mov(ds, ax)?;
         self.a.mov(es, ax)?;
+        for (i, (_, slot)) in sregs.into_iter().rev().enumerate() {
+            self.a.movzx(eax, word_ptr(esp + 4 * i as i32))?;
+            self.a.mov(dword_ptr(slot), eax)?;
+        }
+        self.a.add(esp, 4 * sregs.len() as i32)?;
         self.a.pushfd()?;
         self.a.pop(eax)?;
         self.a.mov(dword_ptr(EXC_IN_EFLAGS), eax)?;
