@@ -179,7 +179,7 @@ fn checking_kernel_code(expect_upper_kib: u32) -> Vec<u8> {
         a.jz(fail4)?;
         a.mov(esi, dword_ptr(ebx + 16))?;
         a.call(print)?;
-        a.mov(al, b'\n' as u32)?;
+        a.mov(al, u32::from(b'\n'))?;
         a.out(0xE9u32, al)?;
         a.jmp(ok4)?;
         a.set_label(&mut fail4)?;
@@ -813,7 +813,7 @@ fn emit_print_message(a: &mut CodeAssembler) -> Result<(), IcedError> {
     let (mut print, mut done) = (a.create_label(), a.create_label());
     a.mov(ax, cs)?;
     a.mov(ds, ax)?;
-    a.mov(byte_ptr(0xE800u32), b'X' as u32)?;
+    a.mov(byte_ptr(0xE800u32), u32::from(b'X'))?;
     a.mov(si, 0xE800)?;
     a.set_label(&mut print)?;
     a.lodsb()?;
@@ -845,9 +845,9 @@ fn rebooting_rom() -> Vec<u8> {
         a.mov(es, ax)?;
         a.inc(byte_ptr(0x500u32).es())?;
         a.mov(al, byte_ptr(0x500u32).es())?;
-        a.add(al, b'0' as u32)?;
+        a.add(al, u32::from(b'0'))?;
         a.out(0xE9u32, al)?;
-        a.mov(al, b'\n' as u32)?;
+        a.mov(al, u32::from(b'\n'))?;
         a.out(0xE9u32, al)?;
         a.cmp(byte_ptr(0x500u32).es(), 3)?;
         a.jb(again)?;

@@ -157,6 +157,9 @@ impl DecodeCache {
     }
 }
 
+/// DR6.BS: the debug exception was a single-step trap (SDM Vol. 3B §17.2.3).
+const DR6_BS: u32 = 1 << 14;
+
 /// Longest legal x86 instruction (SDM Vol. 2A §2.3.11).
 const MAX_INSN_LEN: usize = 15;
 
@@ -591,6 +594,11 @@ impl Cpu {
             return StepResult::Halted;
         }
         self.insn_eip = self.state.eip;
+        // Shadows set by the previous instruction last until this one is done.
+        self.state.int_shadow = false;
+        self.state.ss_shadow = false;
+        let single_step = self.state.eflags & fl::TF != 0;
+        let soft_ints = self.stats.soft_ints;
         let result = self.next_instruction().and_then(|insn| {
             let next = insn.next_ip() as u32;
             self.state.eip = if self.state.code32() { next } else { next & 0xFFFF };
@@ -601,6 +609,16 @@ impl Cpu {
             Ok(()) => {
                 self.state.retired += 1;
                 self.state.tsc = self.state.tsc.wrapping_add(1);
+                // Single-step trap (SDM Vol. 3B §17.3.1.4): after an instruction that began
+                // with TF set — so not after the POPF or IRET that sets it — unless it was a
+                // software interrupt (its handler runs with TF clear) or loaded SS (debug traps
+                // wait one more instruction).
+                if single_step && !self.state.ss_shadow && self.stats.soft_ints == soft_ints {
+                    self.state.dr[6] |= DR6_BS;
+                    self.state.halted = false;
+                    self.insn_eip = self.state.eip;
+                    return self.deliver(Exception::Debug);
+                }
                 if self.state.halted {
                     StepResult::Halted
                 } else {

@@ -230,6 +230,9 @@ pub struct CpuState {
     pub a20: bool,
     /// Interrupts are inhibited for one instruction (after STI, MOV SS, POP SS).
     pub int_shadow: bool,
+    /// The last instruction loaded SS (MOV SS, POP SS): debug traps are held off for one
+    /// instruction (SDM Vol. 3A §6.8.3).
+    pub ss_shadow: bool,
     /// Time-stamp counter (advanced by virtual time).
     pub tsc: u64,
     /// Instructions retired since reset.
@@ -263,6 +266,7 @@ impl CpuState {
             halted: false,
             a20: true,
             int_shadow: false,
+            ss_shadow: false,
             tsc: 0,
             retired: 0,
         }

@@ -57,6 +57,7 @@ pub fn mov_to_sreg(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res 
     cpu.load_seg(seg, v)?;
     if seg == SegReg::Ss {
         cpu.state.int_shadow = true;
+        cpu.state.ss_shadow = true;
     }
     Ok(())
 }
@@ -121,9 +122,6 @@ pub fn load_far_pointer(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) ->
         _ => SegReg::Ss,
     };
     cpu.load_seg(target, selector)?;
-    if target == SegReg::Ss {
-        cpu.state.int_shadow = true;
-    }
     set_reg(&mut cpu.state, r, offset);
     Ok(())
 }

@@ -24,8 +24,8 @@ pub fn check_io(cpu: &mut Cpu, port: u16, size: Size) -> Res {
     }
     let gp = Exception::GeneralProtection(0);
     let tr = cpu.state.tr;
-    // Only a 32-bit TSS (type 9 or 11) has a bitmap.
-    if tr.attrs & 0x7 != 0x1 || tr.attrs & 0x8 == 0 || tr.limit < 0x67 {
+    // Only a 32-bit TSS (type 9, or 11 when busy, as the current one always is) has a bitmap.
+    if !matches!(tr.attrs & 0xF, 0x9 | 0xB) || tr.limit < 0x67 {
         return Err(gp);
     }
     let map = cpu.read_lin(tr.base.wrapping_add(0x66), Size::W, Access::Read)?;

@@ -77,6 +77,7 @@ pub fn pop_sreg(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     cpu.set_sp(cpu.sp_plus(size.bytes() as i32));
     if seg == SegReg::Ss {
         cpu.state.int_shadow = true;
+        cpu.state.ss_shadow = true;
     }
     Ok(())
 }

@@ -16,7 +16,8 @@
 //!   a fault at CPL 3 is delivered on the ring-0 stack, so the push's #SS can be handled.
 //! - #UD: UD2, UD0, MOV to CS, LOCK on an instruction that cannot take it, MOV from CR1, LEA
 //!   and LDS with a register source, a far JMP through a register.
-//! - #NM: x87 instructions with CR0.EM or CR0.TS set; WAIT only with TS and MP both set.
+//! - #NM: x87 instructions with CR0.EM or CR0.TS set; WAIT only with TS and MP both set; with
+//!   both clear an x87 instruction runs (checked only when CPUID.1:EDX reports an FPU).
 //! - Faults save the faulting instruction's EIP, traps the next one's; single-step traps after
 //!   the instruction following the POPF that set TF, and set DR6.BS (17.3.1.4).
 //! - A near jump beyond the CS limit is #GP(0) before the jump, as is a far jump whose offset
@@ -297,7 +298,28 @@ fn device_not_available(p: &mut Program) -> Asm {
     p.case("fninit with cr0.em=1", nm, cr0_bits(CR0_EM), |p| p.a.fninit())?;
     p.case("wait with cr0.ts=1 mp=1", nm, cr0_bits(CR0_TS | CR0_MP), |p| p.a.wait())?;
     p.case("wait with cr0.ts=1 mp=0", Expect::Nothing, cr0_bits(CR0_TS), |p| p.a.wait())?;
-    p.case("fninit with cr0.ts=0 em=0", Expect::Nothing, cr0_bits(CR0_MP), |p| p.a.fninit())?;
+    // Without EM and TS an x87 instruction simply runs — on a processor that has an x87. The
+    // check follows CPUID.1:EDX.FPU: a CPU that truthfully reports no FPU skips the FNINIT.
+    p.case(
+        "fninit with cr0.ts=0 em=0 (when CPUID reports an FPU)",
+        Expect::Nothing,
+        cr0_bits(CR0_MP),
+        |p| {
+            let mut no_fpu = p.label();
+            p.a.push(ebx)?;
+            p.a.push(ecx)?;
+            p.a.push(edx)?;
+            p.a.mov(eax, 1u32)?;
+            p.a.cpuid()?;
+            p.a.test(edx, 1u32)?;
+            p.a.pop(edx)?;
+            p.a.pop(ecx)?;
+            p.a.pop(ebx)?;
+            p.a.jz(no_fpu)?;
+            p.a.fninit()?;
+            p.bind(&mut no_fpu)
+        },
+    )?;
     cr0_bits(0)(p)
 }
 
