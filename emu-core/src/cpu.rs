@@ -88,6 +88,8 @@ pub struct Stats {
     pub soft_ints: u64,
     /// Instructions served from the decode cache.
     pub decode_cache_hits: u64,
+    /// External interrupts and NMIs delivered.
+    pub external_interrupts: u64,
     /// The most recent exception raised by an instruction (before any #DF escalation).
     pub last_exception: Option<Exception>,
     /// Interrupt deliveries attempted (exceptions, INT n, external).
@@ -590,6 +592,18 @@ impl Cpu {
 
     /// Executes one instruction (or delivers the exception it raises).
     pub fn step(&mut self, io: &mut dyn PortIo) -> StepResult {
+        // Instruction boundary: external events first (SDM Vol. 3A §6.9 priorities: NMI, then
+        // maskable interrupts), unless the previous instruction set an interrupt shadow.
+        if !self.state.int_shadow {
+            if !self.state.nmi_blocked && io.take_nmi() {
+                self.state.nmi_blocked = true;
+                return self.deliver_external(2);
+            }
+            if self.state.eflags & fl::IF != 0 && io.interrupt_pending() {
+                let vector = io.acknowledge_interrupt();
+                return self.deliver_external(vector);
+            }
+        }
         if self.state.halted {
             return StepResult::Halted;
         }
@@ -629,6 +643,19 @@ impl Cpu {
                 self.state.eip = self.insn_eip;
                 self.deliver(e)
             }
+        }
+    }
+
+    /// Delivers an external interrupt or NMI at the current instruction boundary (waking the CPU
+    /// from HLT); a fault while delivering it is handled like any exception.
+    fn deliver_external(&mut self, vector: u8) -> StepResult {
+        self.state.halted = false;
+        self.state.int_shadow = false;
+        self.insn_eip = self.state.eip;
+        self.stats.external_interrupts += 1;
+        match self.interrupt(vector, IntKind::External, self.state.eip) {
+            Ok(()) => StepResult::Retired,
+            Err(e) => self.deliver(e),
         }
     }
 

@@ -233,6 +233,8 @@ pub struct CpuState {
     /// The last instruction loaded SS (MOV SS, POP SS): debug traps are held off for one
     /// instruction (SDM Vol. 3A §6.8.3).
     pub ss_shadow: bool,
+    /// An NMI was delivered and no IRET has executed since: further NMIs wait (SDM §6.7.1).
+    pub nmi_blocked: bool,
     /// Time-stamp counter (advanced by virtual time).
     pub tsc: u64,
     /// Instructions retired since reset.
@@ -267,6 +269,7 @@ impl CpuState {
             a20: true,
             int_shadow: false,
             ss_shadow: false,
+            nmi_blocked: false,
             tsc: 0,
             retired: 0,
         }

@@ -219,3 +219,87 @@ fn decode_cache_serves_loops_and_notices_self_modifying_code() {
     // inc once, then dec twice: 1 - 2 = -1
     assert_eq!(cpu.state.regs[gpr::EAX] & 0xFFFF, 0xFFFF);
 }
+
+/// A port space with a scriptable interrupt controller: `pending` vector on INTR, NMI edges.
+#[derive(Default)]
+struct Intc {
+    pending: Option<u8>,
+    nmi: bool,
+    acks: u32,
+}
+
+impl emu_core::PortIo for Intc {
+    fn io_read(&mut self, _port: u16, size: emu_core::Size) -> u32 {
+        size.mask()
+    }
+    fn io_write(&mut self, _port: u16, _size: emu_core::Size, _value: u32) {}
+    fn interrupt_pending(&mut self) -> bool {
+        self.pending.is_some()
+    }
+    fn acknowledge_interrupt(&mut self) -> u8 {
+        self.acks += 1;
+        self.pending.take().unwrap_or(0x0F)
+    }
+    fn take_nmi(&mut self) -> bool {
+        std::mem::take(&mut self.nmi)
+    }
+}
+
+#[test]
+fn external_interrupts_respect_if_and_the_sti_shadow() {
+    let mut cpu = machine();
+    // cli; nop; sti; nop; nop; hlt
+    cpu.mem.load(0x1000, &[0xFA, 0x90, 0xFB, 0x90, 0x90, 0xF4]).unwrap();
+    let mut io = Intc { pending: Some(0x20), ..Intc::default() };
+    cpu.step(&mut io); // cli
+    cpu.step(&mut io); // nop: IF = 0, nothing taken
+    assert_eq!(io.acks, 0);
+    cpu.step(&mut io); // sti
+    cpu.step(&mut io); // the shadow: the nop after STI runs first
+    assert_eq!(io.acks, 0);
+    assert_eq!(cpu.state.eip, 4);
+    cpu.step(&mut io); // now the interrupt is taken, returning to offset 4
+    assert_eq!(io.acks, 1);
+    assert_eq!(cpu.run(&mut io, 10).0, StepResult::Halted);
+    assert_eq!(taken(&mut cpu), (0x20, 0x0100, 4));
+    assert_eq!(cpu.stats.external_interrupts, 1);
+}
+
+#[test]
+fn an_interrupt_wakes_the_cpu_from_hlt() {
+    let mut cpu = machine();
+    // sti; hlt; inc ax; hlt
+    cpu.mem.load(0x1000, &[0xFB, 0xF4, 0x40, 0xF4]).unwrap();
+    // vector 0x30 → an IRET at 0000:0600
+    cpu.mem.write_u32(0x30 * 4, 0x0000_0600);
+    cpu.mem.write_u8(0x600, 0xCF);
+    let mut io = Intc::default();
+    assert_eq!(cpu.run(&mut io, 10).0, StepResult::Halted);
+    assert_eq!(cpu.step(&mut io), StepResult::Halted, "stays halted with nothing pending");
+    io.pending = Some(0x30);
+    assert_eq!(cpu.step(&mut io), StepResult::Retired, "woken by the interrupt");
+    assert_eq!(cpu.run(&mut io, 10).0, StepResult::Halted);
+    assert_eq!(cpu.state.regs[gpr::EAX] & 0xFFFF, 1, "returned after the HLT and went on");
+}
+
+#[test]
+fn nmi_ignores_if_and_is_blocked_until_iret() {
+    let mut cpu = machine();
+    // cli; nop; nop; hlt — NMI handler at 0000:0600: inc bx; iret
+    cpu.mem.load(0x1000, &[0xFA, 0x90, 0x90, 0xF4]).unwrap();
+    cpu.mem.write_u32(2 * 4, 0x0000_0600);
+    cpu.mem.load(0x600, &[0x43, 0xCF]).unwrap();
+    let mut io = Intc::default();
+    cpu.step(&mut io); // cli
+    io.nmi = true;
+    cpu.step(&mut io); // NMI taken although IF = 0
+    assert!(cpu.state.nmi_blocked);
+    io.nmi = true;
+    cpu.step(&mut io); // inc bx: a second NMI waits while blocked
+    assert!(io.nmi, "not taken while blocked");
+    cpu.step(&mut io); // iret unblocks
+    assert!(!cpu.state.nmi_blocked);
+    cpu.step(&mut io); // the waiting NMI now
+    assert_eq!(cpu.run(&mut io, 20).0, StepResult::Halted);
+    assert_eq!(cpu.state.regs[gpr::EBX] & 0xFFFF, 2);
+}

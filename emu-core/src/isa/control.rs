@@ -259,7 +259,9 @@ pub fn iret(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     }
     let size = if i.code() == Code::Iretd { Size::D } else { Size::W };
     if pm(cpu) {
-        return cpu.iret_protected(size);
+        cpu.iret_protected(size)?;
+        cpu.state.nmi_blocked = false;
+        return Ok(());
     }
     let n = size.bytes() as u32;
     let offset = cpu.peek(0, size)?;
@@ -276,6 +278,8 @@ pub fn iret(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
         (cpu.state.eflags() & keep) | (flags & !keep)
     };
     cpu.state.set_eflags(f);
+    // Any IRET ends the NMI-blocking period (SDM Vol. 3A §6.7.1).
+    cpu.state.nmi_blocked = false;
     Ok(())
 }
 
