@@ -18,6 +18,11 @@
 //! `restore(&state) -> Result<(), RestoreError>`; host resources (output streams, clocks) are
 //! constructor arguments, never part of the state.
 
+pub mod cmos;
+pub mod i8042;
+pub mod misc;
+pub mod uart;
+
 use thiserror::Error;
 
 /// Virtual time in nanoseconds since the machine powered on.
