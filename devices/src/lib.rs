@@ -18,10 +18,8 @@
 //! `restore(&state) -> Result<(), RestoreError>`; host resources (output streams, clocks) are
 //! constructor arguments, never part of the state.
 
-pub mod cmos;
-pub mod i8042;
-pub mod misc;
-pub mod uart;
+pub mod pic;
+pub mod pit;
 
 use thiserror::Error;
 
