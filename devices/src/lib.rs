@@ -18,8 +18,12 @@
 //! `restore(&state) -> Result<(), RestoreError>`; host resources (output streams, clocks) are
 //! constructor arguments, never part of the state.
 
+pub mod cmos;
+pub mod i8042;
+pub mod misc;
 pub mod pic;
 pub mod pit;
+pub mod uart;
 
 use thiserror::Error;
 
