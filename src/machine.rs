@@ -1,10 +1,29 @@
-//! The machine: a CPU, its RAM and the port space around it, and the run loop.
+//! The machine: a CPU, its RAM, the PC platform around it, virtual time, and the run loop.
 //!
-//! For now the port space holds the two debug devices every test guest uses, as QEMU and Bochs
-//! define them: the debug console at port 0xE9 (each byte written appears on the output) and
-//! isa-debug-exit at port 0xF4 (a write of `v` ends the run with exit status `(v << 1) | 1`,
-//! QEMU's `-device isa-debug-exit,iobase=0xf4,iosize=4`). Every other port reads as all ones
-//! and ignores writes. The PC devices (PIC, PIT, UART, CMOS) join with the platform issue.
+//! The port space (SDM Vol. 1 §19; the PC/AT port map):
+//!
+//! | ports | device |
+//! |---|---|
+//! | 0x20–0x21, 0xA0–0xA1, 0x4D0–0x4D1 | 8259A master and slave, ELCR (`devices::pic`) |
+//! | 0x40–0x43, 0x61 | 8254 PIT and the speaker/gate bits of port B (`devices::pit`) |
+//! | 0x3F8–0x3FF (IRQ 4), 0x2F8–0x2FF (IRQ 3) | 16550A COM1 (the serial console), COM2 |
+//! | 0x70–0x71 (IRQ 8) | MC146818 RTC and CMOS RAM; bit 7 of 0x70 masks NMI |
+//! | 0x60, 0x64 | i8042 (A20 gate and reset only) |
+//! | 0x92 | system control port A (fast A20, fast reset) |
+//! | 0x80 | POST code |
+//! | 0xE9 | debug console (Bochs/QEMU debugcon) |
+//! | 0xF4 | isa-debug-exit: a write of `v` ends the run with exit status `(v << 1) \| 1` |
+//! | 0x604 | ACPI PM1a control as in QEMU's PC: SLP_EN with SLP_TYP 0 powers off (status 0) |
+//!
+//! Every other port reads as all ones and ignores writes; `--stats` counts them by port.
+//! Accesses wider than a byte are split into bytes in ascending port order (the debug-exit
+//! port takes its value whole, as QEMU's `iosize=4` device does).
+//!
+//! Interrupts: each device's IRQ output is wired to the PIC through an [`devices::IrqLine`]
+//! handed to the device call that can change it; the CPU samples the PIC's INT output at
+//! instruction boundaries. Time: see [`crate::clock`]. The run loop brings devices up to date
+//! whenever virtual time reaches the earliest device deadline, and when the CPU halts it skips
+//! (virtual time) or sleeps (real time) to that deadline, so an idle guest costs no host CPU.
 //!
 //! Triple faults: a CPU that shuts down either stops the run ([`TripleFaultAction::Stop`], the
 //! default) or, as on a PC, where shutdown asserts RESET, resets and boots again
@@ -12,20 +31,47 @@
 //! kept, and the machine re-enters the boot path it remembers ([`crate::boot::BootPath`]):
 //! firmware restarts at the reset vector, a kernel or image loaded by bt86 is loaded and
 //! entered again. A guest that triple-faults more than [`Machine::max_resets`] times in one run
-//! ends with [`Exit::ResetLimit`].
+//! ends with [`Exit::ResetLimit`]. A reset the guest asks for (i8042 command 0xFE or 0xD1 with
+//! bit 0 clear, port 0x92 bit 0) does the same, counted against the same limit.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
+use devices::cmos::Cmos;
+use devices::i8042::{DataTarget, COMMAND_PORT, DATA_PORT, I8042};
+use devices::misc::{AcpiPowerControl, DebugCon, DebugExit, PostCode, SystemControlA};
+use devices::pic::PicPair;
+use devices::pit::Pit;
+use devices::uart::Uart;
+use devices::{IrqLine, Nanos};
 use emu_core::cpu::Shutdown;
+use emu_core::state::fl;
 use emu_core::{Cpu, MemoryError, PortIo, Size, StepResult};
 use guest_images::Image;
 
 use crate::boot::BootPath;
+use crate::clock::{Clock, TimeMode};
+use crate::serial::{Poll, SerialInput};
 
 /// Port of the debug console (Bochs/QEMU "debugcon").
 pub const DEBUGCON_PORT: u16 = 0xE9;
 /// Port of QEMU's isa-debug-exit device as bt86's tests configure it.
 pub const DEBUG_EXIT_PORT: u16 = 0xF4;
+/// COM1's base port and IRQ.
+pub const COM1: (u16, u8) = (0x3F8, 4);
+/// COM2's base port and IRQ.
+pub const COM2: (u16, u8) = (0x2F8, 3);
+/// The RTC's IRQ.
+pub const RTC_IRQ: u8 = 8;
+/// The real-time clock's date at power-on in virtual-time mode: 2024-01-01 00:00:00 UTC, so
+/// every run reads the same time. Real-time mode uses the host's time.
+pub const DEFAULT_RTC_EPOCH: u64 = 1_704_067_200;
+/// In virtual time, how often a halted guest that may receive serial input looks for it
+/// (about one character time at 115,200 baud).
+const INPUT_INTERVAL: Nanos = 100_000;
+/// Steps between looks at serial input while the CPU runs.
+const INPUT_POLL_STEPS: u64 = 4096;
 
 /// Why a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,17 +81,21 @@ pub enum Exit {
         /// The value written.
         value: u32,
     },
-    /// The CPU halted with nothing to wake it (no interrupt sources exist yet).
+    /// The guest powered the machine off (ACPI PM1a control).
+    PowerOff,
+    /// The CPU halted with interrupts disabled (or with nothing left that could wake it).
     Halted,
+    /// The user quit from the console (Ctrl-A x).
+    Quit,
     /// A triple fault shut the CPU down.
     TripleFault(Shutdown),
-    /// With [`TripleFaultAction::Reset`]: the guest triple-faulted again after
-    /// [`Machine::max_resets`] resets.
+    /// With [`TripleFaultAction::Reset`], or after guest-requested resets: the guest reset
+    /// again after [`Machine::max_resets`] resets.
     ResetLimit {
         /// Resets done in this run.
         resets: u32,
-        /// The last shutdown.
-        last: Shutdown,
+        /// The last shutdown, if a triple fault caused the last reset.
+        last: Option<Shutdown>,
     },
     /// The instruction limit was reached.
     StepLimit,
@@ -53,12 +103,12 @@ pub enum Exit {
 
 impl Exit {
     /// The process exit status bt86 reports for this ending: isa-debug-exit's `(v << 1) | 1`,
-    /// 0 for a clean halt, 2 for a step limit (a guest that did not finish), 3 for a triple
-    /// fault (also when the guest kept triple-faulting through resets).
+    /// 0 for a power-off, a clean halt or a quit, 2 for a step limit (a guest that did not
+    /// finish), 3 for a triple fault (also when the guest kept resetting).
     pub fn status(&self) -> i32 {
         match self {
             Exit::DebugExit { value } => ((value << 1) | 1) as i32,
-            Exit::Halted => 0,
+            Exit::PowerOff | Exit::Halted | Exit::Quit => 0,
             Exit::StepLimit => 2,
             Exit::TripleFault(_) | Exit::ResetLimit { .. } => 3,
         }
@@ -78,57 +128,212 @@ pub enum TripleFaultAction {
 /// How many resets a run allows by default before a triple fault ends it.
 pub const DEFAULT_MAX_RESETS: u32 = 100;
 
-/// The port space: debug console and debug exit, open bus elsewhere.
+/// One ISA interrupt line into the PIC pair, as a device sees it.
+struct Pin<'a> {
+    pic: &'a mut PicPair,
+    irq: u8,
+}
+
+impl IrqLine for Pin<'_> {
+    fn set_level(&mut self, high: bool) {
+        self.pic.set_irq(self.irq, high);
+    }
+}
+
+/// The PC platform: every device on the port bus, and the time of the current instruction.
 pub struct PcBus {
-    /// Where debug-console bytes go.
-    pub console: Box<dyn Write>,
-    /// Set when the guest wrote to the exit port.
-    pub exit_request: Option<u32>,
+    /// The 8259A pair.
+    pub pic: PicPair,
+    /// The 8254.
+    pub pit: Pit,
+    /// COM1, the serial console.
+    pub com1: Uart,
+    /// COM2 (nothing attached).
+    pub com2: Uart,
+    /// The RTC and CMOS RAM.
+    pub cmos: Cmos,
+    /// The keyboard controller (A20, reset).
+    pub kbc: I8042,
+    /// Port 0x92.
+    pub port92: SystemControlA,
+    /// Port 0x80.
+    pub post: PostCode,
+    /// Port 0xE9.
+    pub debugcon: DebugCon,
+    /// Port 0xF4.
+    pub debug_exit: DebugExit,
+    /// Port 0x604.
+    pub power: AcpiPowerControl,
+    /// Virtual time of the instruction being executed.
+    pub now: Nanos,
+    /// Ports no device claims, with how often the guest touched each.
+    pub unknown_ports: BTreeMap<u16, u64>,
+    /// A pending NMI edge from the platform (see [`Machine::raise_nmi`]).
+    pub nmi_request: bool,
+    /// A port was written since the machine last looked (deadlines may have moved).
+    pub touched: bool,
+    /// The A20 gate (see [`PcBus::write_byte`]).
+    pub a20: bool,
 }
 
 impl std::fmt::Debug for PcBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcBus").field("exit_request", &self.exit_request).finish_non_exhaustive()
+        f.debug_struct("PcBus").field("now", &self.now).finish_non_exhaustive()
+    }
+}
+
+impl PcBus {
+    fn new(debugcon: Box<dyn Write>, serial: Box<dyn Write>, rtc_epoch: u64, ram: u64) -> PcBus {
+        PcBus {
+            pic: PicPair::new(),
+            pit: Pit::new(),
+            com1: Uart::new(COM1.0, serial),
+            com2: Uart::new(COM2.0, Box::new(std::io::sink())),
+            cmos: Cmos::new(rtc_epoch, ram),
+            kbc: I8042::new(),
+            port92: SystemControlA::new(),
+            post: PostCode::new(),
+            debugcon: DebugCon::new(debugcon),
+            debug_exit: DebugExit::new(),
+            power: AcpiPowerControl::new(),
+            now: 0,
+            unknown_ports: BTreeMap::new(),
+            nmi_request: false,
+            touched: false,
+            a20: true,
+        }
+    }
+
+    fn read_byte(&mut self, port: u16) -> u8 {
+        let now = self.now;
+        match port {
+            0x20 | 0x21 | 0xA0 | 0xA1 | 0x4D0 | 0x4D1 => self.pic.read(port),
+            0x40..=0x43 | 0x61 => self.pit.read(port, now),
+            0x3F8..=0x3FF => self.com1.read(port, now, &mut Pin { pic: &mut self.pic, irq: COM1.1 }),
+            0x2F8..=0x2FF => self.com2.read(port, now, &mut Pin { pic: &mut self.pic, irq: COM2.1 }),
+            0x70 | 0x71 => self.cmos.read(port, now, &mut Pin { pic: &mut self.pic, irq: RTC_IRQ }),
+            0x60 | 0x64 => self.kbc.read(port),
+            0x92 => self.port92.read(),
+            0x80 => self.post.read(),
+            DEBUGCON_PORT => self.debugcon.read(),
+            0x604 | 0x605 => self.power.read(port),
+            _ => {
+                *self.unknown_ports.entry(port).or_default() += 1;
+                0xFF
+            }
+        }
+    }
+
+    fn write_byte(&mut self, port: u16, v: u8) {
+        let now = self.now;
+        self.touched = true;
+        match port {
+            0x20 | 0x21 | 0xA0 | 0xA1 | 0x4D0 | 0x4D1 => self.pic.write(port, v),
+            0x40..=0x43 | 0x61 => self.pit.write(port, v, now, &mut Pin { pic: &mut self.pic, irq: 0 }),
+            0x3F8..=0x3FF => self.com1.write(port, v, now, &mut Pin { pic: &mut self.pic, irq: COM1.1 }),
+            0x2F8..=0x2FF => self.com2.write(port, v, now, &mut Pin { pic: &mut self.pic, irq: COM2.1 }),
+            0x70 | 0x71 => self.cmos.write(port, v, now, &mut Pin { pic: &mut self.pic, irq: RTC_IRQ }),
+            // The i8042's output port and port 0x92's fast-A20 bit drive one gate, as on QEMU's
+            // PC: every write to port 0x92 sets it, and so does every write of the i8042's output
+            // port (command 0xD1 and its data byte, commands 0xDD/0xDF).
+            0x60 | 0x64 => {
+                let output_port_write = (port == DATA_PORT
+                    && self.kbc.save().data_target == DataTarget::OutputPort)
+                    || (port == COMMAND_PORT && matches!(v, 0xDD | 0xDF));
+                self.kbc.write(port, v);
+                if output_port_write {
+                    self.a20 = self.kbc.a20();
+                }
+            }
+            0x92 => {
+                self.port92.write(v);
+                self.a20 = self.port92.a20();
+            }
+            0x80 => self.post.write(v),
+            DEBUGCON_PORT => self.debugcon.write(v),
+            0x604 | 0x605 => self.power.write(port, v),
+            _ => *self.unknown_ports.entry(port).or_default() += 1,
+        }
+    }
+
+    /// Brings every timed device up to `now`.
+    fn advance(&mut self, now: Nanos) {
+        self.now = now;
+        self.pit.advance(now, &mut Pin { pic: &mut self.pic, irq: 0 });
+        self.com1.advance(now, &mut Pin { pic: &mut self.pic, irq: COM1.1 });
+        self.com2.advance(now, &mut Pin { pic: &mut self.pic, irq: COM2.1 });
+        self.cmos.advance(now, &mut Pin { pic: &mut self.pic, irq: RTC_IRQ });
+    }
+
+    /// The earliest time a device needs to run again.
+    fn next_deadline(&self, now: Nanos) -> Option<Nanos> {
+        [
+            self.pit.next_deadline(now),
+            self.com1.next_deadline(),
+            self.com2.next_deadline(),
+            self.cmos.next_deadline(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
 impl PortIo for PcBus {
     fn io_read(&mut self, port: u16, size: Size) -> u32 {
-        match port {
-            // Bochs' debug console reads back 0xE9 so software can detect it.
-            DEBUGCON_PORT => 0xE9,
-            _ => size.mask(),
+        (0..size.bytes() as u16)
+            .fold(0, |acc, k| acc | u32::from(self.read_byte(port.wrapping_add(k))) << (8 * k))
+    }
+
+    fn io_write(&mut self, port: u16, size: Size, value: u32) {
+        if port == DEBUG_EXIT_PORT {
+            self.debug_exit.write(value & size.mask());
+            return;
+        }
+        for k in 0..size.bytes() as u16 {
+            self.write_byte(port.wrapping_add(k), (value >> (8 * k)) as u8);
         }
     }
 
-    fn io_write(&mut self, port: u16, _size: Size, value: u32) {
-        match port {
-            DEBUGCON_PORT => {
-                // A console that cannot be written (closed pipe) must not stop the guest.
-                let _ = self.console.write_all(&[value as u8]);
-            }
-            DEBUG_EXIT_PORT => self.exit_request = Some(value),
-            _ => {}
+    fn interrupt_pending(&mut self) -> bool {
+        self.pic.intr()
+    }
+
+    fn acknowledge_interrupt(&mut self) -> u8 {
+        self.pic.acknowledge()
+    }
+
+    fn take_nmi(&mut self) -> bool {
+        if self.nmi_request && !self.cmos.nmi_masked() {
+            self.nmi_request = false;
+            return true;
         }
+        false
     }
 }
 
-/// A PC: CPU, RAM, ports.
+/// A PC: CPU, RAM, devices, clock, console input.
 pub struct Machine {
     /// The processor and its memory.
     pub cpu: Cpu,
-    /// The port space.
+    /// The platform.
     pub bus: PcBus,
+    /// Virtual time.
+    pub clock: Clock,
+    /// Serial console input for COM1, if any.
+    pub serial_input: Option<SerialInput>,
     /// How the guest was booted, for resets; `None` until something is loaded.
     pub boot: Option<BootPath>,
     /// What a triple fault does.
     pub on_triple_fault: TripleFaultAction,
-    /// With [`TripleFaultAction::Reset`]: how many resets a run allows.
+    /// How many resets a run allows.
     pub max_resets: u32,
     /// Resets done so far.
     pub resets: u32,
     /// Where the machine reports events the guest does not see (resets); discarded unless set.
     pub diagnostics: Box<dyn Write>,
+    /// Serial input has ended (or was never there).
+    input_ended: bool,
 }
 
 impl std::fmt::Debug for Machine {
@@ -148,17 +353,49 @@ impl std::fmt::Debug for Machine {
 pub const DEFAULT_RAM: u64 = 16 << 20;
 
 impl Machine {
-    /// A machine with `ram` bytes of memory whose debug console writes to `console`.
+    /// A machine with `ram` bytes of memory whose debug console writes to `console`; the serial
+    /// port's output is discarded, time is virtual and the RTC starts at [`DEFAULT_RTC_EPOCH`].
     pub fn new(ram: u64, console: Box<dyn Write>) -> Result<Machine, MemoryError> {
+        Machine::with_platform(ram, console, Box::new(std::io::sink()), TimeMode::Virtual, DEFAULT_RTC_EPOCH)
+    }
+
+    /// A machine with every host connection chosen: debug console, serial output, time mode
+    /// and the RTC's date at power-on (Unix seconds).
+    pub fn with_platform(
+        ram: u64,
+        debugcon: Box<dyn Write>,
+        serial: Box<dyn Write>,
+        time: TimeMode,
+        rtc_epoch: u64,
+    ) -> Result<Machine, MemoryError> {
         Ok(Machine {
             cpu: Cpu::new(ram)?,
-            bus: PcBus { console, exit_request: None },
+            bus: PcBus::new(debugcon, serial, rtc_epoch, ram),
+            clock: Clock::new(time),
+            serial_input: None,
             boot: None,
             on_triple_fault: TripleFaultAction::Stop,
             max_resets: DEFAULT_MAX_RESETS,
             resets: 0,
             diagnostics: Box::new(std::io::sink()),
+            input_ended: true,
         })
+    }
+
+    /// Connects serial input to COM1.
+    pub fn set_serial_input(&mut self, input: SerialInput) {
+        self.serial_input = Some(input);
+        self.input_ended = false;
+    }
+
+    /// Raises an NMI edge (delivered unless CMOS port 0x70 bit 7 masks it).
+    pub fn raise_nmi(&mut self) {
+        self.bus.nmi_request = true;
+    }
+
+    /// Virtual time now.
+    pub fn now(&self) -> Nanos {
+        self.clock.now(self.cpu.state.retired)
     }
 
     /// Loads a real-mode image and points CS:IP and SS:SP at its entry, as a boot loader would;
@@ -184,10 +421,10 @@ impl Machine {
 
     /// RESET: the CPU returns to its reset state, RAM and ROM are kept, and the remembered boot
     /// path is entered again (see the module header). Without one the CPU simply starts at the
-    /// reset vector.
+    /// reset vector. Devices keep their state, as the PC's reset line leaves most of them alone.
     pub fn reset(&mut self) -> Result<(), crate::boot::BootError> {
         self.cpu.reset();
-        self.bus.exit_request = None;
+        self.cpu.state.a20 = self.bus.a20;
         match self.boot.take() {
             Some(path) => {
                 let entered = path.reenter(self);
@@ -198,53 +435,148 @@ impl Machine {
         }
     }
 
-    /// A triple fault: stop, or reset and go on (`None`).
-    fn triple_fault(&mut self, s: Shutdown) -> Option<Exit> {
-        if self.on_triple_fault == TripleFaultAction::Stop {
-            return Some(Exit::TripleFault(s));
+    /// A reset (triple fault or guest request): stop, or reset and go on (`None`).
+    fn reset_or_stop(&mut self, cause: Option<Shutdown>) -> Option<Exit> {
+        if let (TripleFaultAction::Stop, Some(s)) = (self.on_triple_fault, &cause) {
+            return Some(Exit::TripleFault(s.clone()));
         }
         if self.resets >= self.max_resets {
-            return Some(Exit::ResetLimit { resets: self.resets, last: s });
+            return Some(Exit::ResetLimit { resets: self.resets, last: cause });
         }
         self.resets += 1;
+        let why = cause.as_ref().map_or("the guest asked for a reset".to_owned(), |s| s.to_string());
         let _ = writeln!(
             self.diagnostics,
-            "bt86: {s}; resetting (reset {} of at most {})",
+            "bt86: {why}; resetting (reset {} of at most {})",
             self.resets, self.max_resets
         );
         if let Err(e) = self.reset() {
             let _ = writeln!(self.diagnostics, "bt86: cannot boot again after the reset: {e}");
-            return Some(Exit::TripleFault(s));
+            return Some(cause.map_or(Exit::Halted, Exit::TripleFault));
         }
         None
     }
 
-    /// Runs until the guest exits, halts, triple-faults (for good), or `max_steps`
-    /// instructions pass.
+    /// Feeds COM1 from the serial input while it can take bytes. With `wait`, blocks for the
+    /// next byte (virtual time with piped input: deterministic arrival).
+    fn feed_serial(&mut self, wait: Option<Duration>) -> Option<Exit> {
+        let input = self.serial_input.as_mut()?;
+        let now = self.bus.now;
+        while !self.input_ended && self.bus.com1.can_receive(now) {
+            match input.poll(wait) {
+                Poll::Byte(b) => {
+                    self.bus.com1.receive(b, now, &mut Pin { pic: &mut self.bus.pic, irq: COM1.1 });
+                }
+                Poll::Empty => break,
+                Poll::Eof => self.input_ended = true,
+                Poll::Quit => return Some(Exit::Quit),
+            }
+        }
+        None
+    }
+
+    /// How long to wait for input: blocking for piped input in virtual time, never otherwise.
+    fn input_wait(&self) -> Option<Duration> {
+        (self.clock.mode() == TimeMode::Virtual).then_some(Duration::from_secs(24 * 3600))
+    }
+
+    fn flush(&mut self) {
+        self.bus.com1.flush();
+        self.bus.debugcon.flush();
+    }
+
+    /// Runs until the guest exits, powers off, halts for good, triple-faults (for good), the
+    /// user quits, or `max_steps` instructions pass.
     pub fn run(&mut self, max_steps: u64) -> Exit {
+        let exit = self.run_inner(max_steps);
+        self.flush();
+        exit
+    }
+
+    fn run_inner(&mut self, max_steps: u64) -> Exit {
+        let mut now = self.now();
+        self.bus.advance(now);
+        let mut deadline = self.bus.next_deadline(now);
         let mut steps = 0u64;
         while steps < max_steps {
             steps += 1;
+            now = self.clock.now(self.cpu.state.retired);
+            if deadline.is_some_and(|d| now >= d) {
+                self.bus.advance(now);
+                deadline = self.bus.next_deadline(now);
+            }
+            self.bus.now = now;
+            if steps % INPUT_POLL_STEPS == 0 {
+                if let Some(exit) = self.feed_serial(self.input_wait()) {
+                    return exit;
+                }
+            }
             let r = self.cpu.step(&mut self.bus);
-            if let Some(value) = self.bus.exit_request.take() {
-                let _ = self.bus.console.flush();
+            if let Some(value) = self.bus.debug_exit.take_exit() {
                 return Exit::DebugExit { value };
+            }
+            if self.bus.touched {
+                self.bus.touched = false;
+                if self.bus.power.take_poweroff() {
+                    return Exit::PowerOff;
+                }
+                self.cpu.state.a20 = self.bus.a20;
+                let reset = self.bus.kbc.take_reset_request() | self.bus.port92.take_reset_request();
+                if reset {
+                    if let Some(exit) = self.reset_or_stop(None) {
+                        return exit;
+                    }
+                }
+                deadline = self.bus.next_deadline(now);
             }
             match r {
                 StepResult::Retired => {}
                 StepResult::Halted => {
-                    let _ = self.bus.console.flush();
-                    return Exit::Halted;
+                    if let Some(exit) = self.idle(now, &mut deadline) {
+                        return exit;
+                    }
                 }
                 StepResult::Shutdown(s) => {
-                    if let Some(exit) = self.triple_fault(s) {
-                        let _ = self.bus.console.flush();
+                    if let Some(exit) = self.reset_or_stop(Some(s)) {
                         return exit;
                     }
                 }
             }
         }
-        let _ = self.bus.console.flush();
         Exit::StepLimit
+    }
+
+    /// The CPU is halted: wait for the next event — skip (virtual) or sleep (real time) to the
+    /// next device deadline, looking for serial input meanwhile. `Some(exit)` when nothing can
+    /// ever wake the CPU again.
+    fn idle(&mut self, now: Nanos, deadline: &mut Option<Nanos>) -> Option<Exit> {
+        let can_interrupt = self.cpu.state.eflags() & fl::IF != 0;
+        if !can_interrupt && !self.bus.nmi_request {
+            return Some(Exit::Halted);
+        }
+        let input_possible = self.serial_input.is_some() && !self.input_ended;
+        let realtime = self.clock.mode() == TimeMode::Realtime;
+        // The next moment worth waking for.
+        let wake = match (*deadline, input_possible) {
+            (Some(d), true) if !realtime => Some(d.min(now + INPUT_INTERVAL)),
+            (Some(d), _) => Some(d),
+            (None, true) if !realtime => Some(now + INPUT_INTERVAL),
+            (None, true) => Some(now + 10_000_000),
+            (None, false) => None,
+        };
+        let Some(wake) = wake else {
+            // No timer armed and no input can come: the guest sleeps forever.
+            return Some(Exit::Halted);
+        };
+        let now = self.clock.idle_until(self.cpu.state.retired, wake, Duration::from_millis(10));
+        self.bus.now = now;
+        if input_possible {
+            if let Some(exit) = self.feed_serial(self.input_wait()) {
+                return Some(exit);
+            }
+        }
+        self.bus.advance(now);
+        *deadline = self.bus.next_deadline(now);
+        None
     }
 }

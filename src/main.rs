@@ -2,22 +2,25 @@
 //!
 //! ```text
 //! bt86 [run] [--image NAME | --raw FILE [--load ADDR] | --kernel FILE [--append ARGS] | --bios FILE]
-//!          [--memory MIB] [--on-triple-fault stop|reset] [--max-steps N] [--stats]
+//!          [--memory MIB] [--serial stdio|file:PATH|none] [--time virtual|realtime]
+//!          [--on-triple-fault stop|reset] [--max-steps N] [--stats]
 //! bt86 conformance sst DIR [--verbose]
 //! bt86 images
 //! ```
 //!
 //! With no arguments it boots the embedded demo guest. The exit status of `run` follows QEMU's
 //! isa-debug-exit convention (a guest write of `v` to port 0xF4 exits with `(v << 1) | 1`); a
-//! clean halt exits 0, a guest that does not finish within `--max-steps` 2, a triple fault 3,
-//! and a host-side error (bad file, bad option) 64.
+//! power-off, a clean halt or Ctrl-A x exits 0, a guest that does not finish within
+//! `--max-steps` 2, a triple fault 3, and a host-side error (bad file, bad option) 64.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use bt86::boot::{bios, multiboot};
-use bt86::machine::{Exit, Machine, TripleFaultAction, DEFAULT_RAM};
+use bt86::clock::TimeMode;
+use bt86::machine::{Exit, Machine, TripleFaultAction, DEFAULT_RAM, DEFAULT_RTC_EPOCH};
+use bt86::serial::{Console, SerialSpec};
 use guest_images::Image;
 
 /// Exit status for errors on the host side (usage, files).
@@ -39,6 +42,13 @@ run options (at most one of --image, --raw, --kernel, --bios):
   --append ARGS     a kernel's arguments (its command line is `FILE ARGS`)
   --bios FILE       a BIOS ROM image (64 KiB to 16 MiB), started at the reset vector
   --memory MIB      guest RAM in MiB, 1 to 3072 (default 16)
+  --serial stdio|file:PATH|none
+                    the serial console COM1 (default stdio; on a terminal Ctrl-A x quits,
+                    Ctrl-A h lists the console keys)
+  --time virtual|realtime
+                    virtual: time derived from executed instructions, every run identical
+                    (default unless the console is an interactive terminal); realtime: paced
+                    to the host clock
   --on-triple-fault stop|reset
                     stop (default, exit status 3) or reset the machine and boot again,
                     at most 100 times
@@ -187,6 +197,8 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     let mut ram = DEFAULT_RAM;
     let mut on_triple_fault = TripleFaultAction::Stop;
     let mut stats = false;
+    let mut serial = SerialSpec::Stdio;
+    let mut time: Option<TimeMode> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |opt: &str| it.next().cloned().ok_or_else(|| format!("{opt} needs a value"));
@@ -220,6 +232,14 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
                 }
             }
             "--stats" => stats = true,
+            "--serial" => serial = SerialSpec::parse(&value("--serial")?)?,
+            "--time" => {
+                time = Some(match value("--time")?.as_str() {
+                    "virtual" => TimeMode::Virtual,
+                    "realtime" => TimeMode::Realtime,
+                    other => return Err(format!("--time: `{other}` is neither `virtual` nor `realtime`")),
+                })
+            }
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
     }
@@ -255,8 +275,21 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
             .into());
     }
 
-    let mut m = Machine::new(ram, Box::new(std::io::stdout()))
+    let (mut console, serial_out) = Console::open(&serial)?;
+    // An interactive console wants the guest paced to the wall clock; anything else runs in
+    // deterministic virtual time unless asked otherwise.
+    let time = time.unwrap_or(if console.interactive { TimeMode::Realtime } else { TimeMode::Virtual });
+    let rtc_epoch = match time {
+        TimeMode::Virtual => DEFAULT_RTC_EPOCH,
+        TimeMode::Realtime => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(DEFAULT_RTC_EPOCH, |d| d.as_secs()),
+    };
+    let mut m = Machine::with_platform(ram, Box::new(std::io::stdout()), serial_out, time, rtc_epoch)
         .map_err(|e| format!("cannot create the machine: {e}"))?;
+    if let Some(input) = console.input.take() {
+        m.set_serial_input(input);
+    }
     m.on_triple_fault = on_triple_fault;
     m.diagnostics = Box::new(std::io::stderr());
     let name = match &guest {
@@ -287,12 +320,18 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     let elapsed = start.elapsed();
     match &exit {
         Exit::TripleFault(s) => eprintln!("bt86: guest `{name}` stopped: {s}"),
-        Exit::ResetLimit { resets, last } => eprintln!(
+        Exit::ResetLimit { resets, last: Some(last) } => eprintln!(
             "bt86: guest `{name}` kept triple-faulting: stopped after {resets} resets; last: {last}"
         ),
+        Exit::ResetLimit { resets, last: None } => {
+            eprintln!("bt86: guest `{name}` kept resetting itself: stopped after {resets} resets")
+        }
         Exit::StepLimit => eprintln!("bt86: guest `{name}` did not finish within {max_steps} instructions"),
-        Exit::Halted | Exit::DebugExit { .. } => {}
+        Exit::Quit => eprintln!("\r\nbt86: quit from the console (Ctrl-A x)"),
+        Exit::Halted | Exit::DebugExit { .. } | Exit::PowerOff => {}
     }
+    // Leave raw mode before anything else is printed.
+    drop(console);
     if stats {
         let st = &m.cpu.stats;
         let retired = m.cpu.state.retired;
@@ -307,6 +346,13 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
         );
         eprintln!("exceptions delivered: {}", st.exceptions);
         eprintln!("software interrupts:  {}", st.soft_ints);
+        eprintln!("external interrupts:  {}", st.external_interrupts);
+        eprintln!("virtual time:         {:.6} s", m.now() as f64 / 1e9);
+        if !m.bus.unknown_ports.is_empty() {
+            let ports: Vec<String> =
+                m.bus.unknown_ports.iter().map(|(p, n)| format!("{p:#06x}×{n}")).collect();
+            eprintln!("unclaimed ports:      {}", ports.join(" "));
+        }
         eprintln!(
             "TLB:                  {} hits, {} misses ({:.2}% hits), {} flushes, {} single-page flushes",
             tlb.hits,

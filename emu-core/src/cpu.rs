@@ -178,9 +178,12 @@ impl Cpu {
         })
     }
 
-    /// Architectural RESET (memory is kept, as on a PC).
+    /// Architectural RESET (memory is kept, as on a PC). The count of instructions retired
+    /// since power-on carries on (virtual time is derived from it); the TSC restarts at 0.
     pub fn reset(&mut self) {
+        let retired = self.state.retired;
         self.state = CpuState::reset();
+        self.state.retired = retired;
         self.tlb.flush_all();
     }
 

@@ -56,7 +56,7 @@ pub fn load_bytes(machine: &mut Machine, rom: &[u8], name: &Path) -> Result<(), 
     mem.map_rom(HIGH_END - size, rom).map_err(mem_err)?;
     mem.map_rom(LOW_END - low.len() as u64, low).map_err(mem_err)?;
     machine.cpu.reset();
-    machine.bus.exit_request = None;
+    let _ = machine.bus.debug_exit.take_exit();
     machine.boot = Some(BootPath::Firmware { name: name.to_path_buf() });
     Ok(())
 }

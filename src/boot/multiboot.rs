@@ -514,7 +514,7 @@ fn set_entry_state(machine: &mut Machine, entry: u32) {
     s.regs[gpr::EBX] = INFO_ADDR;
     s.regs[gpr::ESP] = BOOT_AREA_START;
     s.eip = entry;
-    machine.bus.exit_request = None;
+    let _ = machine.bus.debug_exit.take_exit();
 }
 
 #[cfg(test)]

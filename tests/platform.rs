@@ -1,0 +1,226 @@
+//! The PC platform wired into the machine: timer interrupts through the PIC, HLT skipping to the
+//! next deadline in virtual time, A20 and reset through the i8042 and port 0x92, power-off,
+//! unclaimed ports, and determinism (the same guest and input give the same output and the same
+//! instruction count).
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::rc::Rc;
+
+use bt86::clock::TimeMode;
+use bt86::machine::{Exit, Machine, DEFAULT_RTC_EPOCH};
+use guest_images::Image;
+use iced_x86::code_asm::*;
+
+/// A `Write` whose bytes the test can read afterwards.
+#[derive(Clone, Default)]
+struct Capture(Rc<RefCell<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A real-mode image at 0000:7C00 from 16-bit code.
+fn image(build: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Image {
+    let mut a = CodeAssembler::new(16).unwrap();
+    build(&mut a).unwrap();
+    let code = a.assemble(0x7C00).unwrap();
+    Image {
+        name: "test",
+        description: "platform test",
+        load: 0x7C00,
+        entry_cs: 0,
+        entry_ip: 0x7C00,
+        stack_ss: 0,
+        stack_sp: 0x7C00,
+        code,
+    }
+}
+
+fn machine(img: &Image) -> (Machine, Capture, Capture) {
+    let (con, ser) = (Capture::default(), Capture::default());
+    let mut m = Machine::with_platform(
+        16 << 20,
+        Box::new(con.clone()),
+        Box::new(ser.clone()),
+        TimeMode::Virtual,
+        DEFAULT_RTC_EPOCH,
+    )
+    .unwrap();
+    m.load_image(img).unwrap();
+    (m, con, ser)
+}
+
+/// Programs the PIC pair (bases 0x08/0x70, only IRQ 0 unmasked) and the PIT at 100 Hz, points
+/// IRQ 0 at a handler that counts in BX, and waits with STI; HLT for 100 ticks.
+fn timer_guest(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    let mut start = a.create_label();
+    let mut wait = a.create_label();
+    let mut done = a.create_label();
+    // The IRQ 0 handler sits right after a 2-byte jump, at 0x7C02.
+    a.jmp(start)?;
+    a.inc(bx)?;
+    a.mov(al, 0x20u32)?;
+    a.out(0x20u32, al)?; // EOI
+    a.iret()?;
+    a.set_label(&mut start)?;
+    a.cli()?;
+    a.xor(ax, ax)?;
+    a.mov(ds, ax)?;
+    a.mov(word_ptr(8 * 4 + 2), ax)?;
+    a.mov(word_ptr(8 * 4), 0x7C02u32)?;
+    for (port, v) in [
+        (0x20u32, 0x11u32),
+        (0x21, 0x08),
+        (0x21, 0x04),
+        (0x21, 0x01),
+        (0xA0, 0x11),
+        (0xA1, 0x70),
+        (0xA1, 0x02),
+        (0xA1, 0x01),
+    ] {
+        a.mov(al, v)?;
+        a.out(port, al)?;
+    }
+    a.mov(al, 0xFEu32)?;
+    a.out(0x21u32, al)?; // mask all but IRQ 0
+    a.mov(al, 0xFFu32)?;
+    a.out(0xA1u32, al)?;
+    // PIT counter 0, mode 2, LSB then MSB: 11932 → 100 Hz.
+    a.mov(al, 0x34u32)?;
+    a.out(0x43u32, al)?;
+    a.mov(al, (11932 & 0xFF) as u32)?;
+    a.out(0x40u32, al)?;
+    a.mov(al, (11932 >> 8) as u32)?;
+    a.out(0x40u32, al)?;
+    a.xor(bx, bx)?;
+    a.set_label(&mut wait)?;
+    a.sti()?;
+    a.hlt()?;
+    a.cmp(bx, 100)?;
+    a.jb(wait)?;
+    a.set_label(&mut done)?;
+    a.mov(al, 0u32)?;
+    a.out(0xF4u32, al)?;
+    a.jmp(done)
+}
+
+#[test]
+fn timer_interrupts_wake_hlt_and_idle_time_is_skipped() {
+    let (mut m, _, _) = machine(&image(timer_guest));
+    let exit = m.run(10_000_000);
+    assert_eq!(exit, Exit::DebugExit { value: 0 });
+    // 100 ticks of 10 ms: one second of virtual time, passed in a few thousand instructions.
+    let now = m.now();
+    assert!((980_000_000..1_020_000_000).contains(&now), "virtual time {now} ns");
+    assert!(m.cpu.state.retired < 10_000, "{} instructions", m.cpu.state.retired);
+    assert_eq!(m.cpu.stats.external_interrupts, 100);
+}
+
+#[test]
+fn the_same_guest_runs_identically_twice() {
+    let img = image(timer_guest);
+    let runs: Vec<(u64, u64)> = (0..2)
+        .map(|_| {
+            let (mut m, _, _) = machine(&img);
+            m.run(10_000_000);
+            (m.cpu.state.retired, m.now())
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1]);
+}
+
+#[test]
+fn unclaimed_ports_read_all_ones_and_are_counted() {
+    // in al, 0x5A; mov bl, al; in ax, dx (dx = 0x1234); out 0xF4, al (value = AL = 0xFF)
+    let img = image(|a| {
+        a.in_(al, 0x5Au32)?;
+        a.mov(bl, al)?;
+        a.mov(dx, 0x1234u32)?;
+        a.in_(ax, dx)?;
+        a.mov(al, bl)?;
+        a.out(0xF4u32, al)
+    });
+    let (mut m, _, _) = machine(&img);
+    assert_eq!(m.run(1000), Exit::DebugExit { value: 0xFF });
+    assert_eq!(m.cpu.state.regs[0] & 0xFFFF, 0xFFFF);
+    assert_eq!(m.bus.unknown_ports.get(&0x5A), Some(&1));
+    assert_eq!(m.bus.unknown_ports.get(&0x1234), Some(&1));
+    assert_eq!(m.bus.unknown_ports.get(&0x1235), Some(&1));
+}
+
+#[test]
+fn port_0x92_and_the_i8042_drive_the_a20_gate() {
+    // Fast A20 off through port 0x92, read the alias of 0x0000 at 0x100000, then back on through
+    // the i8042 (command 0xD1, output port with bit 1 set).
+    let img = image(|a| {
+        a.mov(ax, 0xFFFFu32)?;
+        a.mov(es, ax)?;
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?;
+        a.mov(byte_ptr(0x0500), 0x11u32)?;
+        a.mov(byte_ptr(0x0510).es(), 0x22u32)?; // 0xFFFF0 + 0x510 = 0x100500
+        a.in_(al, 0x92u32)?;
+        a.and(al, 0xFDu32)?;
+        a.out(0x92u32, al)?; // A20 off (the i8042's output port is off at reset too)
+        a.mov(cl, byte_ptr(0x0510).es())?; // wraps to 0x0500: 0x11
+        a.mov(al, 0xD1u32)?;
+        a.out(0x64u32, al)?;
+        a.mov(al, 0x03u32)?;
+        a.out(0x60u32, al)?; // A20 on, no reset
+        a.mov(dl, byte_ptr(0x0510).es())?; // 0x22 again
+        a.mov(al, 0u32)?;
+        a.out(0xF4u32, al)
+    });
+    let (mut m, _, _) = machine(&img);
+    assert_eq!(m.run(1000), Exit::DebugExit { value: 0 });
+    assert_eq!(m.cpu.state.reg8(1), 0x11, "A20 off: the access wrapped to 0x0500");
+    assert_eq!(m.cpu.state.reg8(2), 0x22, "A20 on again through the i8042");
+}
+
+#[test]
+fn guest_requested_resets_reboot_and_power_off_ends_the_run() {
+    // First boot: count boots at 0x600, reset through port 0x92 bit 0; second boot: reset
+    // through i8042 command 0xFE; third boot: power off through port 0x604.
+    let img = image(|a| {
+        let mut second = a.create_label();
+        let mut third = a.create_label();
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?;
+        a.inc(byte_ptr(0x0600))?;
+        a.cmp(byte_ptr(0x0600), 2)?;
+        a.je(second)?;
+        a.ja(third)?;
+        a.mov(al, 0x01u32)?;
+        a.out(0x92u32, al)?;
+        a.hlt()?;
+        a.set_label(&mut second)?;
+        a.mov(al, 0xFEu32)?;
+        a.out(0x64u32, al)?;
+        a.hlt()?;
+        a.set_label(&mut third)?;
+        a.mov(dx, 0x604u32)?;
+        a.mov(ax, 0x2000u32)?;
+        a.out(dx, ax)?;
+        a.hlt()
+    });
+    let (mut m, _, _) = machine(&img);
+    assert_eq!(m.run(1000), Exit::PowerOff);
+    assert_eq!(m.resets, 2);
+    assert_eq!(m.cpu.mem.read_u8(0x600), 3);
+}
+
+#[test]
+fn hlt_with_interrupts_off_stops_the_machine() {
+    let (mut m, _, _) = machine(&image(|a| {
+        a.cli()?;
+        a.hlt()
+    }));
+    assert_eq!(m.run(1000), Exit::Halted);
+}
