@@ -265,6 +265,13 @@ impl PcBus {
         self.cmos.advance(now, &mut Pin { pic: &mut self.pic, irq: RTC_IRQ });
     }
 
+    /// Brings every timed device up to `now` and returns the earliest time one needs to run
+    /// again (the run loop's step, for callers that drive the bus themselves).
+    pub fn advance_to(&mut self, now: Nanos) -> Option<Nanos> {
+        self.advance(now);
+        self.next_deadline(now)
+    }
+
     /// The earliest time a device needs to run again.
     fn next_deadline(&self, now: Nanos) -> Option<Nanos> {
         [

@@ -224,3 +224,50 @@ fn hlt_with_interrupts_off_stops_the_machine() {
     }));
     assert_eq!(m.run(1000), Exit::Halted);
 }
+
+/// Random port traffic at every device (and anywhere else), of every width, with time moving in
+/// small and huge steps and interrupts acknowledged whenever the PIC asks: no panic, the machine
+/// keeps answering, and the devices keep producing interrupts.
+#[test]
+fn random_port_traffic_cannot_break_the_platform() {
+    use emu_core::{PortIo, Size};
+    let (mut m, _, _) = machine(&image(|a| a.hlt()));
+    let mut x: u64 = 0x0BAD_5EED_1234_5678;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    const PORTS: &[u16] = &[
+        0x20, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1, 0x40, 0x41, 0x42, 0x43, 0x61, 0x3F8, 0x3F9, 0x3FA, 0x3FB,
+        0x3FC, 0x3FD, 0x3FE, 0x3FF, 0x2F8, 0x2FB, 0x2FC, 0x70, 0x71, 0x60, 0x64, 0x92, 0x80, 0xE9, 0x605,
+    ];
+    let mut interrupts = 0u64;
+    let mut now = 0u64;
+    for _ in 0..300_000 {
+        let r = rnd();
+        let port = if r % 8 == 0 { (r >> 8) as u16 } else { PORTS[(r >> 8) as usize % PORTS.len()] };
+        let size = [Size::B, Size::B, Size::W, Size::D][(r >> 24) as usize % 4];
+        now += match (r >> 32) % 100 {
+            0 => rnd() % 10_000_000_000,
+            1..=10 => rnd() % 10_000_000,
+            _ => rnd() % 10_000,
+        };
+        m.bus.now = now;
+        // Never the reset or power-off ports' "do it" values: they end the run, not the test.
+        if (r >> 40) % 2 == 0 && !matches!(port, 0x604 | 0x605 | 0x92 | 0x64 | 0xF4) {
+            m.bus.io_write(port, size, rnd() as u32);
+        } else {
+            m.bus.io_read(port, size);
+        }
+        if (r >> 48) % 16 == 0 {
+            let _ = m.bus.advance_to(now);
+        }
+        if m.bus.interrupt_pending() {
+            m.bus.acknowledge_interrupt();
+            interrupts += 1;
+        }
+    }
+    assert!(interrupts > 100, "{interrupts} interrupts");
+}
