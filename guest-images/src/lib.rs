@@ -5,29 +5,44 @@
 //! from a floppy under QEMU. They talk to the outside only through the debug console (port
 //! 0xE9) and isa-debug-exit (port 0xF4).
 //!
-//! - [`demo()`]: the guest `bt86` boots with no arguments (primes below 1000, then HLT).
+//! - [`primes()`] (also [`demo()`], its old name): the primes below 1000, then HLT.
 //! - [`bench_loop`]: a CRC-32 / FNV-1 compute loop for the interpreter benchmark.
 //! - [`self_tests`]: self-checking programs that print TAP-style `ok N - …` lines and exit
 //!   through isa-debug-exit with 0 when every check passed (exit status 1), 1 otherwise (3).
 //!
 //! Besides these real-mode images, [`kernels`] gives self-checking 32-bit protected-mode test
 //! kernels (segmentation, privilege rings, tasks, paging, virtual-8086 mode, I/O permissions,
-//! exceptions) as multiboot v1 ELF files, for `bt86 run --kernel` and `qemu -kernel`; they
-//! report the same way.
+//! exceptions; the 8254 timer with the 8259A, the 16550A UART, the MC146818A RTC) as multiboot
+//! v1 ELF files, for `bt86 run --kernel` and `qemu -kernel`; they report the same way.
+//!
+//! [`demo_kernel`] is the guest to show people: a small multiboot kernel that sets up
+//! protected mode, paging, the interrupt controllers, the timer and COM1, runs two ring-3 tasks
+//! under a timer-driven scheduler, and then offers a shell on the serial console.
 
 mod asm;
 mod bench;
 mod boot;
-mod demo;
+mod demo_kernel;
+mod irq;
 mod multiboot;
+mod pc;
 mod pm;
+mod primes;
 mod selftest;
 
 pub use bench::{bench_loop, bench_loop_instructions};
 pub use boot::{boot_disk, FLOPPY_SECTORS, SECTOR};
-pub use demo::demo;
-pub use pm::kernels;
+pub use demo_kernel::demo_kernel;
+pub use primes::{demo, primes};
 pub use selftest::self_tests;
+
+/// Every embedded multiboot test kernel: the protected-mode kernels (`pm-…`), then the
+/// interrupt kernels (`irq-…`). Each is self-checking and exits through isa-debug-exit.
+pub fn kernels() -> Vec<Kernel> {
+    let mut all = pm::kernels();
+    all.extend(irq::kernels());
+    all
+}
 
 /// A flat real-mode program: its bytes, where they go in guest-physical memory, and where
 /// execution starts. DS and ES start equal to CS; SS:SP as given.

@@ -57,13 +57,33 @@ pub struct QemuRun {
 
 /// Runs `command` with stdout captured. Kills it once the output contains `stop_at` (for
 /// guests that halt instead of exiting) or after `timeout`.
-pub fn run_captured(mut command: Command, stop_at: Option<&str>, timeout: Duration) -> QemuRun {
+pub fn run_captured(command: Command, stop_at: Option<&str>, timeout: Duration) -> QemuRun {
+    run_captured_with_input(command, None, stop_at, timeout)
+}
+
+/// [`run_captured`], with `input` written to the child's stdin (which is then closed) instead
+/// of an empty stdin.
+pub fn run_captured_with_input(
+    mut command: Command,
+    input: Option<&[u8]>,
+    stop_at: Option<&str>,
+    timeout: Duration,
+) -> QemuRun {
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+    let writer = input.map(|bytes| {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            // The child may exit before reading everything; that is its business.
+            let _ = stdin.write_all(&bytes);
+        })
+    });
 
     let output = Arc::new(Mutex::new(Vec::new()));
     let mut stdout = child.stdout.take().expect("piped stdout");
@@ -97,6 +117,9 @@ pub fn run_captured(mut command: Command, stop_at: Option<&str>, timeout: Durati
         std::thread::sleep(Duration::from_millis(20));
     };
     let _ = reader.join();
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
     let output = String::from_utf8_lossy(&output.lock().expect("output lock")).into_owned();
     QemuRun { status, timed_out, output }
 }

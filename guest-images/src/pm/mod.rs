@@ -21,7 +21,7 @@ mod exceptions;
 mod iobitmap;
 mod paging;
 mod rings;
-mod rt;
+pub(crate) mod rt;
 mod tasks;
 mod v86;
 

@@ -394,6 +394,26 @@ pub(crate) fn build_kernel(name: &str, body: impl Fn(&mut Program) -> Asm) -> Re
     Ok(multiboot::elf(LOAD, CODE_BASE, &bytes, CODE_BASE, IMAGE_END))
 }
 
+/// Assembles a kernel that is not a self-test: the start-up code (descriptor tables, TSS,
+/// masked PICs, the exception recorder), then `body`, which never returns; no header, no
+/// checks, no summary. Returns the ELF file.
+pub(crate) fn build_bare(name: &str, body: impl Fn(&mut Program) -> Asm) -> Result<Vec<u8>, IcedError> {
+    let whole = |p: &mut Program| -> Asm {
+        p.startup()?;
+        body(p)?;
+        p.halt()
+    };
+    let mut first = Program::new(HashMap::new())?;
+    whole(&mut first)?;
+    let (_, addresses) = first.assemble()?;
+    let mut second = Program::new(addresses.clone())?;
+    whole(&mut second)?;
+    let (bytes, check) = second.assemble()?;
+    assert_eq!(addresses, check, "{name}: label addresses moved between passes");
+    assert!(CODE_BASE + (bytes.len() as u32) <= VARS, "{name}: {} bytes of code overlap VARS", bytes.len());
+    Ok(multiboot::elf(LOAD, CODE_BASE, &bytes, CODE_BASE, IMAGE_END))
+}
+
 impl Program {
     fn new(known: HashMap<CodeLabel, u32>) -> Result<Program, IcedError> {
         let mut a = CodeAssembler::new(32)?;
@@ -474,6 +494,13 @@ impl Program {
     pub fn print(&mut self, text: &str) -> Asm {
         self.a.call(self.lib.print_inline)?;
         self.inline_string(text)
+    }
+
+    /// Prints EAX in decimal on the debug console. Preserves registers and flags.
+    pub fn call_print_dec(&mut self) -> Asm {
+        self.a.pushfd()?;
+        self.a.call(self.lib.print_dec)?;
+        self.a.popfd()
     }
 
     /// Checks that EAX equals `expected`, printing `ok N - name` or `not ok N - name (...)`.

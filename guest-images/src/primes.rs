@@ -1,4 +1,4 @@
-//! The default demo: a real-mode guest that finds the primes below 1000 with a sieve of
+//! The primes image: a real-mode guest that finds the primes below 1000 with a sieve of
 //! Eratosthenes (REP STOSB to initialise it, MUL for the squares), checks every number
 //! against trial division (DIV), prints the primes ten per line through a recursive
 //! print-decimal routine (CALL/RET), and halts. Output goes to the debug console (port 0xE9).
@@ -17,10 +17,16 @@ const MISMATCHES: u32 = 0x0600;
 /// Primes printed per line.
 const PER_LINE: u32 = 10;
 
-/// The demo image (see the module header).
+/// The primes image (see the module header), named "primes".
+pub fn primes() -> Image {
+    build_image("primes", "prints the primes below 1000 (sieve checked by trial division), then halts", body)
+        .expect("the primes image assembles")
+}
+
+/// The primes image under its old name: it was the default guest before
+/// [`crate::demo_kernel`]. Same as [`primes`].
 pub fn demo() -> Image {
-    build_image("demo", "prints the primes below 1000 (sieve checked by trial division), then halts", body)
-        .expect("the demo assembles")
+    primes()
 }
 
 fn body(p: &mut Program) -> Asm {
