@@ -22,8 +22,11 @@
 //! The 8259A (datasheet, "Interrupt Sequence", "Priority Modes"): with fixed priority IR0 is
 //! served before IR2 (the slave's cascade, where IRQ 8 arrives); OCW2 "set priority" makes a
 //! given level the lowest; "rotate on non-specific EOI" makes the level just served the
-//! lowest. (Those checks are here because this kernel has two interrupt sources that can be
-//! made pending at the same time.)
+//! lowest. The request latch of an IR input is transparent (datasheet, "Edge Triggered Mode
+//! and Level Triggered Mode": the input must stay high until the first INTA): masking IRQ 8 at
+//! the slave drops the slave's INT output, and with it the master's IR2 request, so an
+//! interrupt that was not yet acknowledged is not delivered at all. (These checks are here
+//! because this kernel has two interrupt sources that can be made pending at the same time.)
 //!
 //! Rates are checked by counting interrupts over a number of 100 Hz ticks of the 8254, within
 //! ±20 %; the counts are printed.
