@@ -561,6 +561,11 @@ impl Machine {
         if !can_interrupt && !self.bus.nmi_request {
             return Some(Exit::Halted);
         }
+        // An interrupt already waiting wakes the CPU at once (HLT right after STI, whose shadow
+        // kept it out for one instruction): no time passes.
+        if (can_interrupt && self.bus.pic.intr()) || self.bus.nmi_request {
+            return None;
+        }
         let input_possible = self.serial_input.is_some() && !self.input_ended;
         let realtime = self.clock.mode() == TimeMode::Realtime;
         // The next moment worth waking for.

@@ -21,7 +21,10 @@
 //!   window does not exist, and devices in an emulator may pulse a line high and low between two
 //!   instruction boundaries; keeping the latch (as KVM and QEMU do) means no edge is lost. A
 //!   level-triggered request (ELCR) does follow its line, so withdrawing one still produces the
-//!   default IR7 (master) or IR15 (slave) exactly as the datasheet describes.
+//!   default IR7 (master) or IR15 (slave) exactly as the datasheet describes. The cascade input
+//!   (master IR2, driven by the slave's INT output, a level computed from the slave's state)
+//!   always follows its line: a slave request masked away before the acknowledge is gone at the
+//!   master as well, so no spurious IRQ 15 is made up for it.
 //! - **ICW1 also clears the ISR.** The datasheet's list of what ICW1 resets does not mention the
 //!   ISR; re-initialisation is meant to start the controller afresh, and guests that reprogram the
 //!   PIC with a level in service rely on it (Bochs and QEMU do the same).
@@ -639,8 +642,11 @@ impl PicPair {
 
     /// Feeds the slave's INT output into the master's IR2 (edge-triggered).
     fn sync_cascade(&mut self) {
+        // The master's IR2 follows the slave's INT output, as the datasheet's edge latch ANDed
+        // with the live input does: a slave request withdrawn before the acknowledge (masked
+        // at the slave, say) stops being a request at the master too.
         let int = self.slave.resolve(false).is_some();
-        self.master.set_input(CASCADE_IR, int, false);
+        self.master.set_input(CASCADE_IR, int, true);
     }
 
     /// The poll word of one chip; the read acknowledges the level it reports.
@@ -1068,17 +1074,23 @@ mod tests {
     }
 
     #[test]
-    fn spurious_irq15() {
+    fn withdrawn_slave_request_is_gone_at_the_master_too() {
         let mut pic = initialised();
         pic.write(0x4D1, 0x04);
         pic.set_irq(10, true);
         assert!(pic.intr());
         pic.set_irq(10, false);
-        assert_eq!(pic.acknowledge(), 0x77);
-        assert_eq!(isr(&mut pic, 0x20), 0x04, "the master saw a real cascade request");
-        assert_eq!(isr(&mut pic, 0xA0), 0x00, "the slave's default IR7 sets nothing");
-        pic.write(0x20, EOI);
-        assert_eq!(isr(&mut pic, 0x20), 0x00);
+        // The slave's INT output fell, so the master's IR2 request went with it: an acknowledge
+        // now finds no request at the master, which answers with its default IR7.
+        assert!(!pic.intr());
+        assert_eq!(pic.acknowledge(), 0x0F);
+        assert_eq!(isr(&mut pic, 0x20), 0x00, "nothing goes in service at the master");
+        assert_eq!(isr(&mut pic, 0xA0), 0x00, "nor at the slave");
+        // Masking the slave's request at the slave has the same effect (edge-triggered IRQ 8).
+        pic.set_irq(8, true);
+        assert!(pic.intr());
+        pic.write(0xA1, 0xFF);
+        assert!(!pic.intr(), "masked at the slave: the cascade request is withdrawn");
     }
 
     #[test]
