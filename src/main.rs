@@ -13,6 +13,7 @@
 //! power-off, a clean halt or Ctrl-A x exits 0, a guest that does not finish within
 //! `--max-steps` 2, a triple fault 3, and a host-side error (bad file, bad option) 64.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -74,16 +75,18 @@ fn run_cli(args: &[String]) -> Result<ExitCode, String> {
         Some(a) if a.starts_with("--") && a != "--help" => run_guest(args),
         Some("conformance") => conformance(&args[1..]),
         Some("images") => {
+            // Written with errors ignored: `bt86 images | head` closes the pipe early.
+            let mut out = std::io::stdout().lock();
             for i in all_images() {
-                println!("{:<16} {}", i.name, i.description);
+                let _ = writeln!(out, "{:<16} {}", i.name, i.description);
             }
-            for k in guest_images::kernels() {
-                println!("{:<16} {} (multiboot kernel)", k.name, k.description);
+            for k in all_kernels() {
+                let _ = writeln!(out, "{:<16} {} (multiboot kernel)", k.name, k.description);
             }
             Ok(ExitCode::SUCCESS)
         }
         Some("help" | "--help" | "-h") => {
-            print!("{USAGE}");
+            let _ = std::io::stdout().write_all(USAGE.as_bytes());
             Ok(ExitCode::SUCCESS)
         }
         Some(other) => Err(format!("unknown command `{other}`\n{USAGE}")),
@@ -91,8 +94,15 @@ fn run_cli(args: &[String]) -> Result<ExitCode, String> {
 }
 
 /// Every image the binary carries: the demo, the benchmark loop, the self-checking tests.
+/// Every embedded Multiboot kernel: the demo first, then the test kernels.
+fn all_kernels() -> Vec<guest_images::Kernel> {
+    let mut v = vec![guest_images::demo_kernel()];
+    v.extend(guest_images::kernels());
+    v
+}
+
 fn all_images() -> Vec<Image> {
-    let mut v = vec![guest_images::demo(), guest_images::bench_loop(1000)];
+    let mut v = vec![guest_images::primes(), guest_images::bench_loop(1000)];
     v.extend(guest_images::self_tests());
     v
 }
@@ -257,7 +267,7 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     } else if let Some(name) = image_name {
         if let Some(image) = all_images().into_iter().find(|i| i.name == name) {
             Guest::Image(image)
-        } else if let Some(k) = guest_images::kernels().into_iter().find(|k| k.name == name) {
+        } else if let Some(k) = all_kernels().into_iter().find(|k| k.name == name) {
             Guest::Embedded(k)
         } else {
             return Err(format!("no embedded image named `{name}` (see `bt86 images`)"));
@@ -267,7 +277,7 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     } else if let Some(path) = bios_file {
         Guest::Bios(PathBuf::from(path))
     } else {
-        Guest::Image(guest_images::demo())
+        Guest::Embedded(guest_images::demo_kernel())
     };
     if append.is_some() && !matches!(guest, Guest::Kernel(_) | Guest::Embedded(_)) {
         return Err("--append gives a Multiboot kernel its arguments; it needs --kernel \

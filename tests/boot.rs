@@ -774,7 +774,10 @@ fn cli_errors_name_the_file_or_option() {
         (vec!["run", "--memory", "0"], "--memory 0: guest RAM must be 1 to 3072 MiB"),
         (vec!["run", "--memory", "4096"], "--memory 4096: guest RAM must be 1 to 3072 MiB"),
         (vec!["run", "--memory", "lots"], "`lots` is not a number"),
-        (vec!["run", "--append", "x"], "--append gives a Multiboot kernel its arguments; it needs --kernel"),
+        (
+            vec!["run", "--image", "primes", "--append", "x"],
+            "--append gives a Multiboot kernel its arguments; it needs --kernel",
+        ),
         (vec!["run", "--image", "alu", "--append", "x"], "--append gives a Multiboot kernel its arguments"),
         (vec!["run", "--on-triple-fault", "explode"], "`explode` is neither `stop` nor `reset`"),
         (vec!["run", "--image", "demo", "--kernel", "k"], "--image and --kernel cannot be used together"),

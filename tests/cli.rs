@@ -19,11 +19,51 @@ fn scratch_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
 
 #[test]
 fn no_arguments_boots_the_demo_and_exits_zero() {
-    let out = bt86(&[]);
+    // With no input the demo's shell powers the machine off after 60 s of virtual time.
+    let out = Command::new(env!("CARGO_BIN_EXE_bt86"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("bt86 runs");
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("997"), "{stdout}");
-    assert!(stdout.contains("done: 168 primes"), "{stdout}");
+    for line in ["task A: 3", "task B: 5", "all tasks done", "bt86> ", "powering off"] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn the_demo_shell_answers_scripted_input_and_powers_off() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bt86"))
+        .args(["run", "--image", "demo", "--serial", "stdio"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("bt86 runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"echo hello from the test\nticks\npoweroff\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("hello from the test"), "{stdout}");
+    assert!(stdout.contains("powering off"), "{stdout}");
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_guest() {
+    // The reader goes away after the first line; bt86 runs the guest to its end all the same.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bt86"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bt86 runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
 }
 
 #[test]

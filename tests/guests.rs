@@ -49,7 +49,7 @@ fn run_bt86(image: &Image, max_steps: u64) -> (Exit, String) {
 
 #[test]
 fn demo_prints_the_primes_below_1000_and_halts() {
-    let (exit, output) = run_bt86(&guest_images::demo(), STEP_LIMIT);
+    let (exit, output) = run_bt86(&guest_images::primes(), STEP_LIMIT);
     assert_eq!(exit, Exit::Halted, "output:\n{output}");
     assert!(output.contains("done: 168 primes (sieve and trial division agree)"), "output:\n{output}");
     // The primes sit between the banner's blank line and the "done" line.
@@ -186,9 +186,9 @@ fn self_tests_pass_in_qemu() {
 fn demo_boots_in_qemu() {
     let Some(qemu) = qemu() else { return };
     let done = "done: 168 primes (sieve and trial division agree)";
-    let run = run_qemu(&qemu, &guest_images::demo(), Some(done));
+    let run = run_qemu(&qemu, &guest_images::primes(), Some(done));
     assert!(run.output.contains(done), "status {:?}, output:\n{}", run.status, run.output);
-    let (_, bt86_output) = run_bt86(&guest_images::demo(), STEP_LIMIT);
+    let (_, bt86_output) = run_bt86(&guest_images::primes(), STEP_LIMIT);
     assert!(
         run.output.ends_with(&bt86_output),
         "QEMU printed:\n{}\nbt86 printed:\n{bt86_output}",

@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use bt86::clock::TimeMode;
 use bt86::machine::{Exit, Machine, DEFAULT_RTC_EPOCH};
+use bt86::serial::SerialInput;
 use guest_images::Image;
 use iced_x86::code_asm::*;
 
@@ -27,6 +28,12 @@ impl Write for Capture {
 }
 
 /// A real-mode image at 0000:7C00 from 16-bit code.
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.borrow()).into_owned()
+    }
+}
+
 fn image(build: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Image {
     let mut a = CodeAssembler::new(16).unwrap();
     build(&mut a).unwrap();
@@ -270,4 +277,31 @@ fn random_port_traffic_cannot_break_the_platform() {
         }
     }
     assert!(interrupts > 100, "{interrupts} interrupts");
+}
+
+/// The demo kernel, with the same scripted serial input, twice: identical serial output and
+/// identical instruction counts.
+#[test]
+fn the_demo_is_deterministic_with_scripted_input() {
+    let script: &[u8] = b"help\necho same input, same run\nticks\npoweroff\n";
+    let kernel = guest_images::demo_kernel();
+    let mut results = Vec::new();
+    for _ in 0..2 {
+        let (con, ser) = (Capture::default(), Capture::default());
+        let mut m = Machine::with_platform(
+            16 << 20,
+            Box::new(con.clone()),
+            Box::new(ser.clone()),
+            TimeMode::Virtual,
+            DEFAULT_RTC_EPOCH,
+        )
+        .unwrap();
+        bt86::boot::multiboot::load_bytes(&mut m, &kernel.elf, kernel.name, kernel.name).unwrap();
+        m.set_serial_input(SerialInput::from_reader(script, false));
+        let exit = m.run(2_000_000_000);
+        assert_eq!(exit, Exit::PowerOff, "serial output:\n{}", ser.text());
+        results.push((ser.text(), m.cpu.state.retired, m.now()));
+    }
+    assert!(results[0].0.contains("same input, same run"), "{}", results[0].0);
+    assert_eq!(results[0], results[1]);
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut images = guest_images::self_tests();
-    images.push(guest_images::demo());
+    images.push(guest_images::primes());
     images.push(guest_images::bench_loop(1000));
     let names: Vec<&str> = images.iter().map(|i| i.name).collect();
     let [name, path] = args.as_slice() else {

@@ -5,7 +5,7 @@
 //! from a floppy under QEMU. They talk to the outside only through the debug console (port
 //! 0xE9) and isa-debug-exit (port 0xF4).
 //!
-//! - [`primes()`] (also [`demo()`], its old name): the primes below 1000, then HLT.
+//! - [`primes()`]: the primes below 1000, then HLT.
 //! - [`bench_loop`]: a CRC-32 / FNV-1 compute loop for the interpreter benchmark.
 //! - [`self_tests`]: self-checking programs that print TAP-style `ok N - …` lines and exit
 //!   through isa-debug-exit with 0 when every check passed (exit status 1), 1 otherwise (3).
@@ -33,7 +33,7 @@ mod selftest;
 pub use bench::{bench_loop, bench_loop_instructions};
 pub use boot::{boot_disk, FLOPPY_SECTORS, SECTOR};
 pub use demo_kernel::demo_kernel;
-pub use primes::{demo, primes};
+pub use primes::primes;
 pub use selftest::self_tests;
 
 /// Every embedded multiboot test kernel: the protected-mode kernels (`pm-…`), then the

@@ -23,12 +23,6 @@ pub fn primes() -> Image {
         .expect("the primes image assembles")
 }
 
-/// The primes image under its old name: it was the default guest before
-/// [`crate::demo_kernel`]. Same as [`primes`].
-pub fn demo() -> Image {
-    primes()
-}
-
 fn body(p: &mut Program) -> Asm {
     let trial_division = p.label();
     p.print("bt86 demo: a real-mode guest computing the primes below 1000\n")?;
