@@ -40,8 +40,6 @@ pub(super) fn run(p: &mut Program, lib: &Lib) -> Asm {
 
     lib.say(p, "\nbt86 shell on COM1. Commands: help, echo TEXT, ticks, tasks, poweroff\n")?;
     lib.say(p, "(after 60 seconds without input it powers the machine off)\n")?;
-    lib.say(p, "DEBUG lsr seen ")?; p.a.movzx(eax, byte_ptr(KVARS + 0xF0))?; p.a.call(lib.print_hex)?; lib.say(p, "\n")?;
-
     p.a.mov(eax, dword_ptr(V_TICKS))?;
     p.a.mov(dword_ptr(V_LAST_INPUT), eax)?;
     p.bind(&mut prompt)?;
