@@ -580,7 +580,12 @@ impl Machine {
             // No timer armed and no input can come: the guest sleeps forever.
             return Some(Exit::Halted);
         };
+        let before = self.bus.now.max(now);
         let now = self.clock.idle_until(self.cpu.state.retired, wake, Duration::from_millis(10));
+        // The time-stamp counter keeps counting while the CPU is halted: one tick per
+        // instruction time (10 ns), the rate at which it counts while running.
+        let slept = now.saturating_sub(before) / crate::clock::NS_PER_INSTRUCTION;
+        self.cpu.state.tsc = self.cpu.state.tsc.wrapping_add(slept);
         self.bus.now = now;
         if input_possible {
             if let Some(exit) = self.feed_serial(self.input_wait()) {

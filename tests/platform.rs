@@ -128,6 +128,9 @@ fn timer_interrupts_wake_hlt_and_idle_time_is_skipped() {
     assert!((980_000_000..1_020_000_000).contains(&now), "virtual time {now} ns");
     assert!(m.cpu.state.retired < 10_000, "{} instructions", m.cpu.state.retired);
     assert_eq!(m.cpu.stats.external_interrupts, 100);
+    // The TSC kept counting through the halts: one tick per 10 ns of virtual time.
+    let tsc = m.cpu.state.tsc;
+    assert!(tsc.abs_diff(now / 10) < 1000, "tsc {tsc} at {now} ns");
 }
 
 #[test]
