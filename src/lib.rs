@@ -6,5 +6,6 @@
 pub mod boot;
 pub mod clock;
 pub mod conformance;
+pub mod diff;
 pub mod machine;
 pub mod serial;

@@ -33,6 +33,10 @@ usage:
   bt86 conformance sst DIR [--verbose] [--min-pass-rate PCT]
                                     run SingleStepTests instruction vectors from DIR
                                     (exit 0 when all pass, or at least PCT percent)
+  bt86 diff (--kernel FILE | --image NAME) [--qemu PATH] [--max N] [--history N]
+                                    run a Multiboot kernel in bt86 and qemu-system-i386 and
+                                    report the first instruction where their states differ
+                                    (exit 0 no divergence, 1 divergence, 64 error)
   bt86 images                       list the embedded guest images
 
 run options (at most one of --image, --raw, --kernel, --bios):
@@ -74,6 +78,7 @@ fn run_cli(args: &[String]) -> Result<ExitCode, String> {
         Some("run") => run_guest(&args[1..]),
         Some(a) if a.starts_with("--") && a != "--help" => run_guest(args),
         Some("conformance") => conformance(&args[1..]),
+        Some("diff") => diff(&args[1..]),
         Some("images") => {
             // Written with errors ignored: `bt86 images | head` closes the pipe early.
             let mut out = std::io::stdout().lock();
@@ -105,6 +110,52 @@ fn all_images() -> Vec<Image> {
     let mut v = vec![guest_images::primes(), guest_images::bench_loop(1000)];
     v.extend(guest_images::self_tests());
     v
+}
+
+fn diff(args: &[String]) -> Result<ExitCode, String> {
+    use bt86::diff::{diff_kernel, DiffOptions, DiffOutcome};
+    let mut opts = DiffOptions::default();
+    let mut elf: Option<(Vec<u8>, String)> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |opt: &str| it.next().cloned().ok_or_else(|| format!("{opt} needs a value"));
+        match a.as_str() {
+            "--kernel" => {
+                let path = value("--kernel")?;
+                let bytes = std::fs::read(&path).map_err(|e| format!("{path}: cannot read: {e}"))?;
+                elf = Some((bytes, path));
+            }
+            "--image" => {
+                let name = value("--image")?;
+                let k = all_kernels()
+                    .into_iter()
+                    .find(|k| k.name == name)
+                    .ok_or_else(|| format!("no embedded kernel named `{name}` (see `bt86 images`)"))?;
+                elf = Some((k.elf, name));
+            }
+            "--qemu" => opts.qemu = PathBuf::from(value("--qemu")?),
+            "--max" => opts.max_instructions = parse_number("--max", &value("--max")?)?,
+            "--history" => opts.history = parse_number("--history", &value("--history")?)? as usize,
+            // A deliberate bt86 bug, for showing (and testing) that the comparison finds one.
+            "--inject" => match value("--inject")?.as_str() {
+                "adc-carry" => opts.injection = Some(emu_core::cpu::Injection::AdcCarry),
+                other => return Err(format!("--inject: unknown bug `{other}` (known: adc-carry)")),
+            },
+            other => return Err(format!("unknown diff option `{other}`\n{USAGE}")),
+        }
+    }
+    let (bytes, name) = elf.ok_or("diff needs --kernel FILE or --image NAME")?;
+    let mut out = std::io::stdout().lock();
+    match diff_kernel(&bytes, &name, &opts).map_err(|e| e.to_string())? {
+        DiffOutcome::Match { compared, .. } => {
+            let _ = writeln!(out, "bt86 diff: {name}: no divergence in {compared} instructions");
+            Ok(ExitCode::SUCCESS)
+        }
+        DiffOutcome::Divergence(d) => {
+            let _ = write!(out, "bt86 diff: {name}: {}", d.report);
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn conformance(args: &[String]) -> Result<ExitCode, String> {

@@ -124,6 +124,19 @@ pub struct Cpu {
     cache: DecodeCache,
     /// The software TLB ("shadow page table") caching linear → physical translations.
     pub tlb: Tlb,
+    /// Iterations of a REP string instruction run per step before it re-executes itself.
+    pub rep_batch: u32,
+    /// A deliberate bug, for proving that differential testing finds bugs (never set in normal
+    /// runs; see [`Injection`]).
+    pub injection: Option<Injection>,
+}
+
+/// Deliberate bugs `bt86 diff --inject` can switch on, so a test can show that the comparison
+/// against QEMU catches a wrong flag at the right instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Injection {
+    /// ADC computes its carry-out as if there were no carry-in.
+    AdcCarry,
 }
 
 /// Entries in the decode cache (a power of two).
@@ -162,6 +175,9 @@ impl DecodeCache {
 /// DR6.BS: the debug exception was a single-step trap (SDM Vol. 3B §17.2.3).
 const DR6_BS: u32 = 1 << 14;
 
+/// REP iterations per step by default.
+pub const DEFAULT_REP_BATCH: u32 = 4096;
+
 /// Longest legal x86 instruction (SDM Vol. 2A §2.3.11).
 const MAX_INSN_LEN: usize = 15;
 
@@ -175,6 +191,8 @@ impl Cpu {
             stats: Stats::default(),
             cache: DecodeCache::new(),
             tlb: Tlb::new(),
+            rep_batch: DEFAULT_REP_BATCH,
+            injection: None,
         })
     }
 

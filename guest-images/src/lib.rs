@@ -33,6 +33,7 @@ mod selftest;
 pub use bench::{bench_loop, bench_loop_instructions};
 pub use boot::{boot_disk, FLOPPY_SECTORS, SECTOR};
 pub use demo_kernel::demo_kernel;
+pub use multiboot::{flat_kernel, FLAT_KERNEL_CODE};
 pub use primes::primes;
 pub use selftest::self_tests;
 

@@ -105,6 +105,21 @@ pub(crate) fn elf(load: u32, image_at: u32, image: &[u8], entry: u32, bss_end: u
     out
 }
 
+/// Where [`flat_kernel`] places its code (and enters it).
+pub const FLAT_KERNEL_CODE: u32 = 0x0010_1000;
+
+/// A Multiboot ELF kernel around flat 32-bit code assembled for [`FLAT_KERNEL_CODE`], with
+/// 64 KiB of zeroed memory after it (tests, differential-testing reproducers).
+pub fn flat_kernel(name: &'static str, description: &'static str, code: &[u8]) -> crate::Kernel {
+    let end = FLAT_KERNEL_CODE + code.len() as u32;
+    let bss_end = (end + 0x1_0000 + 0xFFF) & !0xFFF;
+    crate::Kernel {
+        name,
+        description,
+        elf: elf(0x0010_0000, FLAT_KERNEL_CODE, code, FLAT_KERNEL_CODE, bss_end),
+    }
+}
+
 fn put16(out: &mut Vec<u8>, v: u16) {
     out.extend_from_slice(&v.to_le_bytes());
 }

@@ -12,7 +12,9 @@
 //! Deviations, recorded on purpose: a fault while loading the new task's segment registers or
 //! LDT is delivered with the machine back in the old task's state (the hardware delivers it in
 //! the new task, after the switch has been committed). The debug trap flag (T) of the TSS is not
-//! honoured: bt86 has no debug traps yet.
+//! honoured: bt86 has no debug traps yet. A switch to a 16-bit TSS, which has no slots for FS
+//! and GS, loads them with null selectors (the SDM does not say; QEMU and Bochs do this, and
+//! `bt86 diff` compares against QEMU).
 
 use crate::cpu::protected::{sel_err, sys, v86_segment, Desc};
 use crate::cpu::Cpu;
@@ -229,7 +231,9 @@ impl Cpu {
                 self.state.set_reg16(k, *r as u16);
             }
         }
-        let slots = if tss32 { 6 } else { 4 }; // a 16-bit TSS has no FS and GS: they are kept
+        // A 16-bit TSS has no FS and GS slots: they are loaded with null selectors (the image
+        // holds 0 there), as QEMU and Bochs do.
+        let slots = 6;
         for (s, v) in SEG_ORDER.iter().zip(image.segs).take(slots) {
             self.state.seg_mut(*s).selector = v;
         }

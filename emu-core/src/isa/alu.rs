@@ -45,6 +45,12 @@ fn binop(cpu: &mut Cpu, i: &Instruction, op: Op) -> Res {
         write(cpu, i, 0, res & m)?;
     }
     cpu.state.lazy = LazyFlags::set(kind, size, dst, src, res);
+    if op == Op::Adc && cpu.injection == Some(crate::cpu::Injection::AdcCarry) {
+        // The deliberate bug: CF as if the carry-in had been 0.
+        let cf = dst.wrapping_add(src) & m < dst & m;
+        let f = cpu.state.eflags() & !fl::CF;
+        cpu.state.set_arith(if cf { f | fl::CF } else { f });
+    }
     Ok(())
 }
 

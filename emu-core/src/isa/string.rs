@@ -1,8 +1,9 @@
 //! String instructions: MOVS CMPS STOS LODS SCAS INS OUTS with REP, REPE and REPNE (Intel SDM
 //! Vol. 2B "REP/REPE/REPZ/REPNE/REPNZ" and the page of each instruction).
 //!
-//! A repeated instruction runs a bounded batch of iterations per step and then, if it is not
-//! finished, leaves EIP on itself, so interrupts are taken between batches and the next step
+//! A repeated instruction runs a bounded batch of iterations per step (`Cpu::rep_batch`, 4,096
+//! by default; 1 when comparing instruction by instruction with QEMU, which retires one iteration
+//! at a time) and then, if it is not finished, leaves EIP on itself, so interrupts are taken between batches and the next step
 //! continues where it stopped. Registers are committed after every iteration, so a fault in
 //! iteration k leaves the state of iterations 0..k done and EIP on the instruction: exactly the
 //! restartable behaviour of the hardware.
@@ -16,9 +17,6 @@ use crate::cpu::Cpu;
 use crate::flags::{FlagOp, LazyFlags, Size};
 use crate::io::PortIo;
 use crate::state::{fl, gpr, SegReg};
-
-/// Iterations of a repeated string instruction executed per step.
-const BATCH: u32 = 4096;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Rep {
@@ -94,7 +92,7 @@ pub fn string(cpu: &mut Cpu, io: &mut dyn PortIo, i: &Instruction) -> Res {
         check_io(cpu, port, size)?;
     }
     let acc = cpu.state.regs[gpr::EAX] & size.mask();
-    for _ in 0..BATCH {
+    for _ in 0..cpu.rep_batch.max(1) {
         if rep != Rep::None && index(cpu, gpr::ECX, a32) == 0 {
             return Ok(());
         }

@@ -1,0 +1,799 @@
+//! `bt86 diff`: run the same Multiboot kernel in bt86 and in `qemu-system-i386` and report the
+//! first instruction at which their architectural states disagree.
+//!
+//! How QEMU is observed: `-singlestep -d exec,cpu,nochain` makes QEMU's TCG translate one guest
+//! instruction per block and log the CPU state before each block runs; `-dfilter` restricts the
+//! log to the kernel's own address range, so the millions of instructions of QEMU's firmware
+//! (SeaBIOS and the multiboot option ROM) are not logged, and `-D /dev/stdout` streams the log
+//! into a pipe that bt86 parses as it comes (about 900 bytes and roughly 10 µs of QEMU time per
+//! instruction: a 100,000-instruction kernel takes about 1.5 s). The alternative, QEMU's gdbstub
+//! (`-s -S`), costs a round trip per instruction (about 1,500 steps/s) and was not chosen.
+//!
+//! What is compared, after every instruction: the eight general registers, EIP, EFLAGS (with
+//! the flags the previous instruction leaves undefined masked, from iced-x86's tables), the six
+//! segment registers with their cached base, limit and attributes, LDTR and TR, and CR0, CR2,
+//! CR3, CR4. The accepted differences are listed in [`KNOWN_DIFFERENCES`] and in
+//! `docs/differential-testing.md`, each with its reason.
+//!
+//! Alignment: both machines start at the kernel's entry point. The Multiboot specification
+//! leaves most of the entry state undefined (ECX, EDX, ESI, EDI, EBP, ESP, most of EFLAGS and
+//! CR0); bt86 takes those values from QEMU's first logged state, so both start equal. REP string
+//! instructions retire one iteration per step in bt86 during a diff, as QEMU's one-instruction
+//! blocks do. Time: QEMU runs with `-icount` so its timers follow its instruction count, but its
+//! count includes the firmware, so timer interrupts are not aligned with bt86's; a divergence at
+//! which either side has just entered an interrupt handler is reported as such, not as a CPU
+//! disagreement.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use emu_core::cpu::{Access, Injection};
+use emu_core::state::SegReg;
+use emu_core::Cpu;
+use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, RflagsBits};
+use thiserror::Error;
+
+use crate::machine::{Exit, Machine};
+
+/// Size of the Multiboot information structure (specification 0.6.96, up to the VBE fields).
+const INFO_SIZE: u32 = 88;
+
+/// Differences between bt86 and QEMU that `bt86 diff` accepts, with the reason for each.
+pub const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
+    (
+        "entry state left undefined by Multiboot",
+        "ECX, EDX, ESI, EDI, EBP, ESP, EFLAGS and CR0 apart from PE/PG are undefined at a \
+         Multiboot kernel's entry; bt86 starts from QEMU's values so that both start equal",
+    ),
+    (
+        "the Multiboot information",
+        "the two loaders put the information structure at different addresses and describe          memory slightly differently (QEMU reports 128 KiB less upper memory); bt86 puts a copy          of its structure at QEMU's address so EBX agrees, but values read from it may differ",
+    ),
+    (
+        "accessed bit of cached segment attributes",
+        "QEMU does not set the accessed bit when a far JMP or CALL loads CS (SDM Vol. 3A \
+         §3.4.5.1 says it is set); the bit is masked in the comparison",
+    ),
+    (
+        "flags an instruction leaves undefined",
+        "masked per instruction from iced-x86's tables (Intel SDM Vol. 2); bt86's choices are \
+         documented in each instruction family's module",
+    ),
+    (
+        "TR's cached type after LTR",
+        "QEMU caches the available TSS type and marks only the descriptor in memory busy; bt86 \
+         caches the busy type the descriptor then holds (SDM LTR: 'the TSS is marked busy'). The \
+         busy bit of TR's cached attributes is masked",
+    ),
+    (
+        "blocks QEMU logs twice",
+        "QEMU logs a block when it enters it, and a block that exits at once (an exit request, \
+         the -icount budget) is logged again with the same state; consecutive identical states \
+         are merged on both sides (only a `jmp $` loop makes them in a real run)",
+    ),
+    (
+        "the end of a REP string instruction",
+        "QEMU's TCG runs REP as a block that re-enters itself and logs one more entry once the \
+         count is 0; the architecture retires nothing more, and bt86 skips that entry",
+    ),
+    (
+        "timer interrupts",
+        "QEMU's -icount counts its firmware's instructions too, so interrupts arrive at other \
+         instructions than in bt86; a divergence at an interrupt-handler entry is reported as \
+         unaligned, not as a disagreement",
+    ),
+    (
+        "protected-mode segment checks on data accesses",
+        "QEMU's TCG does not check segment limits, types or null selectors on memory accesses \
+         (SDM Vol. 3A §5.3, §5.5): where a guest provokes such a fault, bt86 raises it and QEMU \
+         does not",
+    ),
+];
+
+/// Why a diff could not be run (as opposed to a divergence, which is a result).
+#[derive(Debug, Error)]
+pub enum DiffError {
+    /// No QEMU at the given path or on PATH.
+    #[error("cannot run {qemu}: {source} (install Debian's qemu-system-x86, or give --qemu PATH)")]
+    QemuMissing {
+        /// The command tried.
+        qemu: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// QEMU exited without logging any instruction of the kernel.
+    #[error("{qemu} exited with {status} before running the kernel; its last output:\n{output}")]
+    QemuFailed {
+        /// The command.
+        qemu: PathBuf,
+        /// Its exit status.
+        status: String,
+        /// The end of its standard error.
+        output: String,
+    },
+    /// QEMU produced nothing for too long.
+    #[error("{qemu} logged nothing for {secs} s; stopped it. Its last output:\n{output}")]
+    QemuHung {
+        /// The command.
+        qemu: PathBuf,
+        /// The timeout.
+        secs: u64,
+        /// The end of its standard error.
+        output: String,
+    },
+    /// The kernel cannot be booted by bt86.
+    #[error("{0}")]
+    Boot(#[from] crate::boot::BootError),
+    /// Host I/O (temporary file).
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What to compare and how.
+#[derive(Clone, Debug)]
+pub struct DiffOptions {
+    /// The QEMU binary.
+    pub qemu: PathBuf,
+    /// Stop comparing after this many instructions.
+    pub max_instructions: u64,
+    /// Instructions shown before a divergence.
+    pub history: usize,
+    /// How long QEMU may log nothing before it counts as hung.
+    pub timeout: Duration,
+    /// A deliberate bt86 bug (tests of the tool itself).
+    pub injection: Option<Injection>,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            qemu: PathBuf::from("qemu-system-i386"),
+            max_instructions: 50_000_000,
+            history: 10,
+            timeout: Duration::from_secs(30),
+            injection: None,
+        }
+    }
+}
+
+/// The result of a comparison.
+#[derive(Debug)]
+pub enum DiffOutcome {
+    /// No divergence in `compared` instructions.
+    Match {
+        /// Instructions compared.
+        compared: u64,
+        /// How bt86's run ended.
+        bt86_exit: Option<Exit>,
+    },
+    /// The first divergence.
+    Divergence(Box<Divergence>),
+}
+
+/// The first instruction at which the two disagree.
+#[derive(Debug)]
+pub struct Divergence {
+    /// Instructions compared before (0-based index of the state that differs).
+    pub index: u64,
+    /// Names of the fields that differ.
+    pub fields: Vec<String>,
+    /// The full report (addresses, bytes, disassembly, both states, history).
+    pub report: String,
+    /// A timer or device interrupt explains it (see [`KNOWN_DIFFERENCES`]).
+    pub unaligned_interrupt: bool,
+}
+
+/// The architectural state compared after every instruction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchState {
+    /// EAX, ECX, EDX, EBX, ESP, EBP, ESI, EDI.
+    pub gpr: [u32; 8],
+    /// EIP.
+    pub eip: u32,
+    /// EFLAGS.
+    pub eflags: u32,
+    /// ES CS SS DS FS GS, then LDTR and TR: (selector, base, limit, attributes as QEMU prints
+    /// them: descriptor bits 8–23 of the high dword).
+    pub segs: [(u16, u32, u32, u32); 8],
+    /// CR0, CR2, CR3, CR4.
+    pub cr: [u32; 4],
+    /// CPL.
+    pub cpl: u8,
+}
+
+const GPR_NAMES: [&str; 8] = ["EAX", "ECX", "EDX", "EBX", "ESP", "EBP", "ESI", "EDI"];
+const SEG_NAMES: [&str; 8] = ["ES", "CS", "SS", "DS", "FS", "GS", "LDT", "TR"];
+const CR_NAMES: [&str; 4] = ["CR0", "CR2", "CR3", "CR4"];
+
+impl ArchState {
+    /// bt86's state in the same terms.
+    pub fn of(cpu: &Cpu) -> ArchState {
+        let s = &cpu.state;
+        let seg = |g: &emu_core::Segment| (g.selector, g.base, g.limit, u32::from(g.attrs) << 8);
+        let mut segs = [(0, 0, 0, 0); 8];
+        for (k, r) in SegReg::ALL.iter().enumerate() {
+            segs[k] = seg(s.seg(*r));
+        }
+        segs[6] = seg(&s.ldtr);
+        segs[7] = seg(&s.tr);
+        ArchState {
+            gpr: s.regs,
+            eip: s.eip,
+            eflags: s.eflags(),
+            segs,
+            cr: [s.cr[0], s.cr[2], s.cr[3], s.cr[4]],
+            cpl: s.cpl,
+        }
+    }
+
+    /// The linear address of the next instruction.
+    fn linear_ip(&self) -> u32 {
+        self.segs[1].1.wrapping_add(self.eip)
+    }
+
+    /// Field-by-field differences, with `flags_mask` applied to EFLAGS.
+    fn differences(&self, other: &ArchState, flags_mask: u32) -> Vec<String> {
+        let mut d = Vec::new();
+        for (k, name) in GPR_NAMES.iter().enumerate() {
+            if self.gpr[k] != other.gpr[k] {
+                d.push((*name).to_owned());
+            }
+        }
+        if self.eip != other.eip {
+            d.push("EIP".into());
+        }
+        if (self.eflags ^ other.eflags) & flags_mask != 0 {
+            d.push("EFLAGS".into());
+        }
+        let protected = self.cr[0] & 1 != 0 && self.eflags & (1 << 17) == 0;
+        for (k, name) in SEG_NAMES.iter().enumerate() {
+            let (a, b) = (self.segs[k], other.segs[k]);
+            // Attributes: descriptor bits 8–23 without the accessed bit and the limit nibble (see
+            // KNOWN_DIFFERENCES). A null selector in protected mode (a data register, LDTR or TR)
+            // makes the register unusable whatever its hidden part holds: compare the selector.
+            // TR's busy bit is masked too (see KNOWN_DIFFERENCES).
+            let attrs = |x: u32| x & if k == 7 { 0x00F0_FC00 } else { 0x00F0_FE00 };
+            let null = |x: (u16, u32, u32, u32)| x.0 & !3 == 0 && k != 1;
+            let same = if protected && null(a) && null(b) {
+                a.0 == b.0
+            } else {
+                a.0 == b.0 && a.1 == b.1 && a.2 == b.2 && attrs(a.3) == attrs(b.3)
+            };
+            if !same {
+                d.push((*name).to_owned());
+            }
+        }
+        for (k, name) in CR_NAMES.iter().enumerate() {
+            if self.cr[k] != other.cr[k] {
+                d.push((*name).to_owned());
+            }
+        }
+        d
+    }
+
+    /// A dump in QEMU's layout, marking `fields` with `*`.
+    fn dump(&self, fields: &[String]) -> String {
+        let m = |n: &str| if fields.iter().any(|f| f == n) { "*" } else { " " };
+        let mut out = String::new();
+        for (k, n) in GPR_NAMES.iter().enumerate() {
+            out += &format!("{}{n}={:08x} ", m(n), self.gpr[k]);
+            if k == 3 {
+                out += "\n";
+            }
+        }
+        out += &format!(
+            "\n{}EIP={:08x} {}EFL={:08x} CPL={}\n",
+            m("EIP"),
+            self.eip,
+            m("EFLAGS"),
+            self.eflags,
+            self.cpl
+        );
+        for (k, n) in SEG_NAMES.iter().enumerate() {
+            let (sel, base, limit, attrs) = self.segs[k];
+            out += &format!("{}{n:<3}={sel:04x} {base:08x} {limit:08x} {attrs:08x}\n", m(n));
+        }
+        for (k, n) in CR_NAMES.iter().enumerate() {
+            out += &format!("{}{n}={:08x} ", m(n), self.cr[k]);
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// Parses one QEMU `-d cpu` block (the lines after a `Trace` line).
+fn parse_qemu_block(lines: &[String]) -> Option<ArchState> {
+    let mut st = ArchState::default();
+    let hex = |s: &str| u32::from_str_radix(s.trim(), 16).ok();
+    let field = |line: &str, key: &str| -> Option<u32> {
+        let at = line.find(key)? + key.len();
+        hex(line.get(at..at + 8)?)
+    };
+    let mut seen = 0;
+    for line in lines {
+        if line.starts_with("EAX=") {
+            for (k, n) in ["EAX=", "EBX=", "ECX=", "EDX="].iter().enumerate() {
+                st.gpr[[0, 3, 1, 2][k]] = field(line, n)?;
+            }
+            seen |= 1;
+        } else if line.starts_with("ESI=") {
+            for (k, n) in ["ESI=", "EDI=", "EBP=", "ESP="].iter().enumerate() {
+                st.gpr[[6, 7, 5, 4][k]] = field(line, n)?;
+            }
+            seen |= 2;
+        } else if line.starts_with("EIP=") {
+            st.eip = field(line, "EIP=")?;
+            st.eflags = field(line, "EFL=")?;
+            let cpl = line.find("CPL=")? + 4;
+            st.cpl = line.get(cpl..cpl + 1)?.parse().ok()?;
+            seen |= 4;
+        } else if line.starts_with("CR0=") {
+            for (k, n) in CR_NAMES.iter().enumerate() {
+                st.cr[k] = field(line, &format!("{n}="))?;
+            }
+            seen |= 8;
+        } else {
+            for (k, n) in SEG_NAMES.iter().enumerate() {
+                let prefix = format!("{n:<3}=");
+                if line.starts_with(&prefix) {
+                    let rest: Vec<&str> = line[prefix.len()..].split_whitespace().collect();
+                    let sel = u16::from_str_radix(rest.first()?, 16).ok()?;
+                    st.segs[k] = (sel, hex(rest.get(1)?)?, hex(rest.get(2)?)?, hex(rest.get(3)?)?);
+                    seen |= 16;
+                }
+            }
+        }
+    }
+    (seen == 31).then_some(st)
+}
+
+/// Reads QEMU's log and sends each parsed state.
+fn read_qemu_log(out: impl Read, tx: mpsc::SyncSender<ArchState>) {
+    let mut block: Vec<String> = Vec::with_capacity(24);
+    let mut in_block = false;
+    let mut last: Option<ArchState> = None;
+    for line in BufReader::with_capacity(1 << 20, out).lines() {
+        let Ok(line) = line else { break };
+        if line.starts_with("Trace ") {
+            if in_block {
+                if let Some(st) = parse_qemu_block(&block) {
+                    // QEMU logs a block when it enters it; a block that exits at once (an exit
+                    // request, the -icount budget) is entered and logged again with the same
+                    // state. Consecutive identical states are one (see KNOWN_DIFFERENCES).
+                    if last.as_ref() != Some(&st) {
+                        last = Some(st.clone());
+                        if tx.send(st).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            block.clear();
+            in_block = true;
+        } else if in_block {
+            block.push(line);
+        }
+    }
+    if in_block {
+        if let Some(st) = parse_qemu_block(&block) {
+            let _ = tx.send(st);
+        }
+    }
+}
+
+/// The physical range a Multiboot ELF32 kernel loads into (its PT_LOAD segments).
+fn load_range(elf: &[u8]) -> Option<(u32, u32)> {
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| elf.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    if elf.get(0..4)? != b"\x7fELF" {
+        return None;
+    }
+    let (phoff, phentsize, phnum) = (u32_at(28)? as usize, u16_at(42)? as usize, u16_at(44)? as usize);
+    let mut lo = u32::MAX;
+    let mut hi = 0u32;
+    for k in 0..phnum {
+        let ph = phoff + k * phentsize;
+        if u32_at(ph)? == 1 {
+            let paddr = u32_at(ph + 12)?;
+            let memsz = u32_at(ph + 20)?;
+            lo = lo.min(paddr);
+            hi = hi.max(paddr.saturating_add(memsz));
+        }
+    }
+    (lo < hi).then_some((lo, hi - 1))
+}
+
+/// A running QEMU whose log arrives on a channel.
+struct Qemu {
+    child: Child,
+    rx: Receiver<ArchState>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Qemu {
+    fn start(opts: &DiffOptions, kernel: &Path, range: (u32, u32)) -> Result<Qemu, DiffError> {
+        let mut child = Command::new(&opts.qemu)
+            .args(["-accel", "tcg", "-display", "none", "-nodefaults", "-no-reboot", "-m", "16"])
+            .arg("-kernel")
+            .arg(kernel)
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-debugcon", "file:/dev/null"])
+            .args(["-icount", "shift=3,align=off,sleep=off", "-singlestep", "-d", "exec,cpu,nochain"])
+            .arg("-dfilter")
+            .arg(format!("{:#x}..{:#x}", range.0, range.1))
+            .args(["-D", "/dev/stdout"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| DiffError::QemuMissing { qemu: opts.qemu.clone(), source })?;
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::sync_channel(8192);
+        std::thread::spawn(move || read_qemu_log(out, tx));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut err = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut v) = sink.lock() {
+                    v.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        Ok(Qemu { child, rx, stderr })
+    }
+
+    fn stderr_tail(&self) -> String {
+        let v = self.stderr.lock().map(|v| v.clone()).unwrap_or_default();
+        let s = String::from_utf8_lossy(&v);
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Disassembles the instruction at bt86's CS:EIP (and returns its bytes and the decoded form).
+fn disassemble(cpu: &mut Cpu) -> (String, Vec<u8>, Option<Instruction>, Option<u32>) {
+    let s = &cpu.state;
+    let lin = s.seg(SegReg::Cs).base.wrapping_add(s.eip);
+    let bits = if s.code32() { 32 } else { 16 };
+    let user = cpu.user_mode();
+    let pa = cpu.translate(lin, Access::Execute, user).ok();
+    let mut bytes = Vec::new();
+    for k in 0..15u32 {
+        match cpu.translate(lin.wrapping_add(k), Access::Execute, user) {
+            Ok(p) => bytes.push(cpu.mem.read_u8(p)),
+            Err(_) => break,
+        }
+    }
+    let mut d = Decoder::with_ip(bits, &bytes, u64::from(cpu.state.eip), DecoderOptions::NONE);
+    let insn = d.decode();
+    let mut text = String::new();
+    IntelFormatter::new().format(&insn, &mut text);
+    let len = insn.len().min(bytes.len());
+    (text, bytes[..len].to_vec(), Some(insn).filter(|i| !i.is_invalid()), pa)
+}
+
+/// A string instruction with a REP prefix.
+fn is_rep_string(i: &Instruction) -> bool {
+    (i.has_rep_prefix() || i.has_repe_prefix() || i.has_repne_prefix())
+        && emu_core::isa::lookup(i.code())
+            .is_some_and(|info| info.props.contains(emu_core::isa::Props::STRING))
+}
+
+/// Whether the REP counter (CX or ECX by address size) is 0 in `st`.
+fn counter_zero(i: &Instruction, st: &ArchState) -> bool {
+    let a32 = (0..i.op_count())
+        .any(|n| matches!(i.op_kind(n), iced_x86::OpKind::MemorySegESI | iced_x86::OpKind::MemoryESEDI));
+    if a32 {
+        st.gpr[1] == 0
+    } else {
+        st.gpr[1] & 0xFFFF == 0
+    }
+}
+
+/// EFLAGS bits that `insn` leaves undefined.
+fn undefined_flags(insn: Option<&Instruction>) -> u32 {
+    let Some(i) = insn else { return 0 };
+    let u = i.rflags_undefined();
+    [
+        (RflagsBits::OF, 1 << 11),
+        (RflagsBits::SF, 1 << 7),
+        (RflagsBits::ZF, 1 << 6),
+        (RflagsBits::AF, 1 << 4),
+        (RflagsBits::PF, 1 << 2),
+        (RflagsBits::CF, 1 << 0),
+    ]
+    .iter()
+    .filter(|(b, _)| u & b != 0)
+    .fold(0, |acc, (_, m)| acc | m)
+}
+
+/// Runs `elf` under bt86 and QEMU and compares them instruction by instruction.
+pub fn diff_kernel(elf: &[u8], name: &str, opts: &DiffOptions) -> Result<DiffOutcome, DiffError> {
+    let range = load_range(elf).unwrap_or((0x10_0000, 0x3F_FFFF));
+    let dir =
+        std::env::temp_dir().join(format!("bt86-diff-{}-{}", std::process::id(), name.replace('/', "_")));
+    std::fs::create_dir_all(&dir)
+        .map_err(|source| DiffError::Io { what: format!("{}", dir.display()), source })?;
+    let file = dir.join("kernel.elf");
+    std::fs::write(&file, elf)
+        .map_err(|source| DiffError::Io { what: format!("{}", file.display()), source })?;
+    let result = diff_file(elf, name, &file, range, opts);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn diff_file(
+    elf: &[u8],
+    name: &str,
+    file: &Path,
+    range: (u32, u32),
+    opts: &DiffOptions,
+) -> Result<DiffOutcome, DiffError> {
+    let mut qemu = Qemu::start(opts, file, range)?;
+    let first = match qemu.rx.recv_timeout(opts.timeout) {
+        Ok(s) => s,
+        Err(RecvTimeoutError::Timeout) => {
+            return Err(DiffError::QemuHung {
+                qemu: opts.qemu.clone(),
+                secs: opts.timeout.as_secs(),
+                output: qemu.stderr_tail(),
+            })
+        }
+        Err(RecvTimeoutError::Disconnected) => {
+            let status = qemu.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            return Err(DiffError::QemuFailed {
+                qemu: opts.qemu.clone(),
+                status,
+                output: qemu.stderr_tail(),
+            });
+        }
+    };
+
+    let mut m = Machine::new(16 << 20, Box::new(std::io::sink())).map_err(|e| DiffError::Io {
+        what: "guest memory".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    crate::boot::multiboot::load_bytes(&mut m, elf, name, name)?;
+    m.cpu.rep_batch = 1;
+    m.cpu.injection = opts.injection;
+    // The entry state the Multiboot specification leaves undefined: take QEMU's.
+    {
+        let s = &mut m.cpu.state;
+        for r in [1, 2, 4, 5, 6, 7] {
+            s.regs[r] = first.gpr[r];
+        }
+        s.set_eflags(first.eflags);
+        s.cr[0] = (first.cr[0] & !1) | (s.cr[0] & 1);
+    }
+    // The boot information: a copy of bt86's structure at the address QEMU's loader chose, so
+    // EBX agrees (the fields themselves are bt86's; see KNOWN_DIFFERENCES).
+    let (ours, theirs) = (m.cpu.state.regs[3], first.gpr[3]);
+    if ours != theirs {
+        let info: Vec<u8> = (0..INFO_SIZE).map(|k| m.cpu.mem.read_u8(ours + k)).collect();
+        if m.cpu.mem.load(u64::from(theirs), &info).is_ok() {
+            m.cpu.state.regs[3] = theirs;
+        }
+    }
+
+    let mut history: VecDeque<String> = VecDeque::with_capacity(opts.history + 1);
+    let mut prev_insn: Option<Instruction> = None;
+    let mut prev_eip = 0u32;
+    let mut prev_state: Option<ArchState> = None;
+    let mut finished: Option<Exit> = None;
+    let mut q = Some(first);
+    let mut compared = 0u64;
+    while compared < opts.max_instructions {
+        // bt86: step until it is about to run an instruction QEMU logs.
+        let mut bt86_exit = finished.take();
+        let b = if bt86_exit.is_some() {
+            None
+        } else {
+            loop {
+                let s = &m.cpu.state;
+                let interrupt_next =
+                    s.eflags() & emu_core::state::fl::IF != 0 && !s.int_shadow && m.bus.pic.intr();
+                let snap = ArchState::of(&m.cpu);
+                let in_range = (range.0..=range.1).contains(&snap.linear_ip());
+                // The same merging as QEMU's side: a state equal to the last one compared (a `jmp $`
+                // spinning) is not compared again.
+                if in_range && !s.halted && !interrupt_next && prev_state.as_ref() != Some(&snap) {
+                    break Some(snap);
+                }
+                match m.run(1) {
+                    Exit::StepLimit => {}
+                    other => {
+                        bt86_exit = Some(other);
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(qs) = q.take() else {
+            // QEMU's trace ended (its guest exited or powered off).
+            return Ok(match b {
+                None => DiffOutcome::Match { compared, bt86_exit },
+                Some(b) => divergence(
+                    &mut m,
+                    compared,
+                    &b,
+                    None,
+                    &history,
+                    prev_insn.as_ref(),
+                    "QEMU's run ended here; bt86 goes on",
+                ),
+            });
+        };
+        // QEMU's TCG runs a REP string instruction as a block that re-enters itself until the
+        // count is 0, and logs that last entry too: skip it (the architecture retires nothing).
+        let qs = match (&prev_insn, b.as_ref()) {
+            (Some(p), Some(b))
+                if is_rep_string(p) && qs.eip == prev_eip && b.eip != qs.eip && counter_zero(p, &qs) =>
+            {
+                match qemu.rx.recv_timeout(opts.timeout) {
+                    Ok(next) => next,
+                    Err(_) => qs,
+                }
+            }
+            _ => qs,
+        };
+        let Some(b) = b else {
+            let end = ArchState::of(&m.cpu);
+            let note = format!("bt86's run ended here ({bt86_exit:?}); QEMU goes on");
+            return Ok(divergence(&mut m, compared, &end, Some(&qs), &history, prev_insn.as_ref(), &note));
+        };
+        let mask = !undefined_flags(prev_insn.as_ref());
+        let fields = b.differences(&qs, mask);
+        if !fields.is_empty() {
+            return Ok(divergence(&mut m, compared, &b, Some(&qs), &history, prev_insn.as_ref(), ""));
+        }
+        compared += 1;
+        // Execute the instruction in bt86, remembering it for the history and the flag mask.
+        let (text, _, insn, _) = disassemble(&mut m.cpu);
+        history.push_back(format!("{:04x}:{:08x}  {text}", b.segs[1].0, b.eip));
+        if history.len() > opts.history {
+            history.pop_front();
+        }
+        prev_insn = insn;
+        prev_eip = b.eip;
+        prev_state = Some(b.clone());
+        // If bt86 stops right after this instruction, QEMU must have no further state: the next
+        // round finds out.
+        match m.run(1) {
+            Exit::StepLimit => {}
+            other => finished = Some(other),
+        }
+        q = match qemu.rx.recv_timeout(opts.timeout) {
+            Ok(s) => Some(s),
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(DiffError::QemuHung {
+                    qemu: opts.qemu.clone(),
+                    secs: opts.timeout.as_secs(),
+                    output: qemu.stderr_tail(),
+                })
+            }
+            Err(RecvTimeoutError::Disconnected) => None,
+        };
+    }
+    Ok(DiffOutcome::Match { compared, bt86_exit: None })
+}
+
+/// Builds the divergence report.
+fn divergence(
+    m: &mut Machine,
+    index: u64,
+    b: &ArchState,
+    q: Option<&ArchState>,
+    history: &VecDeque<String>,
+    prev: Option<&Instruction>,
+    note: &str,
+) -> DiffOutcome {
+    let fields = q.map(|q| b.differences(q, !undefined_flags(prev))).unwrap_or_default();
+    // An interrupt handler's entry on either side after a non-branching instruction means an
+    // external interrupt arrived at a different instruction in the two machines.
+    let unaligned_interrupt = q.is_some_and(|q| q.eip != b.eip && m.cpu.stats.external_interrupts > 0);
+    let (text, bytes, _, pa) = disassemble(&mut m.cpu);
+    let lin = b.linear_ip();
+    let mut r = String::new();
+    r += &format!("first divergence after {index} instructions compared\n");
+    if !note.is_empty() {
+        r += &format!("{note}\n");
+    }
+    if unaligned_interrupt {
+        r += "(an external interrupt arrived at a different instruction in the two machines: see \
+              the known differences; this is not a CPU disagreement)\n";
+    }
+    r += &format!(
+        "at {:04x}:{:08x} (linear {lin:#010x}, physical {}): {} [{}]\n",
+        b.segs[1].0,
+        b.eip,
+        pa.map_or("not mapped".into(), |p| format!("{p:#010x}")),
+        text,
+        bytes.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
+    );
+    if let Some(p) = prev {
+        r += &format!("the state after: {p} (undefined flags masked: {:#x})\n", undefined_flags(Some(p)));
+    }
+    if !fields.is_empty() {
+        r += &format!("differing: {}\n", fields.join(" "));
+    }
+    r += "\nbt86:\n";
+    r += &b.dump(&fields);
+    if let Some(q) = q {
+        r += "\nQEMU:\n";
+        r += &q.dump(&fields);
+    }
+    r += "\nthe last instructions before it:\n";
+    for h in history {
+        r += &format!("  {h}\n");
+    }
+    DiffOutcome::Divergence(Box::new(Divergence { index, fields, report: r, unaligned_interrupt }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_qemu_state_block() {
+        let block = "EAX=2badb002 EBX=00009500 ECX=00100040 EDX=00010511
+ESI=00000000 EDI=00001000 EBP=00000000 ESP=00006f08
+EIP=00100040 EFL=00000006 [-----P-] CPL=0 II=0 A20=1 SMM=0 HLT=0
+ES =0010 00000000 ffffffff 00cf9300 DPL=0 DS   [-WA]
+CS =0008 00000000 ffffffff 00cf9a00 DPL=0 CS32 [-R-]
+SS =0010 00000000 ffffffff 00cf9300 DPL=0 DS   [-WA]
+DS =0010 00000000 ffffffff 00cf9300 DPL=0 DS   [-WA]
+FS =0010 00000000 ffffffff 00cf9300 DPL=0 DS   [-WA]
+GS =0010 00000000 ffffffff 00cf9300 DPL=0 DS   [-WA]
+LDT=0000 00000000 0000ffff 00008200 DPL=0 LDT
+TR =0000 00000000 0000ffff 00008b00 DPL=0 TSS32-busy
+GDT=     000c02b8 00000027
+IDT=     00000000 000003ff
+CR0=00000011 CR2=00000000 CR3=00000000 CR4=00000000";
+        let lines: Vec<String> = block.lines().map(str::to_owned).collect();
+        let st = parse_qemu_block(&lines).expect("parses");
+        assert_eq!(st.gpr, [0x2badb002, 0x00100040, 0x00010511, 0x9500, 0x6f08, 0, 0, 0x1000]);
+        assert_eq!((st.eip, st.eflags, st.cpl), (0x100040, 6, 0));
+        assert_eq!(st.segs[1], (8, 0, 0xffff_ffff, 0x00cf_9a00));
+        assert_eq!(st.segs[7], (0, 0, 0xffff, 0x8b00));
+        assert_eq!(st.cr, [0x11, 0, 0, 0]);
+        assert!(parse_qemu_block(&lines[..5]).is_none(), "an incomplete block is not a state");
+    }
+
+    #[test]
+    fn undefined_flags_come_from_the_instruction() {
+        // mul ecx: SF ZF AF PF undefined.
+        let i = Decoder::new(32, &[0xF7, 0xE1], DecoderOptions::NONE).decode();
+        assert_eq!(undefined_flags(Some(&i)), (1 << 7) | (1 << 6) | (1 << 4) | (1 << 2));
+        let add = Decoder::new(32, &[0x01, 0xC8], DecoderOptions::NONE).decode();
+        assert_eq!(undefined_flags(Some(&add)), 0);
+    }
+
+    #[test]
+    fn the_load_range_comes_from_the_program_headers() {
+        let k = guest_images::kernels().into_iter().next().unwrap();
+        let (lo, hi) = load_range(&k.elf).unwrap();
+        assert_eq!(lo, 0x10_0000);
+        assert!(hi > lo);
+        assert!(load_range(b"not an elf").is_none());
+    }
+}
