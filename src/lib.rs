@@ -7,5 +7,6 @@ pub mod boot;
 pub mod clock;
 pub mod conformance;
 pub mod diff;
+pub mod fuzz;
 pub mod machine;
 pub mod serial;
