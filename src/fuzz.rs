@@ -203,7 +203,8 @@ fn ins3(code: Code, a: Opnd, b: Opnd, c: Opnd) -> Result<Instruction, FuzzError>
 
 /// Registers a random instruction may write (`W…`) or read (`R…`), by size 8, 16, 32: EBX and
 /// ESP (and their parts) are read-only.
-const W8: [Register; 6] = [Register::AL, Register::CL, Register::DL, Register::AH, Register::CH, Register::DH];
+const W8: [Register; 6] =
+    [Register::AL, Register::CL, Register::DL, Register::AH, Register::CH, Register::DH];
 const R8: [Register; 8] = [
     Register::AL,
     Register::CL,
@@ -214,7 +215,8 @@ const R8: [Register; 8] = [
     Register::BL,
     Register::BH,
 ];
-const W16: [Register; 6] = [Register::AX, Register::CX, Register::DX, Register::BP, Register::SI, Register::DI];
+const W16: [Register; 6] =
+    [Register::AX, Register::CX, Register::DX, Register::BP, Register::SI, Register::DI];
 const R16: [Register; 8] = [
     Register::AX,
     Register::CX,
@@ -225,7 +227,8 @@ const R16: [Register; 8] = [
     Register::BX,
     Register::SP,
 ];
-const W32: [Register; 6] = [Register::EAX, Register::ECX, Register::EDX, Register::EBP, Register::ESI, Register::EDI];
+const W32: [Register; 6] =
+    [Register::EAX, Register::ECX, Register::EDX, Register::EBP, Register::ESI, Register::EDI];
 const R32: [Register; 8] = [
     Register::EAX,
     Register::ECX,
@@ -239,7 +242,8 @@ const R32: [Register; 8] = [
 /// Operand widths in bits, by size index.
 const BITS: [u32; 3] = [8, 16, 32];
 /// Condition-code suffixes in iced-x86's `Code` names.
-const CC: [&str; 16] = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
+const CC: [&str; 16] =
+    ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
 /// The two-operand ALU operations.
 const ALU: [&str; 8] = ["Add", "Or", "Adc", "Sbb", "And", "Sub", "Xor", "Cmp"];
 
@@ -319,10 +323,18 @@ impl Program {
     fn epilogue(&self) -> Result<Vec<Instruction>, FuzzError> {
         let abs = |a: u32| MemoryOperand::with_displ(u64::from(a), 4);
         let mut v = Vec::new();
-        for (k, r) in
-            [Register::EAX, Register::ECX, Register::EDX, Register::EBX, Register::ESP, Register::EBP, Register::ESI, Register::EDI]
-                .iter()
-                .enumerate()
+        for (k, r) in [
+            Register::EAX,
+            Register::ECX,
+            Register::EDX,
+            Register::EBX,
+            Register::ESP,
+            Register::EBP,
+            Register::ESI,
+            Register::EDI,
+        ]
+        .iter()
+        .enumerate()
         {
             v.push(Instruction::with2(Code::Mov_rm32_r32, abs(SAVE + 4 * k as u32), *r)?);
         }
@@ -365,7 +377,10 @@ impl Program {
         let block = InstructionBlock::new(&all, u64::from(FLAT_KERNEL_CODE));
         let r = BlockEncoder::encode(32, block, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
         if r.code_buffer.len() as u32 > CODE_MAX {
-            return Err(FuzzError::Generator(format!("{} bytes of code, more than {CODE_MAX}", r.code_buffer.len())));
+            return Err(FuzzError::Generator(format!(
+                "{} bytes of code, more than {CODE_MAX}",
+                r.code_buffer.len()
+            )));
         }
         let offsets = r.new_instruction_offsets;
         Ok(Assembled {
@@ -552,10 +567,20 @@ impl Gen<'_> {
         let (base, index, scale, target) = match self.rng.below(10) {
             0 | 1 => (Register::None, Register::None, 1, anywhere(self)),
             2..=4 => (Register::EBX, Register::None, 1, self.ebx.wrapping_add(d8(self) as u32)),
-            5 => (Register::EBX, Register::None, 1, self.ebx.wrapping_add(self.rng.below(0x2000)).wrapping_sub(0x1000)),
+            5 => (
+                Register::EBX,
+                Register::None,
+                1,
+                self.ebx.wrapping_add(self.rng.below(0x2000)).wrapping_sub(0x1000),
+            ),
             6 => (Register::None, Register::EBX, self.rng.pick(&[1, 2, 4, 8]), anywhere(self)),
             7 => (Register::EBX, Register::EBX, self.rng.pick(&[1, 2, 4, 8]), anywhere(self)),
-            8 => (Register::ESP, Register::None, 1, self.esp.wrapping_add(self.rng.below(192)).wrapping_sub(64)),
+            8 => (
+                Register::ESP,
+                Register::None,
+                1,
+                self.esp.wrapping_add(self.rng.below(192)).wrapping_sub(64),
+            ),
             _ => (Register::EBX, Register::None, 1, self.ebx),
         };
         let from_regs = match (base, index) {
@@ -802,18 +827,28 @@ impl Gen<'_> {
         let size = self.rng.below(3) as usize;
         let n = BITS[size];
         let d = self.rm(size, true);
+        // An 8- or 16-bit RCL/RCR whose count is a non-zero multiple of 9 or 17 after masking
+        // rotates by 0 but still counts as a multi-bit rotate: OF is undefined (SDM), iced-x86's
+        // table does not say so, and the two machines choose differently. Avoid those counts.
+        let through_carry = matches!(op, "Rcl" | "Rcr") && size < 2;
+        let count = |g: &mut Gen| loop {
+            let c = g.count(n) & 0xFF;
+            if !through_carry || (c & 31) % (n + 1) != 0 || c & 31 == 0 {
+                break c;
+            }
+        };
         match self.rng.below(3) {
             0 => self.emit2(&format!("{op}_rm{n}_1"), d, Opnd::I(1)),
             1 => {
-                if self.rng.one_in(2) {
-                    let c = self.count(n);
-                    self.emit2("Mov_r8_imm8", Opnd::R(Register::CL), Opnd::I(c & 0xFF))?;
+                if through_carry || self.rng.one_in(2) {
+                    let c = count(self);
+                    self.emit2("Mov_r8_imm8", Opnd::R(Register::CL), Opnd::I(c))?;
                 }
                 self.emit2(&format!("{op}_rm{n}_CL"), d, Opnd::R(Register::CL))
             }
             _ => {
-                let c = self.count(n);
-                self.emit2(&format!("{op}_rm{n}_imm8"), d, Opnd::I(c & 0xFF))
+                let c = count(self);
+                self.emit2(&format!("{op}_rm{n}_imm8"), d, Opnd::I(c))
             }
         }
     }
@@ -1093,13 +1128,25 @@ impl Gen<'_> {
                     ("FS", Register::FS),
                     ("GS", Register::GS),
                 ]);
-                let to = self.rng.pick(&[("DS", Register::DS), ("ES", Register::ES), ("FS", Register::FS), ("GS", Register::GS)]);
+                let to = self.rng.pick(&[
+                    ("DS", Register::DS),
+                    ("ES", Register::ES),
+                    ("FS", Register::FS),
+                    ("GS", Register::GS),
+                ]);
                 self.emit1(&format!("Push{w}_{}", from.0), Opnd::R(from.1))?;
                 self.emit1(&format!("Pop{w}_{}", to.0), Opnd::R(to.1))
             }
             10 => {
                 // MOV from a segment register (a 32-bit destination is zero-extended on P6).
-                let s = self.rng.pick(&[Register::ES, Register::CS, Register::SS, Register::DS, Register::FS, Register::GS]);
+                let s = self.rng.pick(&[
+                    Register::ES,
+                    Register::CS,
+                    Register::SS,
+                    Register::DS,
+                    Register::FS,
+                    Register::GS,
+                ]);
                 if self.rng.one_in(2) {
                     let d = self.rm(1, true);
                     self.emit2("Mov_rm16_Sreg", d, Opnd::R(s))
@@ -1132,25 +1179,38 @@ impl Gen<'_> {
         }
         let w = self.rng.below(3);
         let rep = self.rng.pick(&[RepPrefixKind::None, RepPrefixKind::Repe, RepPrefixKind::Repe]);
-        let seg =
-            if self.rng.one_in(6) { self.rng.pick(&[Register::ES, Register::SS, Register::CS]) } else { Register::None };
+        let seg = if self.rng.one_in(6) {
+            self.rng.pick(&[Register::ES, Register::SS, Register::CS])
+        } else {
+            Register::None
+        };
         let i = match self.rng.below(5) {
             0 => {
                 self.writes.extend([edi.wrapping_sub(4), edi, edi + 4]);
-                [Instruction::with_movsb, Instruction::with_movsw, Instruction::with_movsd][w as usize](32, seg, rep)?
+                [Instruction::with_movsb, Instruction::with_movsw, Instruction::with_movsd][w as usize](
+                    32, seg, rep,
+                )?
             }
             1 => {
                 self.writes.extend([edi.wrapping_sub(4), edi, edi + 4]);
-                [Instruction::with_stosb, Instruction::with_stosw, Instruction::with_stosd][w as usize](32, rep)?
+                [Instruction::with_stosb, Instruction::with_stosw, Instruction::with_stosd][w as usize](
+                    32, rep,
+                )?
             }
-            2 => [Instruction::with_lodsb, Instruction::with_lodsw, Instruction::with_lodsd][w as usize](32, seg, rep)?,
+            2 => [Instruction::with_lodsb, Instruction::with_lodsw, Instruction::with_lodsd][w as usize](
+                32, seg, rep,
+            )?,
             3 => {
                 let rep = self.rng.pick(&[RepPrefixKind::None, RepPrefixKind::Repe, RepPrefixKind::Repne]);
-                [Instruction::with_scasb, Instruction::with_scasw, Instruction::with_scasd][w as usize](32, rep)?
+                [Instruction::with_scasb, Instruction::with_scasw, Instruction::with_scasd][w as usize](
+                    32, rep,
+                )?
             }
             _ => {
                 let rep = self.rng.pick(&[RepPrefixKind::None, RepPrefixKind::Repe, RepPrefixKind::Repne]);
-                [Instruction::with_cmpsb, Instruction::with_cmpsw, Instruction::with_cmpsd][w as usize](32, seg, rep)?
+                [Instruction::with_cmpsb, Instruction::with_cmpsw, Instruction::with_cmpsd][w as usize](
+                    32, seg, rep,
+                )?
             }
         };
         self.emit(i);
@@ -1448,11 +1508,7 @@ fn save(f: &Found, opts: &FuzzOptions) -> Result<(), FuzzError> {
     let mut t = String::new();
     t += &format!(
         "bt86 fuzz --seed {} --count {}: program {}, minimized from {} to {} units\n",
-        opts.seed,
-        opts.count,
-        f.index,
-        f.units.0,
-        f.units.1
+        opts.seed, opts.count, f.index, f.units.0, f.units.1
     );
     let inject = match opts.diff.injection {
         Some(Injection::AdcCarry) => " --inject adc-carry",
