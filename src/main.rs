@@ -79,6 +79,7 @@ fn run_cli(args: &[String]) -> Result<ExitCode, String> {
         Some(a) if a.starts_with("--") && a != "--help" => run_guest(args),
         Some("conformance") => conformance(&args[1..]),
         Some("diff") => diff(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("images") => {
             // Written with errors ignored: `bt86 images | head` closes the pipe early.
             let mut out = std::io::stdout().lock();
@@ -428,4 +429,39 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::from(exit.status() as u8))
+}
+
+/// `bt86 fuzz --seed S --count N [--out DIR] [--qemu PATH] [--jobs N] [--inject adc-carry]`:
+/// random programs in bt86 and QEMU in lockstep, each divergence minimized and saved as
+/// `DIR/fuzz-<seed>-<index>.elf` (re-run with `bt86 diff --kernel`) and `.txt`. Exit status 0
+/// without divergence, 1 with, 64 when the campaign cannot run.
+fn fuzz(args: &[String]) -> Result<ExitCode, String> {
+    use bt86::fuzz::{campaign, FuzzOptions};
+    let mut opts = FuzzOptions {
+        seed: 1,
+        count: 100,
+        out: PathBuf::from("fuzz-out"),
+        diff: bt86::diff::DiffOptions::default(),
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |opt: &str| it.next().cloned().ok_or_else(|| format!("{opt} needs a value"));
+        match a.as_str() {
+            "--seed" => opts.seed = parse_number("--seed", &value("--seed")?)?,
+            "--count" => opts.count = parse_number("--count", &value("--count")?)?,
+            "--out" => opts.out = PathBuf::from(value("--out")?),
+            "--qemu" => opts.diff.qemu = PathBuf::from(value("--qemu")?),
+            "--jobs" => opts.jobs = parse_number("--jobs", &value("--jobs")?)?.max(1) as usize,
+            "--inject" => match value("--inject")?.as_str() {
+                "adc-carry" => opts.diff.injection = Some(emu_core::cpu::Injection::AdcCarry),
+                other => return Err(format!("--inject: unknown bug `{other}` (known: adc-carry)")),
+            },
+            other => return Err(format!("unknown fuzz option `{other}`")),
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let summary = campaign(&opts, &mut out).map_err(|e| format!("fuzz: {e}"))?;
+    let _ = writeln!(out, "{}", summary.line());
+    Ok(if summary.found.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
