@@ -39,6 +39,13 @@ use thiserror::Error;
 
 use crate::machine::{Exit, Machine};
 
+/// Steps bt86 may take outside the compared range (firmware-less code, HLT waits) before the
+/// comparison gives up at that point.
+const MAX_UNLOGGED_STEPS: u64 = 2_000_000;
+
+/// How long QEMU may stay silent after bt86's guest stopped before it counts as stopped too.
+const QUIET_END: Duration = Duration::from_secs(2);
+
 /// Size of the Multiboot information structure (specification 0.6.96, up to the VBE fields).
 const INFO_SIZE: u32 = 88;
 
@@ -60,14 +67,22 @@ pub const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     ),
     (
         "flags an instruction leaves undefined",
-        "masked per instruction from iced-x86's tables (Intel SDM Vol. 2); bt86's choices are \
-         documented in each instruction family's module",
+        "masked per instruction from iced-x86's tables (Intel SDM Vol. 2), and then taken over \
+         from QEMU, so that a later PUSHF or flag-reading instruction does not report a value the \
+         SDM leaves open; bt86's own choices are documented in each instruction family's module",
     ),
     (
         "TR's cached type after LTR",
         "QEMU caches the available TSS type and marks only the descriptor in memory busy; bt86 \
          caches the busy type the descriptor then holds (SDM LTR: 'the TSS is marked busy'). The \
          busy bit of TR's cached attributes is masked",
+    ),
+    (
+        "CPUID, RDTSC and port reads",
+        "each implementation reports its own vendor, family and features, and its devices run on \
+         its own clock (QEMU's counts its firmware too), so a timer count, the RTC or a UART \
+         status read differs: after CPUID, RDTSC or IN, bt86 takes QEMU's register values, so the \
+         guest goes on along the same path (the report does not call this a divergence)",
     ),
     (
         "blocks QEMU logs twice",
@@ -116,12 +131,14 @@ pub enum DiffError {
         output: String,
     },
     /// QEMU produced nothing for too long.
-    #[error("{qemu} logged nothing for {secs} s; stopped it. Its last output:\n{output}")]
+    #[error("{qemu} logged nothing for {secs} s{at}; stopped it. Its last output:\n{output}")]
     QemuHung {
         /// The command.
         qemu: PathBuf,
         /// The timeout.
         secs: u64,
+        /// Where bt86 was meanwhile (empty before the first instruction).
+        at: String,
         /// The end of its standard error.
         output: String,
     },
@@ -359,34 +376,41 @@ fn parse_qemu_block(lines: &[String]) -> Option<ArchState> {
 /// Reads QEMU's log and sends each parsed state.
 fn read_qemu_log(out: impl Read, tx: mpsc::SyncSender<ArchState>) {
     let mut block: Vec<String> = Vec::with_capacity(24);
-    let mut in_block = false;
     let mut last: Option<ArchState> = None;
+    // Sends a finished block, merging it with an identical previous one: QEMU logs a block
+    // when it enters it, and a block that exits at once (an exit request, the -icount budget) is
+    // entered and logged again with the same state (see KNOWN_DIFFERENCES). False when the
+    // receiver is gone.
+    let mut emit = |block: &mut Vec<String>| -> bool {
+        let parsed = parse_qemu_block(block);
+        block.clear();
+        match parsed {
+            Some(st) if last.as_ref() != Some(&st) => {
+                last = Some(st.clone());
+                tx.send(st).is_ok()
+            }
+            _ => true,
+        }
+    };
     for line in BufReader::with_capacity(1 << 20, out).lines() {
         let Ok(line) = line else { break };
         if line.starts_with("Trace ") {
-            if in_block {
-                if let Some(st) = parse_qemu_block(&block) {
-                    // QEMU logs a block when it enters it; a block that exits at once (an exit
-                    // request, the -icount budget) is entered and logged again with the same
-                    // state. Consecutive identical states are one (see KNOWN_DIFFERENCES).
-                    if last.as_ref() != Some(&st) {
-                        last = Some(st.clone());
-                        if tx.send(st).is_err() {
-                            return;
-                        }
-                    }
-                }
+            // A block not ended by its EFER line (another CPU model's layout): send it now.
+            if !block.is_empty() && !emit(&mut block) {
+                return;
             }
-            block.clear();
-            in_block = true;
-        } else if in_block {
+        } else {
+            // The EFER line ends a dump: send the state at once, so a guest that stops (HLT
+            // with interrupts off) still delivers its last state.
+            let end = line.starts_with("EFER=");
             block.push(line);
+            if end && !emit(&mut block) {
+                return;
+            }
         }
     }
-    if in_block {
-        if let Some(st) = parse_qemu_block(&block) {
-            let _ = tx.send(st);
-        }
+    if !block.is_empty() {
+        emit(&mut block);
     }
 }
 
@@ -412,6 +436,14 @@ fn load_range(elf: &[u8]) -> Option<(u32, u32)> {
     (lo < hi).then_some((lo, hi - 1))
 }
 
+/// How QEMU boots the guest.
+enum Boot<'a> {
+    /// `-kernel FILE` (Multiboot).
+    Kernel(&'a Path),
+    /// A floppy image booted by SeaBIOS.
+    Floppy(&'a Path),
+}
+
 /// A running QEMU whose log arrives on a channel.
 struct Qemu {
     child: Child,
@@ -420,11 +452,18 @@ struct Qemu {
 }
 
 impl Qemu {
-    fn start(opts: &DiffOptions, kernel: &Path, range: (u32, u32)) -> Result<Qemu, DiffError> {
-        let mut child = Command::new(&opts.qemu)
-            .args(["-accel", "tcg", "-display", "none", "-nodefaults", "-no-reboot", "-m", "16"])
-            .arg("-kernel")
-            .arg(kernel)
+    fn start(opts: &DiffOptions, boot: Boot<'_>, range: (u32, u32)) -> Result<Qemu, DiffError> {
+        let mut cmd = Command::new(&opts.qemu);
+        cmd.args(["-accel", "tcg", "-display", "none", "-nodefaults", "-no-reboot", "-m", "16"]);
+        match boot {
+            Boot::Kernel(k) => {
+                cmd.arg("-kernel").arg(k);
+            }
+            Boot::Floppy(f) => {
+                cmd.arg("-drive").arg(format!("file={},format=raw,if=floppy", f.display()));
+            }
+        }
+        let mut child = cmd
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-debugcon", "file:/dev/null"])
             .args(["-icount", "shift=3,align=off,sleep=off", "-singlestep", "-d", "exec,cpu,nochain"])
             .arg("-dfilter")
@@ -453,6 +492,23 @@ impl Qemu {
             }
         });
         Ok(Qemu { child, rx, stderr })
+    }
+
+    /// The first logged state (QEMU has reached the range).
+    fn first_state(&mut self, opts: &DiffOptions) -> Result<ArchState, DiffError> {
+        match self.rx.recv_timeout(opts.timeout) {
+            Ok(s) => Ok(s),
+            Err(RecvTimeoutError::Timeout) => Err(DiffError::QemuHung {
+                qemu: opts.qemu.clone(),
+                secs: opts.timeout.as_secs(),
+                at: String::new(),
+                output: self.stderr_tail(),
+            }),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                Err(DiffError::QemuFailed { qemu: opts.qemu.clone(), status, output: self.stderr_tail() })
+            }
+        }
     }
 
     fn stderr_tail(&self) -> String {
@@ -492,6 +548,26 @@ fn disassemble(cpu: &mut Cpu) -> (String, Vec<u8>, Option<Instruction>, Option<u
     (text, bytes[..len].to_vec(), Some(insn).filter(|i| !i.is_invalid()), pa)
 }
 
+/// The registers an instruction fills with values that describe the machine or the time
+/// (CPUID, RDTSC, a port read from a device running on its own clock), which two
+/// implementations never share.
+fn host_defined_outputs(i: Option<&Instruction>) -> &'static [usize] {
+    use iced_x86::Code;
+    match i.map(Instruction::code) {
+        Some(Code::Cpuid) => &[0, 1, 2, 3],
+        Some(Code::Rdtsc) => &[0, 2],
+        Some(
+            Code::In_AL_imm8
+            | Code::In_AX_imm8
+            | Code::In_EAX_imm8
+            | Code::In_AL_DX
+            | Code::In_AX_DX
+            | Code::In_EAX_DX,
+        ) => &[0],
+        _ => &[],
+    }
+}
+
 /// A string instruction with a REP prefix.
 fn is_rep_string(i: &Instruction) -> bool {
     (i.has_rep_prefix() || i.has_repe_prefix() || i.has_repne_prefix())
@@ -510,9 +586,39 @@ fn counter_zero(i: &Instruction, st: &ArchState) -> bool {
     }
 }
 
-/// EFLAGS bits that `insn` leaves undefined.
-fn undefined_flags(insn: Option<&Instruction>) -> u32 {
+/// EFLAGS bits that `insn` leaves undefined (`cl`: CL when it ran, for shift counts). Beyond
+/// iced-x86's tables: OF after a shift or rotate whose masked count is not 1 (SDM Vol. 2B
+/// SAL/SAR/SHL/SHR, RCL/RCR/ROL/ROR, SHLD, SHRD: "the OF flag is undefined").
+fn undefined_flags(insn: Option<&Instruction>, cl: u8) -> u32 {
     let Some(i) = insn else { return 0 };
+    use iced_x86::{Mnemonic, OpKind};
+    let shift = matches!(
+        i.mnemonic(),
+        Mnemonic::Rol
+            | Mnemonic::Ror
+            | Mnemonic::Rcl
+            | Mnemonic::Rcr
+            | Mnemonic::Shl
+            | Mnemonic::Sal
+            | Mnemonic::Shr
+            | Mnemonic::Sar
+            | Mnemonic::Shld
+            | Mnemonic::Shrd
+    );
+    let multi_bit_of = if shift {
+        let last = i.op_count() - 1;
+        let count = match i.op_kind(last) {
+            OpKind::Immediate8 => i.immediate8(),
+            _ => cl,
+        };
+        if count & 0x1F != 1 {
+            1 << 11
+        } else {
+            0
+        }
+    } else {
+        0
+    };
     let u = i.rflags_undefined();
     [
         (RflagsBits::OF, 1 << 11),
@@ -524,7 +630,7 @@ fn undefined_flags(insn: Option<&Instruction>) -> u32 {
     ]
     .iter()
     .filter(|(b, _)| u & b != 0)
-    .fold(0, |acc, (_, m)| acc | m)
+    .fold(multi_bit_of, |acc, (_, m)| acc | m)
 }
 
 /// Runs `elf` under bt86 and QEMU and compares them instruction by instruction.
@@ -542,6 +648,72 @@ pub fn diff_kernel(elf: &[u8], name: &str, opts: &DiffOptions) -> Result<DiffOut
     result
 }
 
+/// Runs a real-mode image (`guest_images::Image`) under bt86 and QEMU and compares them. QEMU
+/// boots it from a floppy through SeaBIOS, whose boot sector then loads the rest; bt86 loads it
+/// directly. The comparison covers the program proper, after the 512-byte boot sector: bt86 runs
+/// its own boot sector up to the program's first instruction, takes the whole compared state
+/// from QEMU's first logged state there (registers, EFLAGS, segments, control registers — what
+/// the BIOS left), and both go on from equal states.
+pub fn diff_image(image: &guest_images::Image, opts: &DiffOptions) -> Result<DiffOutcome, DiffError> {
+    let start = image.load + guest_images::SECTOR as u32;
+    let end = image.load + image.code.len() as u32 - 1;
+    let range = (start, end);
+    let dir = std::env::temp_dir().join(format!("bt86-diff-{}-{}", std::process::id(), image.name));
+    std::fs::create_dir_all(&dir)
+        .map_err(|source| DiffError::Io { what: format!("{}", dir.display()), source })?;
+    let file = dir.join("floppy.img");
+    let result = std::fs::write(&file, guest_images::boot_disk(image))
+        .map_err(|source| DiffError::Io { what: format!("{}", file.display()), source })
+        .and_then(|()| {
+            let mut qemu = Qemu::start(opts, Boot::Floppy(&file), range)?;
+            let first = qemu.first_state(opts)?;
+            let mut m = Machine::new(16 << 20, Box::new(std::io::sink())).map_err(|e| DiffError::Io {
+                what: "guest memory".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            m.load_image(image).map_err(|e| DiffError::Io {
+                what: format!("image `{}`", image.name),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            m.cpu.rep_batch = 1;
+            m.cpu.injection = opts.injection;
+            for _ in 0..100_000 {
+                if ArchState::of(&m.cpu).linear_ip() == first.linear_ip() {
+                    break;
+                }
+                if !matches!(m.run(1), Exit::StepLimit) {
+                    break;
+                }
+            }
+            sync_from(&mut m.cpu, &first);
+            lockstep(&mut m, &mut qemu, first, range, opts)
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Loads every compared field of `q` into bt86's CPU.
+fn sync_from(cpu: &mut Cpu, q: &ArchState) {
+    let s = &mut cpu.state;
+    s.regs = q.gpr;
+    s.eip = q.eip;
+    s.set_eflags(q.eflags);
+    let seg = |x: (u16, u32, u32, u32)| emu_core::Segment {
+        selector: x.0,
+        base: x.1,
+        limit: x.2,
+        attrs: ((x.3 >> 8) & 0xF0FF) as u16,
+    };
+    for (k, r) in SegReg::ALL.iter().enumerate() {
+        *s.seg_mut(*r) = seg(q.segs[k]);
+    }
+    s.ldtr = seg(q.segs[6]);
+    s.tr = seg(q.segs[7]);
+    s.cr = [q.cr[0], s.cr[1], q.cr[1], q.cr[2], q.cr[3]];
+    s.cpl = q.cpl;
+    cpu.tlb.flush_all();
+}
+
 fn diff_file(
     elf: &[u8],
     name: &str,
@@ -549,25 +721,8 @@ fn diff_file(
     range: (u32, u32),
     opts: &DiffOptions,
 ) -> Result<DiffOutcome, DiffError> {
-    let mut qemu = Qemu::start(opts, file, range)?;
-    let first = match qemu.rx.recv_timeout(opts.timeout) {
-        Ok(s) => s,
-        Err(RecvTimeoutError::Timeout) => {
-            return Err(DiffError::QemuHung {
-                qemu: opts.qemu.clone(),
-                secs: opts.timeout.as_secs(),
-                output: qemu.stderr_tail(),
-            })
-        }
-        Err(RecvTimeoutError::Disconnected) => {
-            let status = qemu.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-            return Err(DiffError::QemuFailed {
-                qemu: opts.qemu.clone(),
-                status,
-                output: qemu.stderr_tail(),
-            });
-        }
-    };
+    let mut qemu = Qemu::start(opts, Boot::Kernel(file), range)?;
+    let first = qemu.first_state(opts)?;
 
     let mut m = Machine::new(16 << 20, Box::new(std::io::sink())).map_err(|e| DiffError::Io {
         what: "guest memory".into(),
@@ -595,9 +750,22 @@ fn diff_file(
         }
     }
 
+    lockstep(&mut m, &mut qemu, first, range, opts)
+}
+
+/// Compares bt86 (`m`, about to start) with QEMU's log from `first` on, instruction by
+/// instruction, within the linear address range `range`.
+fn lockstep(
+    m: &mut Machine,
+    qemu: &mut Qemu,
+    first: ArchState,
+    range: (u32, u32),
+    opts: &DiffOptions,
+) -> Result<DiffOutcome, DiffError> {
     let mut history: VecDeque<String> = VecDeque::with_capacity(opts.history + 1);
     let mut prev_insn: Option<Instruction> = None;
     let mut prev_eip = 0u32;
+    let mut prev_cl = 0u8;
     let mut prev_state: Option<ArchState> = None;
     let mut finished: Option<Exit> = None;
     let mut q = Some(first);
@@ -605,10 +773,37 @@ fn diff_file(
     while compared < opts.max_instructions {
         // bt86: step until it is about to run an instruction QEMU logs.
         let mut bt86_exit = finished.take();
+        let mut outside = 0u64;
         let b = if bt86_exit.is_some() {
             None
         } else {
             loop {
+                outside += 1;
+                if outside > MAX_UNLOGGED_STEPS {
+                    // bt86 spins outside the compared range, or waits in HLT for an interrupt
+                    // that its own clock does not bring while QEMU has gone on.
+                    let at = ArchState::of(&m.cpu);
+                    let note = format!(
+                        "bt86 ran {MAX_UNLOGGED_STEPS} steps without reaching an instruction QEMU logs \
+                         (halted: {}, external interrupts so far: {})",
+                        m.cpu.state.halted, m.cpu.stats.external_interrupts
+                    );
+                    let q_now = q.take();
+                    let mut d = divergence(
+                        m,
+                        compared,
+                        &at,
+                        q_now.as_ref(),
+                        &history,
+                        prev_insn.as_ref(),
+                        undefined_flags(prev_insn.as_ref(), prev_cl),
+                        &note,
+                    );
+                    if let DiffOutcome::Divergence(dv) = &mut d {
+                        dv.unaligned_interrupt |= m.cpu.state.halted || m.cpu.stats.external_interrupts > 0;
+                    }
+                    return Ok(d);
+                }
                 let s = &m.cpu.state;
                 let interrupt_next =
                     s.eflags() & emu_core::state::fl::IF != 0 && !s.int_shadow && m.bus.pic.intr();
@@ -633,12 +828,13 @@ fn diff_file(
             return Ok(match b {
                 None => DiffOutcome::Match { compared, bt86_exit },
                 Some(b) => divergence(
-                    &mut m,
+                    m,
                     compared,
                     &b,
                     None,
                     &history,
                     prev_insn.as_ref(),
+                    undefined_flags(prev_insn.as_ref(), prev_cl),
                     "QEMU's run ended here; bt86 goes on",
                 ),
             });
@@ -659,12 +855,44 @@ fn diff_file(
         let Some(b) = b else {
             let end = ArchState::of(&m.cpu);
             let note = format!("bt86's run ended here ({bt86_exit:?}); QEMU goes on");
-            return Ok(divergence(&mut m, compared, &end, Some(&qs), &history, prev_insn.as_ref(), &note));
+            return Ok(divergence(
+                m,
+                compared,
+                &end,
+                Some(&qs),
+                &history,
+                prev_insn.as_ref(),
+                undefined_flags(prev_insn.as_ref(), prev_cl),
+                &note,
+            ));
         };
-        let mask = !undefined_flags(prev_insn.as_ref());
-        let fields = b.differences(&qs, mask);
+        // Results that describe the machine rather than compute something (CPUID's identity and
+        // features, the time-stamp counter) cannot agree: bt86 takes QEMU's (KNOWN_DIFFERENCES).
+        let mut b = b;
+        for &r in host_defined_outputs(prev_insn.as_ref()) {
+            m.cpu.state.regs[r] = qs.gpr[r];
+            b.gpr[r] = qs.gpr[r];
+        }
+        let undefined = undefined_flags(prev_insn.as_ref(), prev_cl);
+        let fields = b.differences(&qs, !undefined);
         if !fields.is_empty() {
-            return Ok(divergence(&mut m, compared, &b, Some(&qs), &history, prev_insn.as_ref(), ""));
+            return Ok(divergence(
+                m,
+                compared,
+                &b,
+                Some(&qs),
+                &history,
+                prev_insn.as_ref(),
+                undefined_flags(prev_insn.as_ref(), prev_cl),
+                "",
+            ));
+        }
+        // Flags the previous instruction left undefined may hold other values in the two
+        // machines; the SDM allows either. bt86 takes QEMU's from here on, so that a later PUSHF
+        // or flag-reading instruction does not report that allowed difference.
+        if (b.eflags ^ qs.eflags) & undefined != 0 {
+            let f = m.cpu.state.eflags();
+            m.cpu.state.set_eflags((f & !undefined) | (qs.eflags & undefined));
         }
         compared += 1;
         // Execute the instruction in bt86, remembering it for the history and the flag mask.
@@ -674,6 +902,7 @@ fn diff_file(
             history.pop_front();
         }
         prev_insn = insn;
+        prev_cl = m.cpu.state.regs[1] as u8;
         prev_eip = b.eip;
         prev_state = Some(b.clone());
         // If bt86 stops right after this instruction, QEMU must have no further state: the next
@@ -682,14 +911,25 @@ fn diff_file(
             Exit::StepLimit => {}
             other => finished = Some(other),
         }
-        q = match qemu.rx.recv_timeout(opts.timeout) {
+        // Once bt86 has stopped (a guest that halts with interrupts off, say), QEMU, which keeps
+        // its process alive in that state, has ended too if it logs nothing more for a moment.
+        let wait = if finished.is_some() { QUIET_END } else { opts.timeout };
+        q = match qemu.rx.recv_timeout(wait) {
             Ok(s) => Some(s),
+            Err(RecvTimeoutError::Timeout) if finished.is_some() => None,
             Err(RecvTimeoutError::Timeout) => {
+                let (text, _, _, _) = disassemble(&mut m.cpu);
+                let at = format!(
+                    " while bt86, after {compared} instructions in step, was at {:04x}:{:08x} ({text})",
+                    m.cpu.state.seg(SegReg::Cs).selector,
+                    m.cpu.state.eip
+                );
                 return Err(DiffError::QemuHung {
                     qemu: opts.qemu.clone(),
                     secs: opts.timeout.as_secs(),
+                    at,
                     output: qemu.stderr_tail(),
-                })
+                });
             }
             Err(RecvTimeoutError::Disconnected) => None,
         };
@@ -705,9 +945,10 @@ fn divergence(
     q: Option<&ArchState>,
     history: &VecDeque<String>,
     prev: Option<&Instruction>,
+    undefined: u32,
     note: &str,
 ) -> DiffOutcome {
-    let fields = q.map(|q| b.differences(q, !undefined_flags(prev))).unwrap_or_default();
+    let fields = q.map(|q| b.differences(q, !undefined)).unwrap_or_default();
     // An interrupt handler's entry on either side after a non-branching instruction means an
     // external interrupt arrived at a different instruction in the two machines.
     let unaligned_interrupt = q.is_some_and(|q| q.eip != b.eip && m.cpu.stats.external_interrupts > 0);
@@ -731,7 +972,7 @@ fn divergence(
         bytes.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
     );
     if let Some(p) = prev {
-        r += &format!("the state after: {p} (undefined flags masked: {:#x})\n", undefined_flags(Some(p)));
+        r += &format!("the state after: {p} (undefined flags masked: {undefined:#x})\n");
     }
     if !fields.is_empty() {
         r += &format!("differing: {}\n", fields.join(" "));
@@ -783,9 +1024,13 @@ CR0=00000011 CR2=00000000 CR3=00000000 CR4=00000000";
     fn undefined_flags_come_from_the_instruction() {
         // mul ecx: SF ZF AF PF undefined.
         let i = Decoder::new(32, &[0xF7, 0xE1], DecoderOptions::NONE).decode();
-        assert_eq!(undefined_flags(Some(&i)), (1 << 7) | (1 << 6) | (1 << 4) | (1 << 2));
+        assert_eq!(undefined_flags(Some(&i), 0), (1 << 7) | (1 << 6) | (1 << 4) | (1 << 2));
         let add = Decoder::new(32, &[0x01, 0xC8], DecoderOptions::NONE).decode();
-        assert_eq!(undefined_flags(Some(&add)), 0);
+        assert_eq!(undefined_flags(Some(&add), 0), 0);
+        // shl eax, cl: OF undefined unless the masked count is 1.
+        let shl = Decoder::new(32, &[0xD3, 0xE0], DecoderOptions::NONE).decode();
+        assert_ne!(undefined_flags(Some(&shl), 3) & (1 << 11), 0);
+        assert_eq!(undefined_flags(Some(&shl), 33) & (1 << 11), 0, "33 & 31 = 1");
     }
 
     #[test]

@@ -117,6 +117,7 @@ fn diff(args: &[String]) -> Result<ExitCode, String> {
     use bt86::diff::{diff_kernel, DiffOptions, DiffOutcome};
     let mut opts = DiffOptions::default();
     let mut elf: Option<(Vec<u8>, String)> = None;
+    let mut real_mode: Option<Image> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |opt: &str| it.next().cloned().ok_or_else(|| format!("{opt} needs a value"));
@@ -128,11 +129,15 @@ fn diff(args: &[String]) -> Result<ExitCode, String> {
             }
             "--image" => {
                 let name = value("--image")?;
-                let k = all_kernels()
-                    .into_iter()
-                    .find(|k| k.name == name)
-                    .ok_or_else(|| format!("no embedded kernel named `{name}` (see `bt86 images`)"))?;
-                elf = Some((k.elf, name));
+                if let Some(i) = all_images().into_iter().find(|i| i.name == name) {
+                    real_mode = Some(i);
+                } else {
+                    let k = all_kernels()
+                        .into_iter()
+                        .find(|k| k.name == name)
+                        .ok_or_else(|| format!("no embedded image named `{name}` (see `bt86 images`)"))?;
+                    elf = Some((k.elf, name));
+                }
             }
             "--qemu" => opts.qemu = PathBuf::from(value("--qemu")?),
             "--max" => opts.max_instructions = parse_number("--max", &value("--max")?)?,
@@ -145,9 +150,13 @@ fn diff(args: &[String]) -> Result<ExitCode, String> {
             other => return Err(format!("unknown diff option `{other}`\n{USAGE}")),
         }
     }
-    let (bytes, name) = elf.ok_or("diff needs --kernel FILE or --image NAME")?;
+    let (outcome, name) = match (elf, real_mode) {
+        (_, Some(image)) => (bt86::diff::diff_image(&image, &opts), image.name.to_string()),
+        (Some((bytes, name)), None) => (diff_kernel(&bytes, &name, &opts), name),
+        (None, None) => return Err("diff needs --kernel FILE or --image NAME".into()),
+    };
     let mut out = std::io::stdout().lock();
-    match diff_kernel(&bytes, &name, &opts).map_err(|e| e.to_string())? {
+    match outcome.map_err(|e| e.to_string())? {
         DiffOutcome::Match { compared, .. } => {
             let _ = writeln!(out, "bt86 diff: {name}: no divergence in {compared} instructions");
             Ok(ExitCode::SUCCESS)

@@ -5,7 +5,7 @@
 //! Needs `qemu-system-i386`; skipped with a message when it is absent, unless
 //! `BT86_REQUIRE_QEMU=1` (CI), which makes its absence a failure.
 
-use bt86::diff::{diff_kernel, DiffOptions, DiffOutcome};
+use bt86::diff::{diff_image, diff_kernel, DiffOptions, DiffOutcome};
 use emu_core::cpu::Injection;
 use iced_x86::code_asm::*;
 
@@ -79,6 +79,39 @@ fn a_planted_flag_bug_is_found_at_the_instruction_that_makes_it() {
     assert!(!d.unaligned_interrupt);
 }
 
+/// Each real-mode image (booted by SeaBIOS from a floppy in QEMU, compared from the program's
+/// first instruction on): no divergence, or one the known QEMU deviations explain.
+#[test]
+fn every_real_mode_image_matches_qemu_or_stops_at_a_known_qemu_deviation() {
+    if !qemu_available() {
+        return;
+    }
+    let explained: &[(&str, &str)] = &[
+        ("exceptions", "QEMU does not check segment limits in real mode (a word at offset 0xFFFF)"),
+        ("divide-overflow", "QEMU dies with a host SIGFPE on IDIV of the most negative value by -1"),
+    ];
+    let mut images = vec![guest_images::primes(), guest_images::bench_loop(20)];
+    images.extend(guest_images::self_tests());
+    for image in images {
+        let outcome = diff_image(&image, &DiffOptions::default()).unwrap();
+        match (outcome, explained.iter().find(|(n, _)| *n == image.name)) {
+            (DiffOutcome::Match { compared, .. }, None) => {
+                println!("{}: no divergence in {compared} instructions", image.name);
+                assert!(compared > 100);
+            }
+            (DiffOutcome::Match { .. }, Some((_, why))) => {
+                panic!("{}: expected the known QEMU deviation ({why}) but there was none", image.name)
+            }
+            (DiffOutcome::Divergence(d), Some((_, why))) => {
+                println!("{}: divergence after {} instructions, explained: {why}", image.name, d.index);
+            }
+            (DiffOutcome::Divergence(d), None) => {
+                panic!("{}: unexplained divergence\n{}", image.name, d.report)
+            }
+        }
+    }
+}
+
 /// Each embedded kernel: no divergence, or the first divergence and the known QEMU deviation
 /// (tests/pm_guests.rs and docs/differential-testing.md) that explains it.
 #[test]
@@ -97,9 +130,12 @@ fn every_embedded_kernel_matches_qemu_or_stops_at_a_known_qemu_deviation() {
         ("irq-timer", "timer interrupts are not aligned (QEMU's -icount also counts its firmware)"),
         ("irq-uart", "device interrupts are not aligned"),
         ("irq-rtc", "timer interrupts are not aligned"),
+        ("demo", "timer interrupts are not aligned (its scheduler runs on the PIT)"),
     ];
-    let opts = DiffOptions { max_instructions: 3_000_000, ..DiffOptions::default() };
-    for k in guest_images::kernels() {
+    let opts = DiffOptions { max_instructions: 300_000, ..DiffOptions::default() };
+    let mut kernels = guest_images::kernels();
+    kernels.push(guest_images::demo_kernel());
+    for k in kernels {
         let outcome = diff_kernel(&k.elf, k.name, &opts).unwrap();
         match (outcome, explained.iter().find(|(n, _)| *n == k.name)) {
             (DiffOutcome::Match { compared, .. }, _) => {

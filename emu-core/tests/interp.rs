@@ -303,3 +303,13 @@ fn nmi_ignores_if_and_is_blocked_until_iret() {
     assert_eq!(cpu.run(&mut io, 20).0, StepResult::Halted);
     assert_eq!(cpu.state.regs[gpr::EBX] & 0xFFFF, 2);
 }
+
+/// Regression (found by `bt86 fuzz` against QEMU): XADD with the same register as both operands
+/// leaves the sum in it (SDM XADD: SRC ← DEST, then DEST ← TEMP).
+#[test]
+fn xadd_with_one_register_twice_leaves_the_sum() {
+    let mut cpu = machine();
+    // mov dx, 0x1234; xadd dx, dx (0F C1 D2); hlt
+    assert_eq!(run(&mut cpu, &[0xBA, 0x34, 0x12, 0x0F, 0xC1, 0xD2, 0xF4]), StepResult::Halted);
+    assert_eq!(cpu.state.regs[gpr::EDX] & 0xFFFF, 0x2468);
+}

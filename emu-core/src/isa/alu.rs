@@ -110,14 +110,16 @@ pub fn not(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     write(cpu, i, 0, !v & size.mask())
 }
 
-/// XADD r/m, r: exchange and add.
+/// XADD r/m, r: exchange and add. The order is the SDM's — SRC ← DEST, then DEST ← sum — so
+/// `xadd eax, eax` leaves the sum in EAX.
 pub fn xadd(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     let size = operand::osize(i);
     let dst = read(cpu, i, 0)?;
     let src = read(cpu, i, 1)?;
     let res = dst.wrapping_add(src);
-    write(cpu, i, 0, res & size.mask())?;
+    check_write(cpu, i, 0)?;
     write(cpu, i, 1, dst)?;
+    write(cpu, i, 0, res & size.mask())?;
     cpu.state.lazy = LazyFlags::set(FlagOp::Add, size, dst, src, res);
     Ok(())
 }
