@@ -795,8 +795,7 @@ fn lockstep(
                         &at,
                         q_now.as_ref(),
                         &history,
-                        prev_insn.as_ref(),
-                        undefined_flags(prev_insn.as_ref(), prev_cl),
+                        (prev_insn.as_ref(), undefined_flags(prev_insn.as_ref(), prev_cl)),
                         &note,
                     );
                     if let DiffOutcome::Divergence(dv) = &mut d {
@@ -833,8 +832,7 @@ fn lockstep(
                     &b,
                     None,
                     &history,
-                    prev_insn.as_ref(),
-                    undefined_flags(prev_insn.as_ref(), prev_cl),
+                    (prev_insn.as_ref(), undefined_flags(prev_insn.as_ref(), prev_cl)),
                     "QEMU's run ended here; bt86 goes on",
                 ),
             });
@@ -861,8 +859,7 @@ fn lockstep(
                 &end,
                 Some(&qs),
                 &history,
-                prev_insn.as_ref(),
-                undefined_flags(prev_insn.as_ref(), prev_cl),
+                (prev_insn.as_ref(), undefined_flags(prev_insn.as_ref(), prev_cl)),
                 &note,
             ));
         };
@@ -882,8 +879,7 @@ fn lockstep(
                 &b,
                 Some(&qs),
                 &history,
-                prev_insn.as_ref(),
-                undefined_flags(prev_insn.as_ref(), prev_cl),
+                (prev_insn.as_ref(), undefined_flags(prev_insn.as_ref(), prev_cl)),
                 "",
             ));
         }
@@ -944,8 +940,7 @@ fn divergence(
     b: &ArchState,
     q: Option<&ArchState>,
     history: &VecDeque<String>,
-    prev: Option<&Instruction>,
-    undefined: u32,
+    (prev, undefined): (Option<&Instruction>, u32),
     note: &str,
 ) -> DiffOutcome {
     let fields = q.map(|q| b.differences(q, !undefined)).unwrap_or_default();
