@@ -34,9 +34,12 @@ usage:
                                     run SingleStepTests instruction vectors from DIR
                                     (exit 0 when all pass, or at least PCT percent)
   bt86 diff (--kernel FILE | --image NAME) [--qemu PATH] [--max N] [--history N]
-                                    run a Multiboot kernel in bt86 and qemu-system-i386 and
-                                    report the first instruction where their states differ
+                                    run a guest in bt86 and qemu-system-i386 and report the
+                                    first instruction where their states differ
                                     (exit 0 no divergence, 1 divergence, 64 error)
+  bt86 fuzz [--seed S] [--count N] [--out DIR] [--qemu PATH] [--jobs N]
+                                    random programs diffed against QEMU; each divergence is
+                                    minimized to a reproducer in DIR (default fuzz-out)
   bt86 images                       list the embedded guest images
 
 run options (at most one of --image, --raw, --kernel, --bios):
