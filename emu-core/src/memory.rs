@@ -159,10 +159,10 @@ impl GuestMemory {
             .map_err(|e| host(e.into()))?;
         let file = File::from(fd);
         file.set_len(size).map_err(host)?;
-        // SAFETY: the file is a memfd created just above and owned only by this struct; no other
-        // process or mapping can truncate or resize it while `map` lives (we keep `_file` and
-        // never call set_len again), so the mapped range stays valid for the mapping's lifetime.
-        // All access goes through the `&[u8]`/`&mut [u8]` views of `MmapMut`, which borrow `self`.
+        // The file is a memfd created just above and owned only by this struct: nothing else can
+        // truncate or resize it while the mapping lives (`_file` is kept, set_len is never called
+        // again), and every access goes through `MmapMut`'s slices, which borrow `self`.
+        // SAFETY: the mapped range stays valid and unaliased for the mapping's lifetime.
         let map = unsafe { MmapMut::map_mut(&file) }.map_err(host)?;
         let pages = (size as usize).div_ceil(PAGE_SIZE);
         let words = pages.div_ceil(64);
