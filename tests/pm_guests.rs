@@ -7,13 +7,12 @@
 //! `BT86_REQUIRE_QEMU=1` to make a missing QEMU an error rather than a skipped check.
 
 mod common;
+#[path = "common/kernels.rs"]
+mod kernels;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{qemu, qemu_verdict, run_captured, run_qemu_with, self_test_verdict, KnownWrong};
-use guest_images::Kernel;
+use common::KnownWrong;
 
 /// More instructions than any kernel needs.
 const MAX_STEPS: &str = "500000000";
@@ -131,49 +130,14 @@ const QEMU_KNOWN_WRONG: &[KnownWrong] = &[
     ),
 ];
 
-/// Writes `kernel` to a fresh temporary file.
-fn kernel_file(kernel: &Kernel, runner: &str) -> PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("bt86-pm-{}-{runner}-{}.elf", std::process::id(), kernel.name));
-    std::fs::write(&path, &kernel.elf).expect("write the kernel file");
-    path
-}
-
-fn kernel(name: &str) -> Kernel {
-    guest_images::kernels()
-        .into_iter()
-        .find(|k| k.name == name)
-        .unwrap_or_else(|| panic!("guest_images::kernels() has no {name}"))
-}
-
 /// Boots kernel `name` under QEMU and judges the run, allowing for [`QEMU_KNOWN_WRONG`].
 fn passes_in_qemu(name: &str) {
-    let Some(qemu) = qemu() else { return };
-    let kernel = kernel(name);
-    let file = kernel_file(&kernel, "qemu");
-    let run = run_qemu_with(&qemu, &["-kernel".into(), file.clone().into()], None);
-    let _ = std::fs::remove_file(&file);
-    match qemu_verdict(name, &run, QEMU_KNOWN_WRONG) {
-        Ok(None) => println!("qemu {name}: passed"),
-        Ok(Some(note)) => println!("qemu {name}: passed except for {note}"),
-        Err(why) => panic!("qemu {name}: {why}"),
-    }
+    kernels::passes_in_qemu(name, QEMU_KNOWN_WRONG, &[]);
 }
 
 /// Boots kernel `name` with `bt86 run --kernel` and requires every check to pass.
 fn passes_in_bt86(name: &str) {
-    let kernel = kernel(name);
-    let file = kernel_file(&kernel, "bt86");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bt86"));
-    command.arg("run").arg("--kernel").arg(&file).args(["--max-steps", MAX_STEPS]);
-    let run = run_captured(command, None, BT86_TIMEOUT);
-    let _ = std::fs::remove_file(&file);
-    if run.timed_out {
-        panic!("bt86 {name}: killed after {BT86_TIMEOUT:?}; output:\n{}", run.output);
-    }
-    if let Err(why) = self_test_verdict(run.status, &run.output) {
-        panic!("bt86 {name}: {why}");
-    }
+    kernels::passes_in_bt86(env!("CARGO_BIN_EXE_bt86"), name, MAX_STEPS, BT86_TIMEOUT);
 }
 
 /// A QEMU test and a bt86 test for each kernel.
