@@ -20,9 +20,9 @@
 //! CR0); bt86 takes those values from QEMU's first logged state, so both start equal. REP string
 //! instructions retire one iteration per step in bt86 during a diff, as QEMU's one-instruction
 //! blocks do. Time: QEMU runs with `-icount` so its timers follow its instruction count, but its
-//! count includes the firmware, so timer interrupts are not aligned with bt86's; a divergence at
-//! which either side has just entered an interrupt handler is reported as such, not as a CPU
-//! disagreement.
+//! count includes the firmware, so its interrupts cannot come at the instructions where bt86's
+//! would. bt86 therefore follows QEMU: it holds its own interrupt requests and, where QEMU's log
+//! shows the entry of an interrupt gate's handler, takes that vector at the same boundary.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -96,10 +96,11 @@ pub const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
          count is 0; the architecture retires nothing more, and bt86 skips that entry",
     ),
     (
-        "timer interrupts",
-        "QEMU's -icount counts its firmware's instructions too, so interrupts arrive at other \
-         instructions than in bt86; a divergence at an interrupt-handler entry is reported as \
-         unaligned, not as a disagreement",
+        "external interrupts",
+        "QEMU's -icount counts its firmware's instructions too, so its interrupts come at other \
+         instructions than bt86's would: during a diff bt86 holds its own requests and takes, at \
+         each instruction boundary where QEMU entered an interrupt gate's handler, the same vector \
+         (acknowledging its own PIC when that agrees), so the two stay aligned",
     ),
     (
         "protected-mode segment checks on data accesses",
@@ -189,6 +190,8 @@ pub enum DiffOutcome {
     Match {
         /// Instructions compared.
         compared: u64,
+        /// External interrupts QEMU took that bt86 replayed at the same instructions.
+        interrupts: u64,
         /// How bt86's run ended.
         bt86_exit: Option<Exit>,
     },
@@ -548,6 +551,45 @@ fn disassemble(cpu: &mut Cpu) -> (String, Vec<u8>, Option<Instruction>, Option<u
     (text, bytes[..len].to_vec(), Some(insn).filter(|i| !i.is_invalid()), pa)
 }
 
+/// The vector of an external interrupt whose handler is where QEMU's state `q` is: bt86's own
+/// pending request if it leads there (acknowledged, so the guest's EOI finds it in service),
+/// otherwise the lowest vector of the IDT (IVT in real mode) whose gate leads there.
+fn interrupt_vector_for(m: &mut Machine, q: &ArchState) -> Option<u8> {
+    let target = q.linear_ip();
+    let cpu = &mut m.cpu;
+    let protected = cpu.state.protected() && !cpu.state.v86();
+    let (base, limit) = (cpu.state.idtr.base, cpu.state.idtr.limit);
+    let mut handler_of = |v: u8| -> Option<u32> {
+        let read = |cpu: &mut Cpu, at: u32| {
+            cpu.translate(at, Access::Read, false).ok().map(|pa| cpu.mem.read_u32(pa))
+        };
+        if protected {
+            let at = base.wrapping_add(u32::from(v) * 8);
+            if u32::from(v) * 8 + 7 > limit {
+                return None;
+            }
+            let (lo, hi) = (read(cpu, at)?, read(cpu, at.wrapping_add(4))?);
+            let typ = (hi >> 8) & 0x1F;
+            if !matches!(typ, 0x06 | 0x07 | 0x0E | 0x0F) || hi & (1 << 15) == 0 {
+                return None;
+            }
+            let offset = if typ & 8 != 0 { (lo & 0xFFFF) | (hi & 0xFFFF_0000) } else { lo & 0xFFFF };
+            (u16::try_from(lo >> 16).ok()? & !3 == q.segs[1].0 & !3)
+                .then_some(q.segs[1].1.wrapping_add(offset))
+        } else {
+            let entry = read(cpu, base.wrapping_add(u32::from(v) * 4))?;
+            Some(((entry >> 16) << 4).wrapping_add(entry & 0xFFFF))
+        }
+    };
+    if m.bus.pic.intr() {
+        let v = m.bus.pic.acknowledge();
+        if handler_of(v) == Some(target) {
+            return Some(v);
+        }
+    }
+    (0x20..=0xFFu8).chain(0x08..0x20).find(|&v| handler_of(v) == Some(target))
+}
+
 /// The registers an instruction fills with values that describe the machine or the time
 /// (CPUID, RDTSC, a port read from a device running on its own clock), which two
 /// implementations never share.
@@ -768,6 +810,8 @@ fn lockstep(
     let mut prev_cl = 0u8;
     let mut prev_state: Option<ArchState> = None;
     let mut finished: Option<Exit> = None;
+    let mut interrupts_replayed = 0u64;
+    m.bus.hold_interrupts = true;
     let mut q = Some(first);
     let mut compared = 0u64;
     while compared < opts.max_instructions {
@@ -804,13 +848,15 @@ fn lockstep(
                     return Ok(d);
                 }
                 let s = &m.cpu.state;
-                let interrupt_next =
-                    s.eflags() & emu_core::state::fl::IF != 0 && !s.int_shadow && m.bus.pic.intr();
                 let snap = ArchState::of(&m.cpu);
                 let in_range = (range.0..=range.1).contains(&snap.linear_ip());
+                // A halted bt86 waits here: the interrupt that wakes it is QEMU's (below).
+                if s.halted && s.eflags() & emu_core::state::fl::IF != 0 {
+                    break Some(snap);
+                }
                 // The same merging as QEMU's side: a state equal to the last one compared (a `jmp $`
                 // spinning) is not compared again.
-                if in_range && !s.halted && !interrupt_next && prev_state.as_ref() != Some(&snap) {
+                if in_range && !s.halted && prev_state.as_ref() != Some(&snap) {
                     break Some(snap);
                 }
                 match m.run(1) {
@@ -825,7 +871,7 @@ fn lockstep(
         let Some(qs) = q.take() else {
             // QEMU's trace ended (its guest exited or powered off).
             return Ok(match b {
-                None => DiffOutcome::Match { compared, bt86_exit },
+                None => DiffOutcome::Match { compared, interrupts: interrupts_replayed, bt86_exit },
                 Some(b) => divergence(
                     m,
                     compared,
@@ -870,6 +916,20 @@ fn lockstep(
             m.cpu.state.regs[r] = qs.gpr[r];
             b.gpr[r] = qs.gpr[r];
         }
+        // Interrupts follow QEMU: where QEMU's next state is the handler of an interrupt gate
+        // (or IVT entry) and bt86's is not, QEMU took an external interrupt at this boundary;
+        // bt86, whose own requests are held, takes the same vector here.
+        let b = match (b.linear_ip() != qs.linear_ip(), m.cpu.state.eflags() & emu_core::state::fl::IF != 0) {
+            (true, true) => match interrupt_vector_for(m, &qs) {
+                Some(vector) => {
+                    let _ = m.cpu.inject_external(vector);
+                    interrupts_replayed += 1;
+                    ArchState::of(&m.cpu)
+                }
+                None => b,
+            },
+            _ => b,
+        };
         let undefined = undefined_flags(prev_insn.as_ref(), prev_cl);
         let fields = b.differences(&qs, !undefined);
         if !fields.is_empty() {
@@ -930,7 +990,7 @@ fn lockstep(
             Err(RecvTimeoutError::Disconnected) => None,
         };
     }
-    Ok(DiffOutcome::Match { compared, bt86_exit: None })
+    Ok(DiffOutcome::Match { compared, interrupts: interrupts_replayed, bt86_exit: None })
 }
 
 /// Builds the divergence report.

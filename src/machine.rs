@@ -172,6 +172,9 @@ pub struct PcBus {
     pub nmi_request: bool,
     /// A port was written since the machine last looked (deadlines may have moved).
     pub touched: bool,
+    /// The PIC's requests are not delivered to the CPU (differential testing delivers the
+    /// interrupts another machine took instead, at the same instructions).
+    pub hold_interrupts: bool,
     /// The A20 gate (see [`PcBus::write_byte`]).
     pub a20: bool,
 }
@@ -200,6 +203,7 @@ impl PcBus {
             unknown_ports: BTreeMap::new(),
             nmi_request: false,
             touched: false,
+            hold_interrupts: false,
             a20: true,
         }
     }
@@ -303,7 +307,7 @@ impl PortIo for PcBus {
     }
 
     fn interrupt_pending(&mut self) -> bool {
-        self.pic.intr()
+        !self.hold_interrupts && self.pic.intr()
     }
 
     fn acknowledge_interrupt(&mut self) -> u8 {
@@ -563,7 +567,7 @@ impl Machine {
         }
         // An interrupt already waiting wakes the CPU at once (HLT right after STI, whose shadow
         // kept it out for one instruction): no time passes.
-        if (can_interrupt && self.bus.pic.intr()) || self.bus.nmi_request {
+        if (can_interrupt && !self.bus.hold_interrupts && self.bus.pic.intr()) || self.bus.nmi_request {
             return None;
         }
         let input_possible = self.serial_input.is_some() && !self.input_ended;

@@ -160,8 +160,13 @@ fn diff(args: &[String]) -> Result<ExitCode, String> {
     };
     let mut out = std::io::stdout().lock();
     match outcome.map_err(|e| e.to_string())? {
-        DiffOutcome::Match { compared, .. } => {
-            let _ = writeln!(out, "bt86 diff: {name}: no divergence in {compared} instructions");
+        DiffOutcome::Match { compared, interrupts, .. } => {
+            let replayed = if interrupts > 0 {
+                format!(" ({interrupts} interrupts taken where QEMU took them)")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "bt86 diff: {name}: no divergence in {compared} instructions{replayed}");
             Ok(ExitCode::SUCCESS)
         }
         DiffOutcome::Divergence(d) => {

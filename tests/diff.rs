@@ -127,10 +127,6 @@ fn every_embedded_kernel_matches_qemu_or_stops_at_a_known_qemu_deviation() {
         ("pm-v86", "QEMU skips the 64 KiB segment limit in virtual-8086 mode"),
         ("pm-exceptions", "QEMU leaves the EXT bit out of an error code raised while delivering"),
         ("pm-control-registers", "QEMU accepts CR0 with NW without CD, and PG without PE"),
-        ("irq-timer", "timer interrupts are not aligned (QEMU's -icount also counts its firmware)"),
-        ("irq-uart", "device interrupts are not aligned"),
-        ("irq-rtc", "timer interrupts are not aligned"),
-        ("demo", "timer interrupts are not aligned (its scheduler runs on the PIT)"),
     ];
     let opts = DiffOptions { max_instructions: 300_000, ..DiffOptions::default() };
     let mut kernels = guest_images::kernels();
@@ -138,8 +134,11 @@ fn every_embedded_kernel_matches_qemu_or_stops_at_a_known_qemu_deviation() {
     for k in kernels {
         let outcome = diff_kernel(&k.elf, k.name, &opts).unwrap();
         match (outcome, explained.iter().find(|(n, _)| *n == k.name)) {
-            (DiffOutcome::Match { compared, .. }, _) => {
-                println!("{}: no divergence in {compared} instructions", k.name)
+            (DiffOutcome::Match { compared, interrupts, .. }, _) => {
+                println!(
+                    "{}: no divergence in {compared} instructions, {interrupts} interrupts aligned",
+                    k.name
+                );
             }
             (DiffOutcome::Divergence(d), Some((_, why))) => {
                 println!("{}: divergence after {} instructions, explained: {why}", k.name, d.index);

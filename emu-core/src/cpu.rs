@@ -667,6 +667,12 @@ impl Cpu {
         }
     }
 
+    /// Delivers external interrupt `vector` now, as if the interrupt controller had answered
+    /// INTA with it (differential testing replays another machine's interrupts this way).
+    pub fn inject_external(&mut self, vector: u8) -> StepResult {
+        self.deliver_external(vector)
+    }
+
     /// Delivers an external interrupt or NMI at the current instruction boundary (waking the CPU
     /// from HLT); a fault while delivering it is handled like any exception.
     fn deliver_external(&mut self, vector: u8) -> StepResult {
