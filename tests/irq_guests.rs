@@ -13,6 +13,7 @@
 
 mod common;
 #[path = "common/kernels.rs"]
+#[macro_use]
 mod kernels;
 
 use std::time::Duration;
@@ -95,28 +96,6 @@ fn passes_in_qemu(name: &str) {
 /// Boots kernel `name` with `bt86 run --kernel` and requires every check to pass.
 fn passes_in_bt86(name: &str) {
     kernels::passes_in_bt86(env!("CARGO_BIN_EXE_bt86"), name, MAX_STEPS, BT86_TIMEOUT);
-}
-
-/// A QEMU test and a bt86 test for each kernel.
-macro_rules! kernel_tests {
-    ($($module:ident => $name:literal,)*) => {
-        $(
-            mod $module {
-                #[test]
-                fn passes_in_qemu() {
-                    super::passes_in_qemu($name);
-                }
-
-                #[test]
-                fn passes_in_bt86() {
-                    super::passes_in_bt86($name);
-                }
-            }
-        )*
-
-        /// Every interrupt kernel has its tests above.
-        const NAMES: &[&str] = &[$($name),*];
-    };
 }
 
 kernel_tests! {

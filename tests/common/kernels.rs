@@ -56,3 +56,26 @@ pub fn passes_in_bt86(bt86: &str, name: &str, max_steps: &str, timeout: Duration
         panic!("bt86 {name}: {why}");
     }
 }
+
+/// A QEMU test and a bt86 test for each kernel, calling the including file's `passes_in_qemu`
+/// and `passes_in_bt86` (which fix its timeouts and its list of QEMU deviations).
+macro_rules! kernel_tests {
+    ($($module:ident => $name:literal,)*) => {
+        $(
+            mod $module {
+                #[test]
+                fn passes_in_qemu() {
+                    super::passes_in_qemu($name);
+                }
+
+                #[test]
+                fn passes_in_bt86() {
+                    super::passes_in_bt86($name);
+                }
+            }
+        )*
+
+        /// Every kernel named here has its tests above.
+        const NAMES: &[&str] = &[$($name),*];
+    };
+}
