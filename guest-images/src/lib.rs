@@ -22,6 +22,7 @@
 mod asm;
 mod bench;
 mod boot;
+pub mod cpio;
 mod demo_kernel;
 mod irq;
 mod multiboot;
