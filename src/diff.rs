@@ -530,7 +530,7 @@ impl Drop for Qemu {
 }
 
 /// Disassembles the instruction at bt86's CS:EIP (and returns its bytes and the decoded form).
-fn disassemble(cpu: &mut Cpu) -> (String, Vec<u8>, Option<Instruction>, Option<u32>) {
+pub(crate) fn disassemble(cpu: &mut Cpu) -> (String, Vec<u8>, Option<Instruction>, Option<u32>) {
     let s = &cpu.state;
     let lin = s.seg(SegReg::Cs).base.wrapping_add(s.eip);
     let bits = if s.code32() { 32 } else { 16 };

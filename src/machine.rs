@@ -36,7 +36,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use devices::cmos::Cmos;
 use devices::i8042::{DataTarget, COMMAND_PORT, DATA_PORT, I8042};
@@ -47,7 +47,7 @@ use devices::uart::Uart;
 use devices::{IrqLine, Nanos};
 use emu_core::cpu::Shutdown;
 use emu_core::state::fl;
-use emu_core::{Cpu, MemoryError, PortIo, Size, StepResult};
+use emu_core::{Cpu, MemoryError, PortIo, SegReg, Size, StepResult};
 use guest_images::Image;
 
 use crate::boot::BootPath;
@@ -99,18 +99,22 @@ pub enum Exit {
     },
     /// The instruction limit was reached.
     StepLimit,
+    /// The wall-clock limit ([`Machine::wall_limit`]) passed.
+    TimeLimit,
 }
 
 impl Exit {
     /// The process exit status bt86 reports for this ending: isa-debug-exit's `(v << 1) | 1`,
     /// 0 for a power-off, a clean halt or a quit, 2 for a step limit (a guest that did not
-    /// finish), 3 for a triple fault (also when the guest kept resetting).
+    /// finish), 3 for a triple fault (also when the guest kept resetting), 4 when the
+    /// wall-clock limit passed.
     pub fn status(&self) -> i32 {
         match self {
             Exit::DebugExit { value } => ((value << 1) | 1) as i32,
             Exit::PowerOff | Exit::Halted | Exit::Quit => 0,
             Exit::StepLimit => 2,
             Exit::TripleFault(_) | Exit::ResetLimit { .. } => 3,
+            Exit::TimeLimit => 4,
         }
     }
 }
@@ -345,6 +349,21 @@ pub struct Machine {
     pub diagnostics: Box<dyn Write>,
     /// Serial input has ended (or was never there).
     input_ended: bool,
+    /// When set, [`Machine::run`] stops with [`Exit::TimeLimit`] once the host clock passes this
+    /// moment (looked at every few thousand instructions).
+    pub wall_limit: Option<Instant>,
+    /// When set, every instruction from retired count `from` on, `count` of them, is logged
+    /// (count, CS:EIP, bytes, disassembly) to [`Machine::diagnostics`] before it runs.
+    pub trace: Option<Trace>,
+}
+
+/// See [`Machine::trace`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trace {
+    /// First retired-instruction count to log.
+    pub from: u64,
+    /// How many to log.
+    pub count: u64,
 }
 
 impl std::fmt::Debug for Machine {
@@ -390,6 +409,8 @@ impl Machine {
             resets: 0,
             diagnostics: Box::new(std::io::sink()),
             input_ended: true,
+            wall_limit: None,
+            trace: None,
         })
     }
 
@@ -518,9 +539,15 @@ impl Machine {
             }
             self.bus.now = now;
             if steps % INPUT_POLL_STEPS == 0 {
+                if self.wall_limit.is_some_and(|t| Instant::now() >= t) {
+                    return Exit::TimeLimit;
+                }
                 if let Some(exit) = self.feed_serial(self.input_wait()) {
                     return exit;
                 }
+            }
+            if let Some(t) = self.trace {
+                self.trace_step(t);
             }
             let r = self.cpu.step(&mut self.bus);
             if let Some(value) = self.bus.debug_exit.take_exit() {
@@ -560,6 +587,23 @@ impl Machine {
     /// The CPU is halted: wait for the next event — skip (virtual) or sleep (real time) to the
     /// next device deadline, looking for serial input meanwhile. `Some(exit)` when nothing can
     /// ever wake the CPU again.
+    fn trace_step(&mut self, t: Trace) {
+        let n = self.cpu.state.retired;
+        if n < t.from || n - t.from >= t.count {
+            return;
+        }
+        let (text, bytes, _, pa) = crate::diff::disassemble(&mut self.cpu);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let s = &self.cpu.state;
+        let _ = writeln!(
+            self.diagnostics,
+            "{n:>12} {:04x}:{:08x} {} {hex:<30} {text}",
+            s.seg(SegReg::Cs).selector,
+            s.eip,
+            pa.map_or("--------".to_string(), |p| format!("{p:08x}")),
+        );
+    }
+
     fn idle(&mut self, now: Nanos, deadline: &mut Option<Nanos>) -> Option<Exit> {
         let can_interrupt = self.cpu.state.eflags() & fl::IF != 0;
         if !can_interrupt && !self.bus.nmi_request {

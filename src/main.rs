@@ -1,9 +1,10 @@
 //! The `bt86` command line.
 //!
 //! ```text
-//! bt86 [run] [--image NAME | --raw FILE [--load ADDR] | --kernel FILE [--append ARGS] | --bios FILE]
-//!          [--memory MIB] [--serial stdio|file:PATH|none] [--time virtual|realtime]
-//!          [--on-triple-fault stop|reset] [--max-steps N] [--stats]
+//! bt86 [run] [--image NAME | --raw FILE [--load ADDR] | --kernel FILE [--initrd FILE]
+//!          [--append ARGS] | --bios FILE] [--memory MIB] [--serial stdio|file:PATH|none]
+//!          [--time virtual|realtime] [--on-triple-fault stop|reset] [--max-steps N]
+//!          [--timeout SECS] [--stats]
 //! bt86 conformance sst DIR [--verbose]
 //! bt86 images
 //! ```
@@ -11,17 +12,18 @@
 //! With no arguments it boots the embedded demo guest. The exit status of `run` follows QEMU's
 //! isa-debug-exit convention (a guest write of `v` to port 0xF4 exits with `(v << 1) | 1`); a
 //! power-off, a clean halt or Ctrl-A x exits 0, a guest that does not finish within
-//! `--max-steps` 2, a triple fault 3, and a host-side error (bad file, bad option) 64.
+//! `--max-steps` 2, a triple fault 3, one still running after `--timeout` 4, and a host-side
+//! error (bad file, bad option) 64.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use bt86::boot::{bios, multiboot};
+use bt86::boot::{bios, linux, multiboot};
 use bt86::clock::TimeMode;
 use bt86::machine::{Exit, Machine, TripleFaultAction, DEFAULT_RAM, DEFAULT_RTC_EPOCH};
-use bt86::serial::{Console, SerialSpec};
+use bt86::serial::{Console, SerialSpec, Tail};
 use guest_images::Image;
 
 /// Exit status for errors on the host side (usage, files).
@@ -46,10 +48,13 @@ run options (at most one of --image, --raw, --kernel, --bios):
   --image NAME      an embedded guest image or Multiboot kernel (see `bt86 images`)
   --raw FILE        a flat real-mode binary, loaded at --load and entered at 0000:load
   --load ADDR       load address for --raw (default 0x7c00; hex with 0x, or decimal)
-  --kernel FILE     a Multiboot kernel (ELF32, or any format with the a.out kludge)
-  --append ARGS     a kernel's arguments (its command line is `FILE ARGS`)
+  --kernel FILE     a Linux bzImage, or a Multiboot kernel (ELF32, or any format with the
+                    a.out kludge)
+  --initrd FILE     a Linux kernel's initial RAM disk (initramfs)
+  --append ARGS     a kernel's arguments (Multiboot: its command line is `FILE ARGS`;
+                    Linux: the command line, default `console=ttyS0`)
   --bios FILE       a BIOS ROM image (64 KiB to 16 MiB), started at the reset vector
-  --memory MIB      guest RAM in MiB, 1 to 3072 (default 16)
+  --memory MIB      guest RAM in MiB, 1 to 3072 (default 16; 128 for a Linux kernel)
   --serial stdio|file:PATH|none
                     the serial console COM1 (default stdio; on a terminal Ctrl-A x quits,
                     Ctrl-A h lists the console keys)
@@ -57,6 +62,10 @@ run options (at most one of --image, --raw, --kernel, --bios):
                     virtual: time derived from executed instructions, every run identical
                     (default unless the console is an interactive terminal); realtime: paced
                     to the host clock
+  --trace FROM[:COUNT]
+                    log COUNT instructions (default a million) from retired count FROM on to
+                    stderr: count, CS:EIP, physical address, bytes, disassembly
+  --timeout SECS    stop a guest still running after SECS seconds of wall time (exit 4)
   --on-triple-fault stop|reset
                     stop (default, exit status 3) or reset the machine and boot again,
                     at most 100 times
@@ -249,6 +258,17 @@ fn raw_image(path: &str, load: u64) -> Result<Image, String> {
     })
 }
 
+/// Guest RAM for a Linux kernel when `--memory` is not given (QEMU's default).
+const DEFAULT_LINUX_RAM: u64 = 128 << 20;
+
+/// True if the file at `path` starts like a Linux bzImage (an unreadable file is left to the
+/// loader that reports it).
+fn is_bzimage_file(path: &str) -> bool {
+    use std::io::Read;
+    let mut head = vec![0u8; 0x210];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && linux::is_bzimage(&head)
+}
+
 /// What `run` boots.
 enum Guest {
     /// A real-mode image (embedded or `--raw`).
@@ -257,6 +277,8 @@ enum Guest {
     Embedded(guest_images::Kernel),
     /// A Multiboot kernel file.
     Kernel(PathBuf),
+    /// A Linux bzImage file.
+    Linux(String),
     /// A BIOS ROM file.
     Bios(PathBuf),
 }
@@ -271,9 +293,12 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     let mut kernel: Option<String> = None;
     let mut bios_file: Option<String> = None;
     let mut append: Option<String> = None;
+    let mut initrd: Option<String> = None;
     let mut load = 0x7C00u64;
-    let mut max_steps = 2_000_000_000u64;
-    let mut ram = DEFAULT_RAM;
+    let mut max_steps: Option<u64> = None;
+    let mut timeout: Option<f64> = None;
+    let mut trace = None;
+    let mut ram: Option<u64> = None;
     let mut on_triple_fault = TripleFaultAction::Stop;
     let mut stats = false;
     let mut serial = SerialSpec::Stdio;
@@ -287,8 +312,24 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
             "--kernel" => kernel = Some(value("--kernel")?),
             "--bios" => bios_file = Some(value("--bios")?),
             "--append" => append = Some(value("--append")?),
+            "--initrd" => initrd = Some(value("--initrd")?),
+            "--trace" => {
+                let v = value("--trace")?;
+                let (from, count) = v.split_once(':').unwrap_or((&v, "1000000"));
+                trace = Some(bt86::machine::Trace {
+                    from: parse_number("--trace", from)?,
+                    count: parse_number("--trace", count)?,
+                });
+            }
+            "--timeout" => {
+                let v = value("--timeout")?;
+                match v.parse::<f64>() {
+                    Ok(t) if t > 0.0 && t.is_finite() => timeout = Some(t),
+                    _ => return Err(format!("--timeout {v}: a number of seconds greater than 0")),
+                }
+            }
             "--load" => load = parse_number("--load", &value("--load")?)?,
-            "--max-steps" => max_steps = parse_number("--max-steps", &value("--max-steps")?)?,
+            "--max-steps" => max_steps = Some(parse_number("--max-steps", &value("--max-steps")?)?),
             "--memory" => {
                 let v = value("--memory")?;
                 let mib = parse_number("--memory", &v)?;
@@ -299,7 +340,7 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
                         MEMORY_MIB.end()
                     ));
                 }
-                ram = mib << 20;
+                ram = Some(mib << 20);
             }
             "--on-triple-fault" => {
                 on_triple_fault = match value("--on-triple-fault")?.as_str() {
@@ -342,13 +383,24 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
             return Err(format!("no embedded image named `{name}` (see `bt86 images`)"));
         }
     } else if let Some(path) = kernel {
-        Guest::Kernel(PathBuf::from(path))
+        if is_bzimage_file(&path) {
+            Guest::Linux(path)
+        } else {
+            Guest::Kernel(PathBuf::from(path))
+        }
     } else if let Some(path) = bios_file {
         Guest::Bios(PathBuf::from(path))
     } else {
         Guest::Embedded(guest_images::demo_kernel())
     };
-    if append.is_some() && !matches!(guest, Guest::Kernel(_) | Guest::Embedded(_)) {
+    if initrd.is_some() && !matches!(guest, Guest::Linux(_)) {
+        return Err("--initrd goes with a Linux kernel (--kernel FILE, a bzImage)".into());
+    }
+    let linux = matches!(guest, Guest::Linux(_));
+    let ram = ram.unwrap_or(if linux { DEFAULT_LINUX_RAM } else { DEFAULT_RAM });
+    // A Linux boot runs for billions of instructions: no step limit unless asked for.
+    let max_steps = max_steps.unwrap_or(if linux { u64::MAX } else { 2_000_000_000 });
+    if append.is_some() && !matches!(guest, Guest::Kernel(_) | Guest::Embedded(_) | Guest::Linux(_)) {
         return Err("--append gives a Multiboot kernel its arguments; it needs --kernel \
                     (or --image with an embedded kernel)"
             .into());
@@ -364,8 +416,10 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(DEFAULT_RTC_EPOCH, |d| d.as_secs()),
     };
-    let mut m = Machine::with_platform(ram, Box::new(std::io::stdout()), serial_out, time, rtc_epoch)
-        .map_err(|e| format!("cannot create the machine: {e}"))?;
+    let (serial_out, tail) = Tail::new(serial_out);
+    let mut m =
+        Machine::with_platform(ram, Box::new(std::io::stdout()), Box::new(serial_out), time, rtc_epoch)
+            .map_err(|e| format!("cannot create the machine: {e}"))?;
     if let Some(input) = console.input.take() {
         m.set_serial_input(input);
     }
@@ -389,12 +443,18 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
             multiboot::load(&mut m, path, append.as_deref()).map_err(|e| e.to_string())?;
             display(path)
         }
+        Guest::Linux(path) => {
+            linux::load(&mut m, path, initrd.as_deref(), append.as_deref()).map_err(|e| e.to_string())?;
+            path.clone()
+        }
         Guest::Bios(path) => {
             bios::load(&mut m, path).map_err(|e| e.to_string())?;
             display(path)
         }
     };
     let start = Instant::now();
+    m.trace = trace;
+    m.wall_limit = timeout.map(|t| start + std::time::Duration::from_secs_f64(t));
     let exit = m.run(max_steps);
     let elapsed = start.elapsed();
     match &exit {
@@ -406,11 +466,35 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
             eprintln!("bt86: guest `{name}` kept resetting itself: stopped after {resets} resets")
         }
         Exit::StepLimit => eprintln!("bt86: guest `{name}` did not finish within {max_steps} instructions"),
+        Exit::TimeLimit => eprintln!(
+            "bt86: guest `{name}` did not finish within --timeout {} s",
+            timeout.unwrap_or_default()
+        ),
         Exit::Quit => eprintln!("\r\nbt86: quit from the console (Ctrl-A x)"),
         Exit::Halted | Exit::DebugExit { .. } | Exit::PowerOff => {}
     }
     // Leave raw mode before anything else is printed.
     drop(console);
+    if matches!(exit, Exit::TripleFault(_) | Exit::ResetLimit { .. } | Exit::StepLimit | Exit::TimeLimit) {
+        let st = &m.cpu.state;
+        eprintln!(
+            "bt86: stopped at CS:EIP {:04x}:{:08x} after {} instructions ({:.3} s of guest time)",
+            st.seg(emu_core::SegReg::Cs).selector,
+            st.eip,
+            st.retired,
+            m.now() as f64 / 1e9
+        );
+        let text = tail.text();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.is_empty() {
+            eprintln!("bt86: the guest printed nothing on the serial console");
+        } else {
+            eprintln!("bt86: last serial output:");
+            for l in &lines[lines.len().saturating_sub(12)..] {
+                eprintln!("  | {l}");
+            }
+        }
+    }
     if stats {
         let st = &m.cpu.stats;
         let retired = m.cpu.state.retired;

@@ -210,6 +210,58 @@ impl Console {
     }
 }
 
+/// A writer that passes everything on and remembers the last [`Tail::KEEP`] bytes, so that a
+/// run that ends badly can show what the guest printed last.
+#[derive(Debug, Clone, Default)]
+pub struct TailBuffer(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u8>>>);
+
+impl TailBuffer {
+    /// The remembered bytes, as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        let q = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (a, b) = q.as_slices();
+        String::from_utf8_lossy(&[a, b].concat()).into_owned()
+    }
+}
+
+/// See [`TailBuffer`].
+pub struct Tail {
+    inner: Box<dyn Write + Send>,
+    buf: TailBuffer,
+}
+
+impl Tail {
+    /// Bytes remembered.
+    pub const KEEP: usize = 2048;
+
+    /// Wraps `inner`; the returned buffer shows the tail.
+    pub fn new(inner: Box<dyn Write + Send>) -> (Tail, TailBuffer) {
+        let buf = TailBuffer::default();
+        (Tail { inner, buf: buf.clone() }, buf)
+    }
+}
+
+impl std::fmt::Debug for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tail").finish_non_exhaustive()
+    }
+}
+
+impl Write for Tail {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(data)?;
+        let mut q = self.buf.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        q.extend(&data[..n]);
+        let excess = q.len().saturating_sub(Self::KEEP);
+        q.drain(..excess);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +275,17 @@ mod tests {
                 return v;
             }
         }
+    }
+
+    #[test]
+    fn tail_keeps_the_last_bytes() {
+        let (mut t, buf) = Tail::new(Box::new(std::io::sink()));
+        for i in 0..1000 {
+            writeln!(t, "line {i}").unwrap();
+        }
+        let text = buf.text();
+        assert_eq!(text.len(), Tail::KEEP);
+        assert!(text.ends_with("line 999\n"));
     }
 
     #[test]

@@ -126,3 +126,95 @@ fn stats_show_the_tlb_working_on_a_paging_guest() {
     assert!(hits > 10 * misses && misses > 0, "{line}");
     assert!(err.contains("instructions retired:"), "{err}");
 }
+
+/// A bzImage (boot protocol `version`) whose 32-bit payload prints the command line it finds
+/// through boot_params (ESI), then the first byte of the initrd, then exits through
+/// isa-debug-exit with CS >> 4 (0x10 >> 4 = 1: status 3).
+fn tiny_bzimage(version: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 1024];
+    f[0x1F1] = 1; // setup_sects
+    f[0x1FE] = 0x55;
+    f[0x1FF] = 0xAA;
+    f[0x200] = 0xEB;
+    f[0x201] = 0x66;
+    f[0x202..0x206].copy_from_slice(b"HdrS");
+    f[0x206..0x208].copy_from_slice(&version.to_le_bytes());
+    f[0x211] = 1; // LOADED_HIGH
+    f[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
+    f[0x22C..0x230].copy_from_slice(&0x37FF_FFFFu32.to_le_bytes());
+    f[0x238..0x23C].copy_from_slice(&2047u32.to_le_bytes());
+    f.extend_from_slice(&[
+        0x8B, 0x9E, 0x28, 0x02, 0x00, 0x00, // mov ebx,[esi+0x228]  cmd_line_ptr
+        0x8A, 0x03, // L: mov al,[ebx]
+        0x84, 0xC0, // test al,al
+        0x74, 0x05, // jz done
+        0xE6, 0xE9, // out 0xE9,al
+        0x43, // inc ebx
+        0xEB, 0xF5, // jmp L
+        0x8B, 0x8E, 0x18, 0x02, 0x00, 0x00, // done: mov ecx,[esi+0x218]  ramdisk_image
+        0x8A, 0x01, // mov al,[ecx]
+        0xE6, 0xE9, // out 0xE9,al
+        0x8C, 0xC8, // mov eax,cs
+        0xC1, 0xE8, 0x04, // shr eax,4
+        0xE6, 0xF4, // out 0xF4,al
+    ]);
+    f
+}
+
+#[test]
+fn a_bzimage_gets_its_command_line_and_initrd_through_boot_params() {
+    let k = scratch_file("bz", &tiny_bzimage(0x020F));
+    let rd = scratch_file("rd", b"Zinitrd");
+    let (k, rd) = (k.to_str().unwrap(), rd.to_str().unwrap());
+    let out = bt86(&["run", "--kernel", k, "--initrd", rd, "--append", "hello=1 x"]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello=1 xZ");
+    // Without --append the command line is the serial console.
+    let out = bt86(&["run", "--kernel", k, "--initrd", rd]);
+    assert_eq!(text(&out.stdout), "console=ttyS0Z");
+    // An initrd that does not fit above the kernel in RAM is refused by name.
+    let big = scratch_file("big", &vec![0u8; 2 << 20]);
+    let out = bt86(&["run", "--kernel", k, "--initrd", big.to_str().unwrap(), "--memory", "2"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains(&format!("{}: guest RAM of", big.display())), "{}", text(&out.stderr));
+    for p in [k, rd, big.to_str().unwrap()] {
+        std::fs::remove_file(p).unwrap();
+    }
+}
+
+#[test]
+fn kernels_bt86_cannot_boot_are_clear_errors() {
+    let old = scratch_file("old-bz", &tiny_bzimage(0x0204));
+    let out = bt86(&["run", "--kernel", old.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("Linux boot protocol 2.04 is too old"), "{}", text(&out.stderr));
+    let mut z = tiny_bzimage(0x020F);
+    z[0x211] = 0;
+    let zimage = scratch_file("zimage", &z);
+    let out = bt86(&["run", "--kernel", zimage.to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("not a Linux bzImage: a zImage"), "{}", text(&out.stderr));
+    let garbage = scratch_file("garbage", &[0x42; 4096]);
+    let out = bt86(&["run", "--kernel", garbage.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("not a Multiboot kernel"), "{}", text(&out.stderr));
+    let out = bt86(&["run", "--image", "pm-paging", "--initrd", garbage.to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("--initrd goes with a Linux kernel"), "{}", text(&out.stderr));
+    for p in [old, zimage, garbage] {
+        std::fs::remove_file(p).unwrap();
+    }
+}
+
+#[test]
+fn a_hung_guest_is_stopped_by_the_timeout_with_its_last_output() {
+    // The demo waits for serial input forever in real time; --timeout ends it.
+    let out = Command::new(env!("CARGO_BIN_EXE_bt86"))
+        .args(["run", "--time", "realtime", "--timeout", "1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("bt86 runs");
+    assert_eq!(out.status.code(), Some(4), "stderr: {}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("did not finish within --timeout 1 s"), "{err}");
+    assert!(err.contains("stopped at CS:EIP") && err.contains("last serial output:"), "{err}");
+    assert!(err.contains("| [sched] task"), "{err}");
+}

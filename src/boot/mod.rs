@@ -3,6 +3,8 @@
 //!
 //! - [`multiboot`]: Multiboot v1 kernels (ELF32 or the a.out kludge), entered in flat 32-bit
 //!   protected mode as the Multiboot Specification 0.6.96 §3.2 prescribes.
+//! - [`linux`]: Linux bzImages through the 32-bit boot protocol (the kernel's
+//!   `Documentation/arch/x86/boot.rst`), with an initrd and a command line.
 //! - [`bios`]: a PC BIOS image in ROM, entered at the reset vector (SDM Vol. 3A §9.1.4).
 //! - Real-mode images (`--image`, `--raw`) are loaded by [`crate::machine::Machine::load_image`].
 //!
@@ -15,6 +17,7 @@
 //! `-kernel` behaves the same way, because its boot ROM loads the kernel on every boot.
 
 pub mod bios;
+pub mod linux;
 pub mod multiboot;
 
 use std::fmt;
@@ -210,6 +213,27 @@ pub enum BootError {
         /// Its size.
         size: u64,
     },
+    /// Not a Linux bzImage.
+    #[error("{file}: not a Linux bzImage: {why}")]
+    NotBzImage {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A bzImage whose boot protocol is older than bt86 supports.
+    #[error(
+        "{file}: Linux boot protocol {major}.{minor:02} is too old; bt86 supports 2.06 (Linux 2.6.22) \
+         and later"
+    )]
+    UnsupportedProtocol {
+        /// The file.
+        file: String,
+        /// Protocol major version.
+        major: u16,
+        /// Protocol minor version.
+        minor: u16,
+    },
     /// Guest memory refused the image (e.g. it overlaps a ROM already mapped).
     #[error("{file}: {source}")]
     Memory {
@@ -235,6 +259,9 @@ pub enum BootPath {
         /// The command line it was given.
         cmdline: String,
     },
+    /// A Linux kernel (with its initrd and command line), entered again through the boot
+    /// protocol.
+    Linux(linux::LinuxBoot),
     /// Firmware in ROM: the ROM stays mapped, so a reset starts it again at the reset vector.
     Firmware {
         /// Where the ROM came from.
@@ -252,6 +279,7 @@ impl fmt::Debug for BootPath {
                 .field("bytes", &image.len())
                 .field("cmdline", cmdline)
                 .finish(),
+            BootPath::Linux(l) => l.fmt(f),
             BootPath::Firmware { name } => f.debug_struct("Firmware").field("name", name).finish(),
         }
     }
@@ -263,6 +291,7 @@ impl BootPath {
         match self {
             BootPath::RealMode(i) => i.name.to_string(),
             BootPath::Multiboot { name, .. } => name.clone(),
+            BootPath::Linux(l) => l.name.clone(),
             BootPath::Firmware { name } => name.display().to_string(),
         }
     }
@@ -275,6 +304,7 @@ impl BootPath {
                 .enter_image(image)
                 .map_err(|source| BootError::Memory { file: image.name.to_string(), source }),
             BootPath::Multiboot { name, image, cmdline } => multiboot::enter(machine, image, name, cmdline),
+            BootPath::Linux(l) => linux::enter(machine, l),
             BootPath::Firmware { .. } => {
                 machine.cpu.reset();
                 Ok(())
