@@ -24,6 +24,8 @@ pub mod edx {
     pub const MSR: u32 = 1 << 5;
     /// CMPXCHG8B.
     pub const CX8: u32 = 1 << 8;
+    /// SYSENTER and SYSEXIT with their MSRs.
+    pub const SEP: u32 = 1 << 11;
     /// Global pages with CR4.PGE.
     pub const PGE: u32 = 1 << 13;
     /// CMOVcc.
@@ -31,7 +33,7 @@ pub mod edx {
 }
 
 /// Features bt86 implements now.
-pub const FEATURES_EDX: u32 = edx::PSE | edx::TSC | edx::MSR | edx::CX8 | edx::PGE | edx::CMOV;
+pub const FEATURES_EDX: u32 = edx::PSE | edx::TSC | edx::MSR | edx::CX8 | edx::SEP | edx::PGE | edx::CMOV;
 
 /// The highest basic leaf.
 pub const MAX_LEAF: u32 = 1;

@@ -239,6 +239,8 @@ pub struct CpuState {
     pub tsc: u64,
     /// Instructions retired since reset.
     pub retired: u64,
+    /// IA32_SYSENTER_CS, IA32_SYSENTER_ESP, IA32_SYSENTER_EIP (MSRs 0x174–0x176).
+    pub sysenter: [u32; 3],
 }
 
 impl CpuState {
@@ -272,6 +274,7 @@ impl CpuState {
             nmi_blocked: false,
             tsc: 0,
             retired: 0,
+            sysenter: [0; 3],
         }
     }
 

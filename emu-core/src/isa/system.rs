@@ -17,7 +17,7 @@ use crate::exception::Exception;
 use crate::flags::Size;
 use crate::io::PortIo;
 use crate::paging::cr4;
-use crate::state::{cr0, gpr};
+use crate::state::{cr0, gpr, SegReg};
 
 /// CR4 bits bt86 accepts (SDM Vol. 3A §2.5): TSD, DE, PSE and PGE. Writing any other bit
 /// (VME, PVI, PAE, MCE, PCE, OSFXSR … which bt86 does not implement and CPUID does not report)
@@ -219,13 +219,23 @@ pub fn mov_to_dr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 
 /// IA32_TIME_STAMP_COUNTER (SDM Vol. 4, Table 2-2).
 pub const MSR_TSC: u32 = 0x10;
+/// IA32_SYSENTER_CS, _ESP and _EIP (SDM Vol. 4, Table 2-2; Vol. 3A §5.8.7).
+pub const MSR_SYSENTER_CS: u32 = 0x174;
+/// See [`MSR_SYSENTER_CS`].
+pub const MSR_SYSENTER_ESP: u32 = 0x175;
+/// See [`MSR_SYSENTER_CS`].
+pub const MSR_SYSENTER_EIP: u32 = 0x176;
 
 /// RDMSR: EDX:EAX = MSR[ECX]. Privileged; an MSR bt86 does not implement is #GP(0), as on
-/// hardware for a reserved or unimplemented MSR. Implemented: the TSC.
+/// hardware for a reserved or unimplemented MSR. Implemented: the TSC and the three SYSENTER
+/// MSRs.
 pub fn rdmsr(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
     ring0(cpu)?;
     let v = match cpu.state.regs[gpr::ECX] {
         MSR_TSC => cpu.state.tsc,
+        n @ (MSR_SYSENTER_CS | MSR_SYSENTER_ESP | MSR_SYSENTER_EIP) => {
+            u64::from(cpu.state.sysenter[(n - MSR_SYSENTER_CS) as usize])
+        }
         _ => return Err(Exception::GeneralProtection(0)),
     };
     cpu.state.regs[gpr::EAX] = v as u32;
@@ -239,8 +249,61 @@ pub fn wrmsr(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
     let v = (u64::from(cpu.state.regs[gpr::EDX]) << 32) | u64::from(cpu.state.regs[gpr::EAX]);
     match cpu.state.regs[gpr::ECX] {
         MSR_TSC => cpu.state.tsc = v,
+        // The P6 keeps 32 bits of each (the high half of EDX is ignored).
+        n @ (MSR_SYSENTER_CS | MSR_SYSENTER_ESP | MSR_SYSENTER_EIP) => {
+            cpu.state.sysenter[(n - MSR_SYSENTER_CS) as usize] = v as u32
+        }
         _ => return Err(Exception::GeneralProtection(0)),
     }
+    Ok(())
+}
+
+/// Flat 4 GiB segment caches SYSENTER and SYSEXIT load (SDM Vol. 2B, SYSENTER/SYSEXIT): code
+/// execute/read accessed, data read/write accessed, 32-bit, page-granular, present, at DPL
+/// `dpl`.
+fn fast_segment(selector: u16, code: bool, dpl: u8) -> crate::state::Segment {
+    let ty: u16 = if code { 0xB } else { 0x3 };
+    crate::state::Segment {
+        selector,
+        attrs: ty | 0x10 | (u16::from(dpl) << 5) | crate::state::Segment::ATTR_P | 0xC000,
+        base: 0,
+        limit: u32::MAX,
+    }
+}
+
+/// SYSENTER (SDM Vol. 2B; Vol. 3A §5.8.7): a fast call to ring 0 at IA32_SYSENTER_EIP with
+/// the stack at IA32_SYSENTER_ESP, CS from IA32_SYSENTER_CS and SS = CS + 8, both flat.
+/// #GP(0) in real mode or while IA32_SYSENTER_CS is null. Clears VM, IF and RF. Any CPL may
+/// use it: under trap-and-emulate it is critical, a mode change that never traps.
+pub fn sysenter(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    let cs = cpu.state.sysenter[0] as u16;
+    if !cpu.state.protected() || cs & 0xFFFC == 0 {
+        return Err(Exception::GeneralProtection(0));
+    }
+    let flags = cpu.state.eflags() & !(crate::state::fl::VM | crate::state::fl::IF | crate::state::fl::RF);
+    cpu.state.set_eflags(flags);
+    *cpu.state.seg_mut(SegReg::Cs) = fast_segment(cs & 0xFFFC, true, 0);
+    *cpu.state.seg_mut(SegReg::Ss) = fast_segment((cs & 0xFFFC).wrapping_add(8), false, 0);
+    cpu.state.cpl = 0;
+    cpu.state.regs[gpr::ESP] = cpu.state.sysenter[1];
+    cpu.state.eip = cpu.state.sysenter[2];
+    Ok(())
+}
+
+/// SYSEXIT (SDM Vol. 2B): the return to ring 3 at EDX with the stack at ECX, CS =
+/// IA32_SYSENTER_CS + 16 and SS = + 24, both with RPL 3 and flat. #GP(0) in real mode, at
+/// CPL > 0 or while IA32_SYSENTER_CS is null.
+pub fn sysexit(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
+    let cs = cpu.state.sysenter[0] as u16;
+    if !cpu.state.protected() || cs & 0xFFFC == 0 {
+        return Err(Exception::GeneralProtection(0));
+    }
+    ring0(cpu)?;
+    *cpu.state.seg_mut(SegReg::Cs) = fast_segment(cs.wrapping_add(16) | 3, true, 3);
+    *cpu.state.seg_mut(SegReg::Ss) = fast_segment(cs.wrapping_add(24) | 3, false, 3);
+    cpu.state.cpl = 3;
+    cpu.state.regs[gpr::ESP] = cpu.state.regs[gpr::ECX];
+    cpu.state.eip = cpu.state.regs[gpr::EDX];
     Ok(())
 }
 

@@ -62,7 +62,75 @@ pub(super) fn run(p: &mut Program) -> Asm {
     p.section("interrupt and trap gates from ring 3", interrupts)?;
     p.section("privileged instructions at cpl 3", privileged)?;
     p.section("iopl-sensitive instructions at cpl 3", iopl_sensitive)?;
-    p.section("unprivileged system instructions at cpl 3", unprivileged)
+    p.section("unprivileged system instructions at cpl 3", unprivileged)?;
+    p.section("sysenter and sysexit", sysenter_sysexit)
+}
+
+/// WRMSR of `value` to `msr` (EDX = 0).
+fn wrmsr(p: &mut Program, msr: u32, value: u32) -> Asm {
+    p.a.mov(ecx, msr)?;
+    p.a.mov(eax, value)?;
+    p.a.xor(edx, edx)?;
+    p.a.wrmsr()
+}
+
+/// SYSENTER and SYSEXIT (Vol. 2B; Vol. 3A §5.8.7). With IA32_SYSENTER_CS = KCODE (0x08) the
+/// GDT has the layout both instructions assume: SYSENTER loads CS = 0x08 and SS = 0x10 at
+/// CPL 0, SYSEXIT CS = 0x08 + 16 | 3 = UCODE and SS = 0x08 + 24 | 3 = UDATA at CPL 3. A null
+/// IA32_SYSENTER_CS makes both #GP(0); SYSEXIT at CPL 3 is #GP(0).
+fn sysenter_sysexit(p: &mut Program) -> Asm {
+    const SYSENTER_ESP: u32 = ESP0_TOP - 0x200;
+    const RING3_ESP: u32 = RING3_STACK_TOP - 16;
+    let out = RING3_OUT;
+    p.fill(out, 0x20, 0xFFFF_FFFF)?;
+    wrmsr(p, 0x174, 0)?;
+    p.ring3_case(
+        "sysenter with a null sysenter_cs",
+        EFL3,
+        Expect::Fault(13, Some(0)),
+        |_| Ok(()),
+        |p| p.a.sysenter(),
+    )?;
+    let mut target = p.label();
+    let target_addr = p.addr(target);
+    wrmsr(p, 0x174, u32::from(KCODE))?;
+    wrmsr(p, 0x175, SYSENTER_ESP)?;
+    wrmsr(p, 0x176, target_addr)?;
+    p.a.mov(ecx, 0x176u32)?;
+    p.a.rdmsr()?;
+    p.check_eax(target_addr, "rdmsr sysenter_eip")?;
+    p.a.mov(ecx, 0x174u32)?;
+    p.a.rdmsr()?;
+    p.check_eax(u32::from(KCODE), "rdmsr sysenter_cs")?;
+    p.ring3_case("sysexit at cpl 3", EFL3, Expect::Fault(13, Some(0)), |_| Ok(()), |p| p.a.sysexit())?;
+
+    // Ring 0 -> SYSEXIT -> ring 3 -> SYSENTER -> ring 0.
+    let mut ring3 = p.label();
+    let ring3_addr = p.addr(ring3);
+    p.a.mov(dword_ptr(out + 28), esp)?;
+    p.a.mov(ecx, RING3_ESP)?;
+    p.a.mov(edx, ring3_addr)?;
+    p.a.sysexit()?;
+    p.bind(&mut ring3)?;
+    p.sel_to_eax(cs)?;
+    p.a.mov(dword_ptr(out), eax)?;
+    p.sel_to_eax(ss)?;
+    p.a.mov(dword_ptr(out + 4), eax)?;
+    p.a.mov(dword_ptr(out + 8), esp)?;
+    p.a.sysenter()?;
+    p.bind(&mut target)?;
+    p.sel_to_eax(cs)?;
+    p.a.mov(dword_ptr(out + 12), eax)?;
+    p.sel_to_eax(ss)?;
+    p.a.mov(dword_ptr(out + 16), eax)?;
+    p.a.mov(dword_ptr(out + 20), esp)?;
+    p.a.mov(esp, dword_ptr(out + 28))?;
+    p.check(Mem32(out), u32::from(UCODE), "sysexit: cs = sysenter_cs + 16 with rpl 3")?;
+    p.check(Mem32(out + 4), u32::from(UDATA), "sysexit: ss = sysenter_cs + 24 with rpl 3")?;
+    p.check(Mem32(out + 8), RING3_ESP, "sysexit: esp = ecx")?;
+    p.check(Mem32(out + 12), u32::from(KCODE), "sysenter: cs = sysenter_cs")?;
+    p.check(Mem32(out + 16), u32::from(KDATA), "sysenter: ss = sysenter_cs + 8")?;
+    p.check(Mem32(out + 20), SYSENTER_ESP, "sysenter: esp = sysenter_esp")
 }
 
 fn setup(p: &mut Program, mut gate_handler: CodeLabel, mut conforming_routine: CodeLabel) -> Asm {
