@@ -13,7 +13,7 @@
 //! | 0x80 | POST code |
 //! | 0xE9 | debug console (Bochs/QEMU debugcon) |
 //! | 0xF4 | isa-debug-exit: a write of `v` ends the run with exit status `(v << 1) \| 1` |
-//! | 0x604 | ACPI PM1a control as in QEMU's PC: SLP_EN with SLP_TYP 0 powers off (status 0) |
+//! | 0x600–0x605 | ACPI PM1a event block and control as in QEMU's PC: SLP_EN with SLP_TYP 0 powers off (status 0) |
 //!
 //! Every other port reads as all ones and ignores writes; `--stats` counts them by port.
 //! Accesses wider than a byte are split into bytes in ascending port order (the debug-exit
@@ -224,7 +224,7 @@ impl PcBus {
             0x92 => self.port92.read(),
             0x80 => self.post.read(),
             DEBUGCON_PORT => self.debugcon.read(),
-            0x604 | 0x605 => self.power.read(port),
+            0x600..=0x605 => self.power.read(port),
             _ => {
                 *self.unknown_ports.entry(port).or_default() += 1;
                 0xFF
@@ -259,7 +259,7 @@ impl PcBus {
             }
             0x80 => self.post.write(v),
             DEBUGCON_PORT => self.debugcon.write(v),
-            0x604 | 0x605 => self.power.write(port, v),
+            0x600..=0x605 => self.power.write(port, v),
             _ => *self.unknown_ports.entry(port).or_default() += 1,
         }
     }

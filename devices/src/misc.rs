@@ -1,12 +1,13 @@
 //! Small PC ports: system control port A (0x92), the POST code port (0x80), the Bochs/QEMU debug
-//! console (0xE9), QEMU's isa-debug-exit (0xF4) and the ACPI PM1a control register of QEMU's PC
-//! (0x604).
+//! console (0xE9), QEMU's isa-debug-exit (0xF4) and the ACPI PM1a event and control registers
+//! of QEMU's PC (0x600–0x605).
 //!
 //! Sources: IBM PS/2 Hardware Interface Technical Reference, "System Control Port A" (bit 0
 //! alternate hot reset, bit 1 alternate gate A20, bit 3 CMOS security lock, bits 6–7 fixed-disk
 //! activity light); Bochs `port_e9_hack` / QEMU `-device isa-debugcon` (reads return 0xE9);
 //! QEMU `-device isa-debug-exit,iobase=0xf4,iosize=4` (exit status `(value << 1) | 1`); ACPI
-//! specification 6.5 §4.8.3.2.1 "PM1 Control Registers" (SLP_TYP bits 10–12, SLP_EN bit 13, write-only)
+//! specification 6.5 §4.8.3.1 "PM1 Event Grouping" (status, write 1 to clear; enable) and
+//! §4.8.3.2.1 "PM1 Control Registers" (SLP_TYP bits 10–12, SLP_EN bit 13, write-only)
 //! with QEMU's PIIX4 PM, whose PM1a control block sits at 0x604 and whose soft-off state S5 is
 //! SLP_TYP 0.
 //!
@@ -18,6 +19,8 @@
 //! - **Port 0x80** reads back the last code written (on many boards it reads 0xFF).
 //! - **PM1a control**: SLP_TYP values other than 0 (sleep states) do nothing; the other bits
 //!   (SCI_EN, GBL_RLS …) are stored and read back; SLP_EN reads 0.
+//! - **PM1a event block**: no fixed event (timer, power button, RTC alarm) exists, so PM1_STS
+//!   always reads 0 and the SCI never fires; PM1_EN is stored and read back.
 
 use std::io::Write;
 
@@ -33,6 +36,8 @@ pub const DEBUGCON_PORT: u16 = 0xE9;
 pub const DEBUG_EXIT_PORT: u16 = 0xF4;
 /// PM1a control register, low byte (high byte at the next port).
 pub const PM1A_CNT_PORT: u16 = 0x604;
+/// PM1a event block: PM1_STS at 0x600–0x601, PM1_EN at 0x602–0x603.
+pub const PM1A_EVT_PORT: u16 = 0x600;
 
 /// Port 0x92: alternate hot reset (write 1).
 const SCA_FAST_RESET: u8 = 0x01;
@@ -225,6 +230,8 @@ impl DebugExit {
 pub struct AcpiPowerControlState {
     /// PM1a_CNT as read back (SLP_EN always 0).
     pub pm1_cnt: u16,
+    /// PM1a_EN.
+    pub pm1_en: u16,
     /// A power-off was asked for and not yet taken.
     pub poweroff_request: bool,
 }
@@ -241,10 +248,15 @@ impl AcpiPowerControl {
         AcpiPowerControl::default()
     }
 
-    /// Reads byte `port` (0x604 low, 0x605 high); other ports read 0xFF.
+    /// Reads byte `port` (PM1_STS 0x600–0x601, PM1_EN 0x602–0x603, PM1_CNT 0x604 low, 0x605
+    /// high); other ports read 0xFF.
     pub fn read(&self, port: u16) -> u8 {
         let [low, high] = self.st.pm1_cnt.to_le_bytes();
+        let [en_low, en_high] = self.st.pm1_en.to_le_bytes();
         match port {
+            p if p == PM1A_EVT_PORT || p == PM1A_EVT_PORT + 1 => 0,
+            p if p == PM1A_EVT_PORT + 2 => en_low,
+            p if p == PM1A_EVT_PORT + 3 => en_high,
             PM1A_CNT_PORT => low,
             p if p == PM1A_CNT_PORT + 1 => high,
             _ => 0xFF,
@@ -256,7 +268,10 @@ impl AcpiPowerControl {
     /// power-off.
     pub fn write(&mut self, port: u16, value: u8) {
         let [mut low, mut high] = self.st.pm1_cnt.to_le_bytes();
+        let [en_low, en_high] = self.st.pm1_en.to_le_bytes();
         match port {
+            p if p == PM1A_EVT_PORT + 2 => return self.st.pm1_en = u16::from_le_bytes([value, en_high]),
+            p if p == PM1A_EVT_PORT + 3 => return self.st.pm1_en = u16::from_le_bytes([en_low, value]),
             PM1A_CNT_PORT => low = value,
             p if p == PM1A_CNT_PORT + 1 => high = value,
             _ => return,
@@ -390,6 +405,16 @@ mod tests {
     }
 
     #[test]
+    fn acpi_event_block_status_reads_zero_and_enable_reads_back() {
+        let mut p = AcpiPowerControl::new();
+        p.write(PM1A_EVT_PORT, 0xFF);
+        p.write(PM1A_EVT_PORT + 2, 0x21);
+        p.write(PM1A_EVT_PORT + 3, 0x01);
+        assert_eq!([p.read(0x600), p.read(0x601), p.read(0x602), p.read(0x603)], [0, 0, 0x21, 0x01]);
+        assert!(!p.take_poweroff());
+    }
+
+    #[test]
     fn acpi_soft_off_through_split_writes() {
         let mut a = AcpiPowerControl::new();
         // SCI_EN alone: nothing.
@@ -416,7 +441,7 @@ mod tests {
         a.write(PM1A_CNT_PORT, 0xAA);
         a.restore(&saved).unwrap();
         assert_eq!(a.save(), saved);
-        let bad = AcpiPowerControlState { pm1_cnt: PM1_SLP_EN, poweroff_request: false };
+        let bad = AcpiPowerControlState { pm1_cnt: PM1_SLP_EN, pm1_en: 0, poweroff_request: false };
         assert!(a.restore(&bad).is_err());
     }
 

@@ -13,7 +13,8 @@
 //! 3. It builds the "zero page" (`struct boot_params`) at [`BOOT_PARAMS`]: all zeros, the setup
 //!    header copied from the file, then `type_of_loader`, `cmd_line_ptr`, `ramdisk_image` and
 //!    `ramdisk_size`, `vid_mode`, `alt_mem_k`, and the e820 map (usable 0–0x9FC00, reserved
-//!    0x9FC00–1 MiB, usable 1 MiB–end of RAM).
+//!    0x9FC00–1 MiB, usable 1 MiB–end of RAM), and `acpi_rsdp_addr` (protocol 2.14) pointing at
+//!    the ACPI tables of [`acpi`] in the BIOS area, through which the kernel powers off.
 //! 4. It places the initrd as high as `initrd_addr_max` and RAM allow, page-aligned, and refuses
 //!    an initrd that would overlap the memory the kernel decompresses into (from 1 MiB to
 //!    `pref_address + init_size`).
@@ -28,7 +29,7 @@
 use emu_core::state::{cr0, gpr};
 use emu_core::{SegReg, Segment};
 
-use super::{BootError, BootPath};
+use super::{acpi, BootError, BootPath};
 use crate::machine::Machine;
 
 /// The oldest boot protocol bt86 accepts: 2.06 (Linux 2.6.22) introduced `cmdline_size`, and
@@ -80,6 +81,7 @@ const OFF_CMDLINE_SIZE: usize = 0x238;
 const OFF_PREF_ADDRESS: usize = 0x258;
 const OFF_INIT_SIZE: usize = 0x260;
 const OFF_ALT_MEM_K: usize = 0x1E0;
+const OFF_ACPI_RSDP_ADDR: usize = 0x070;
 const OFF_E820_ENTRIES: usize = 0x1E8;
 const OFF_E820_TABLE: usize = 0x2D0;
 const E820_MAX: usize = 128;
@@ -101,6 +103,7 @@ struct Kernel<'a> {
     header: &'a [u8],
     /// The protected-mode kernel.
     payload: &'a [u8],
+    version: u16,
     initrd_addr_max: u32,
     cmdline_size: u32,
     /// Where the kernel ends up decompressed, and how much it needs there.
@@ -159,6 +162,7 @@ fn parse<'a>(image: &'a [u8], name: &str) -> Result<Kernel<'a>, BootError> {
     Ok(Kernel {
         header: &image[OFF_SETUP_SECTS..header_end],
         payload: &image[setup_len..],
+        version,
         initrd_addr_max: u32_at(image, OFF_INITRD_ADDR_MAX),
         cmdline_size: u32_at(image, OFF_CMDLINE_SIZE),
         pref_address,
@@ -275,6 +279,9 @@ pub(super) fn enter(machine: &mut Machine, boot: &LinuxBoot) -> Result<(), BootE
         put32(&mut params, OFF_RAMDISK_IMAGE, start as u32);
         put32(&mut params, OFF_RAMDISK_SIZE, bytes.len() as u32);
     }
+    if k.version >= 0x020E {
+        put32(&mut params, OFF_ACPI_RSDP_ADDR, acpi::TABLES_ADDR);
+    }
     put32(&mut params, OFF_ALT_MEM_K, (ram.saturating_sub(HIGH_RAM_START) / 1024) as u32);
     let map = [
         (0, LOW_RAM_END, E820_RAM),
@@ -307,6 +314,7 @@ pub(super) fn enter(machine: &mut Machine, boot: &LinuxBoot) -> Result<(), BootE
     if let Some((start, bytes)) = initrd {
         mem.load(start, bytes).map_err(mem_err)?;
     }
+    mem.load(u64::from(acpi::TABLES_ADDR), &acpi::tables()).map_err(mem_err)?;
 
     let s = &mut machine.cpu.state;
     let flat = |selector: u16, descriptor: u64| Segment {

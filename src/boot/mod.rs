@@ -16,6 +16,7 @@
 //! Multiboot information structure) and enters it in the boot path's entry state. QEMU's
 //! `-kernel` behaves the same way, because its boot ROM loads the kernel on every boot.
 
+pub mod acpi;
 pub mod bios;
 pub mod linux;
 pub mod multiboot;
