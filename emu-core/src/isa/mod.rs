@@ -221,6 +221,10 @@ const ROWS: &[Row] = rows! {
      Btc_rm16_r16, Btc_rm32_r32, Bt_rm16_imm8, Bt_rm32_imm8, Bts_rm16_imm8, Bts_rm32_imm8,
      Btr_rm16_imm8, Btr_rm32_imm8, Btc_rm16_imm8, Btc_rm32_imm8] => bits::bt, Innocuous;
     [Bsf_r16_rm16, Bsf_r32_rm32, Bsr_r16_rm16, Bsr_r32_rm32] => bits::bsf_bsr, Innocuous;
+    // F3 0F BC / F3 0F BD: TZCNT and LZCNT to iced-x86, but a P6 has neither BMI1 nor LZCNT
+    // (CPUID reports neither): the F3 prefix is ignored and they run as BSF and BSR, as on
+    // every processor before them (SDM Vol. 2B, TZCNT and LZCNT, "compatibility").
+    [Tzcnt_r16_rm16, Tzcnt_r32_rm32, Lzcnt_r16_rm16, Lzcnt_r32_rm32] => bits::bsf_bsr, Innocuous;
 
     // ---- decimal arithmetic (bcd.rs) ----
     [Daa, Das] => bcd::daa_das, Innocuous;

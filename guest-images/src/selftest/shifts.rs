@@ -281,5 +281,19 @@ fn bit_scans(p: &mut Program) -> Asm {
     p.a.bsf(ecx, ebx)?;
     p.check_flags(ZF, ZF, "bsf32 0 sets ZF")?;
     p.a.bsr(cx, bx)?;
-    p.check_flags(ZF, ZF, "bsr16 0 sets ZF")
+    p.check_flags(ZF, ZF, "bsr16 0 sets ZF")?;
+
+    // F3 0F BC / F3 0F BD (TZCNT / LZCNT on processors with BMI1 / LZCNT) on a processor
+    // without them: the REP prefix is ignored and they are BSF / BSR (SDM Vol. 2B, TZCNT:
+    // "on processors that do not support TZCNT, the instruction byte encoding is executed as
+    // BSF"; Linux's find_first_bit uses this encoding).
+    p.a.mov(ebx, 0x0000_0100)?;
+    p.a.db(&[0x66, 0xF3, 0x0F, 0xBC, 0xCB])?; // rep bsf ecx,ebx
+    p.check_op(ecx, 8, ZF, 0, "f3 0f bc (tzcnt encoding) is bsf32")?;
+    p.a.mov(ebx, 0x0001_2345)?;
+    p.a.db(&[0x66, 0xF3, 0x0F, 0xBD, 0xCB])?; // rep bsr ecx,ebx
+    p.check_op(ecx, 16, ZF, 0, "f3 0f bd (lzcnt encoding) is bsr32")?;
+    p.a.xor(ebx, ebx)?;
+    p.a.db(&[0x66, 0xF3, 0x0F, 0xBC, 0xCB])?;
+    p.check_flags(ZF, ZF, "f3 0f bc of 0 sets ZF like bsf")
 }
