@@ -64,7 +64,10 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> io::Result<()> {
     for item in fs::read_dir(dir)? {
         let item = item?;
         let name = item.file_name().into_string().map_err(|n| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: file name is not UTF-8", n.to_string_lossy()))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: file name is not UTF-8", n.to_string_lossy()),
+            )
         })?;
         let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
         let host = item.path();
