@@ -14,6 +14,7 @@
 //! | 0xE9 | debug console (Bochs/QEMU debugcon) |
 //! | 0xF4 | isa-debug-exit: a write of `v` ends the run with exit status `(v << 1) \| 1` |
 //! | 0x600–0x605 | ACPI PM1a event block and control as in QEMU's PC: SLP_EN with SLP_TYP 0 powers off (status 0) |
+//! | 0x608–0x60B | ACPI PM timer (3.579545 MHz, 24 bits) |
 //!
 //! Every other port reads as all ones and ignores writes; `--stats` counts them by port.
 //! Accesses wider than a byte are split into bytes in ascending port order (the debug-exit
@@ -225,6 +226,7 @@ impl PcBus {
             0x80 => self.post.read(),
             DEBUGCON_PORT => self.debugcon.read(),
             0x600..=0x605 => self.power.read(port),
+            0x608..=0x60B => self.power.read_timer(port, now),
             _ => {
                 *self.unknown_ports.entry(port).or_default() += 1;
                 0xFF

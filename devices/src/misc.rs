@@ -19,6 +19,9 @@
 //! - **Port 0x80** reads back the last code written (on many boards it reads 0xFF).
 //! - **PM1a control**: SLP_TYP values other than 0 (sleep states) do nothing; the other bits
 //!   (SCI_EN, GBL_RLS …) are stored and read back; SLP_EN reads 0.
+//! - **PM timer** (ACPI §4.8.3.3): a free-running 24-bit counter at 3.579545 MHz derived from
+//!   the machine's time, so it is as deterministic as virtual time; TMR_VAL_EXT is 0 (24 bits)
+//!   and its overflow status never raises the SCI.
 //! - **PM1a event block**: no fixed event (timer, power button, RTC alarm) exists, so PM1_STS
 //!   always reads 0 and the SCI never fires; PM1_EN is stored and read back.
 
@@ -38,6 +41,10 @@ pub const DEBUG_EXIT_PORT: u16 = 0xF4;
 pub const PM1A_CNT_PORT: u16 = 0x604;
 /// PM1a event block: PM1_STS at 0x600–0x601, PM1_EN at 0x602–0x603.
 pub const PM1A_EVT_PORT: u16 = 0x600;
+/// The ACPI power-management timer, PM_TMR (0x608–0x60B).
+pub const PM_TMR_PORT: u16 = 0x608;
+/// PM_TMR's rate (ACPI §4.8.3.3: 3.579545 MHz).
+pub const PM_TIMER_HZ: u64 = 3_579_545;
 
 /// Port 0x92: alternate hot reset (write 1).
 const SCA_FAST_RESET: u8 = 0x01;
@@ -286,6 +293,13 @@ impl AcpiPowerControl {
         self.st.pm1_cnt = written & !PM1_SLP_EN;
     }
 
+    /// Reads byte `port` of PM_TMR (0x608–0x60B) at time `now` (nanoseconds since power-on).
+    pub fn read_timer(&self, port: u16, now: u64) -> u8 {
+        let ticks = (u128::from(now) * u128::from(PM_TIMER_HZ) / 1_000_000_000) as u32 & 0x00FF_FFFF;
+        let shift = 8 * u32::from(port.wrapping_sub(PM_TMR_PORT) & 3);
+        (ticks >> shift) as u8
+    }
+
     /// Whether the guest asked to power off since the last call.
     pub fn take_poweroff(&mut self) -> bool {
         std::mem::take(&mut self.st.poweroff_request)
@@ -402,6 +416,18 @@ mod tests {
         assert_eq!(d.take_exit(), None);
         d.restore(&Some(3)).unwrap();
         assert_eq!(d.take_exit(), Some(3));
+    }
+
+    #[test]
+    fn pm_timer_counts_at_3_579545_mhz_in_24_bits() {
+        let p = AcpiPowerControl::new();
+        let at = |now| u32::from_le_bytes([0, 1, 2, 3].map(|i| p.read_timer(PM_TMR_PORT + i, now)));
+        assert_eq!(at(0), 0);
+        assert_eq!(at(1_000_000_000), 3_579_545);
+        assert_eq!(at(1_000), 3);
+        // 2^24 ticks take 4.687 s: the counter wraps.
+        assert_eq!(at(5_000_000_000), (5 * 3_579_545) & 0xFF_FFFF);
+        assert_eq!(p.read_timer(PM_TMR_PORT + 3, u64::MAX), 0);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - the PM1a event block at 0x600 (PM1_STS, PM1_EN) and the PM1a control block at 0x604, the
 //!   registers of [`devices::misc::AcpiPowerControl`];
 //! - SMI_CMD = 0: the machine is always in ACPI mode, there is no legacy mode to leave;
-//! - no PM timer, no GPE blocks, no processor control blocks; SCI on IRQ 9 (it never fires:
+//! - the PM timer at 0x608 (24 bits), which Linux uses as its clocksource watchdog;
+//! - no GPE blocks, no processor control blocks; SCI on IRQ 9 (it never fires:
 //!   no fixed or general-purpose event exists);
 //! - a DSDT whose only object is `Name (_S5, Package () { 0, 0, 0, 0 })`: soft-off is SLP_TYP 0,
 //!   as on QEMU's PIIX4 PM.
@@ -88,8 +89,10 @@ pub fn tables() -> Vec<u8> {
     put32(&mut t, f + 48, 0); // SMI_CMD: always in ACPI mode
     put32(&mut t, f + 56, u32::from(devices::misc::PM1A_EVT_PORT)); // PM1a_EVT_BLK
     put32(&mut t, f + 64, u32::from(devices::misc::PM1A_CNT_PORT)); // PM1a_CNT_BLK
+    put32(&mut t, f + 76, u32::from(devices::misc::PM_TMR_PORT)); // PM_TMR_BLK
     t[f + 88] = 4; // PM1_EVT_LEN
     t[f + 89] = 2; // PM1_CNT_LEN
+    t[f + 91] = 4; // PM_TMR_LEN
     put16(&mut t, f + 96, 101); // P_LVL2_LAT > 100: no C2
     put16(&mut t, f + 98, 1001); // P_LVL3_LAT > 1000: no C3
                                  // Flags: WBINVD works (bit 0), C1 supported (bit 2), power and sleep buttons are not
