@@ -1057,3 +1057,35 @@ pub fn ftrans2(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
     deliver(cpu, 1, out, true);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The constants to 128 bits (mpmath, 400-bit precision): biased exponent and significand
+    /// with its integer bit at bit 127.
+    const EXACT: [(Code, i32, u128); 5] = [
+        (Code::Fldl2t, 0x4000, 0xD49A_784B_CD1B_8AFE_492B_F6FF_4DAF_DB4C),
+        (Code::Fldl2e, 0x3FFF, 0xB8AA_3B29_5C17_F0BB_BE87_FED0_691D_3E88),
+        (Code::Fldpi, 0x4000, 0xC90F_DAA2_2168_C234_C4C6_628B_80DC_1CD1),
+        (Code::Fldlg2, 0x3FFD, 0x9A20_9A84_FBCF_F798_8F89_59AC_0B7C_9178),
+        (Code::Fldln2, 0x3FFE, 0xB172_17F7_D1CF_79AB_C9E3_B398_03F2_F6AF),
+    ];
+
+    #[test]
+    fn constants_match_exact_values() {
+        for (code, exp, sig) in EXACT {
+            let &(_, nearest, was_up) = CONSTANTS.iter().find(|c| c.0 == code).expect("listed");
+            for rc in [Rc::Nearest, Rc::Down, Rc::Up, Rc::Zero] {
+                // The truncated 128-bit expansion is below the exact value: jam a sticky bit.
+                let r = float80::round(false, exp, sig | 1, Format::EXTENDED, rc, 0).to_f80();
+                let table = match (rc, was_up) {
+                    (Rc::Down | Rc::Zero, true) => F80 { sig: nearest.sig - 1, ..nearest },
+                    (Rc::Up, false) => F80 { sig: nearest.sig + 1, ..nearest },
+                    _ => nearest,
+                };
+                assert_eq!(r, table, "{code:?} {rc:?}");
+            }
+        }
+    }
+}

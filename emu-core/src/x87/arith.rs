@@ -637,4 +637,40 @@ mod tests {
         let r = rem(f(2), f(5), true, NEAR);
         assert_eq!((val(r.out), r.q), (f(2), 0));
     }
+
+    #[test]
+    fn scale_and_extract() {
+        let x = val(div(f(3), f(2), NEAR)); // 1.5
+        assert_eq!(val(scale(x, f(3), NEAR)), f(12));
+        assert_eq!(val(scale(f(12), f(-3), NEAR)), x);
+        // 2.9 truncates to 2.
+        let s = val(div(f(29), f(10), NEAR));
+        assert_eq!(val(scale(f(1), s, NEAR)), f(4));
+        // Far below the normal range: a denormal with underflow.
+        // 3 × 2^-16446 = 1.5 units of the smallest denormal: ties to even, 2 units.
+        let d = scale(f(3), f(-16446), NEAR);
+        assert_eq!((val(d), d.flags), (F80::new(false, 0, 2), exc::UE | exc::PE));
+        let d = scale(f(3), f(-16445), NEAR);
+        assert_eq!((val(d), d.flags), (F80::new(false, 0, 3), 0));
+        let o = scale(f(1), f(20000), NEAR);
+        assert_eq!((val(o), o.flags), (F80::infinity(false), exc::OE | exc::PE));
+        assert_eq!(val(scale(F80::ZERO, F80::infinity(false), NEAR)), F80::INDEFINITE);
+        assert_eq!(val(scale(f(-5), F80::infinity(true), NEAR)), F80::zero(true));
+        assert_eq!(xtract(f(12), NEAR), (Some(f(3)), Some(x.with_sign(false)), 0));
+        assert_eq!(xtract(f(-12), NEAR).1, Some(x.with_sign(true)));
+        let (e, m, flags) = xtract(F80::zero(true), NEAR);
+        assert_eq!((e, m, flags), (Some(F80::infinity(true)), Some(F80::zero(true)), exc::ZE));
+        // A denormal's exponent is that of its normalized value.
+        let (e, _, flags) = xtract(F80::new(false, 0, 1), NEAR);
+        assert_eq!((e, flags), (Some(f(-16445)), exc::DE));
+    }
+
+    #[test]
+    fn square_root_rounds_once() {
+        assert_eq!(val(sqrt(f(2), NEAR)), F80::new(false, 0x3FFF, 0xB504_F333_F9DE_6484));
+        let up = Env { rc: Rc::Up, ..NEAR };
+        assert_eq!(val(sqrt(f(2), up)), F80::new(false, 0x3FFF, 0xB504_F333_F9DE_6485));
+        let p24 = Env { fmt: Format::register(0), ..NEAR };
+        assert_eq!(val(sqrt(f(2), p24)), F80::new(false, 0x3FFF, 0xB504_F300_0000_0000));
+    }
 }

@@ -633,3 +633,192 @@ pub fn fyl2xp1(y: F80, x: F80, env: Env) -> Out {
         _ => W::from_f80(y).mul(l).round(env).with(de),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x87::float80::{Format, Rc};
+
+    const NEAR: Env = Env { fmt: Format::EXTENDED, rc: Rc::Nearest, masks: 0x3F };
+
+    // Expected values: Python mpmath at 600 bits, rounded to nearest-even to 64 bits, printed
+    // by emu-core/tools/x87_vectors.py (x = the input's exact value; FSIN/FCOS/FPTAN of the reduced
+    // argument r = x − k·π66/2, k = nint(x / (π66/2)), π66 = 0x3243F6A8885A308D3 / 2^64, as the
+    // x87 reduces; F2XM1 = 2^x − 1; FPATAN = atan2(y, x); FYL2X = y·log2 x; FYL2XP1 =
+    // y·log2(1 + x)).
+
+    const SIN: &[(F80, F80)] = &[
+        (F80 { se: 0x3FFE, sig: 0x8000000000000000 }, F80 { se: 0x3FFD, sig: 0xF57743A2582F7F44 }), // sin(half)
+        (F80 { se: 0x3FFF, sig: 0x8000000000000000 }, F80 { se: 0x3FFE, sig: 0xD76AA47848677021 }), // sin(one)
+        (F80 { se: 0x4000, sig: 0x8000000000000000 }, F80 { se: 0x3FFE, sig: 0xE8C7B7568DA22EFD }), // sin(two)
+        (F80 { se: 0x4000, sig: 0xC000000000000000 }, F80 { se: 0x3FFC, sig: 0x9081C36DB6AADA79 }), // sin(three)
+        (F80 { se: 0x4005, sig: 0xC800000000000000 }, F80 { se: 0xBFFE, sig: 0x81A12DBC626DC036 }), // sin(hundred)
+        (F80 { se: 0xBFFE, sig: 0xC000000000000000 }, F80 { se: 0xBFFE, sig: 0xAE7FE0B5FC786B2E }), // sin(neg075)
+        (F80 { se: 0x4030, sig: 0xE35FA931A0000000 }, F80 { se: 0x3FFE, sig: 0xDBB7B8F40DE0426E }), // sin(big)
+        (F80 { se: 0x3FD7, sig: 0x8000000000000000 }, F80 { se: 0x3FD7, sig: 0x8000000000000000 }), // sin(tiny)
+        (F80 { se: 0x4000, sig: 0xC90FDAA22168C235 }, F80 { se: 0xBFBF, sig: 0x8000000000000000 }), // sin(fldpi)
+    ];
+    const COS: &[(F80, F80)] = &[
+        (F80 { se: 0x3FFE, sig: 0x8000000000000000 }, F80 { se: 0x3FFE, sig: 0xE0A94032DBEA7CEE }), // cos(half)
+        (F80 { se: 0x3FFF, sig: 0x8000000000000000 }, F80 { se: 0x3FFE, sig: 0x8A51407DA8345C92 }), // cos(one)
+        (F80 { se: 0x4000, sig: 0xC000000000000000 }, F80 { se: 0xBFFE, sig: 0xFD7025F42F2E9308 }), // cos(three)
+        (F80 { se: 0x4005, sig: 0xC800000000000000 }, F80 { se: 0x3FFE, sig: 0xDCC0EDFB32FEFB21 }), // cos(hundred)
+        (F80 { se: 0xBFFE, sig: 0xC000000000000000 }, F80 { se: 0x3FFE, sig: 0xBB4FF632A908F73F }), // cos(neg075)
+        (F80 { se: 0x4030, sig: 0xE35FA931A0000000 }, F80 { se: 0xBFFE, sig: 0x8360BCBA0ACC128F }), // cos(big)
+    ];
+    const TAN: &[(F80, F80)] = &[
+        (F80 { se: 0x3FFE, sig: 0x8000000000000000 }, F80 { se: 0x3FFE, sig: 0x8BDA7ADF9A3A5219 }), // tan(half)
+        (F80 { se: 0x3FFF, sig: 0x8000000000000000 }, F80 { se: 0x3FFF, sig: 0xC75922E5F71D2DC5 }), // tan(one)
+        (F80 { se: 0xBFFE, sig: 0xC000000000000000 }, F80 { se: 0xBFFE, sig: 0xEE7D1B0887775F06 }), // tan(neg075)
+        (F80 { se: 0x4000, sig: 0xC000000000000000 }, F80 { se: 0xBFFC, sig: 0x91F7B892A5C37866 }), // tan(three)
+    ];
+    const F2XM1: &[(F80, F80)] = &[
+        (F80 { se: 0x3FFE, sig: 0x8000000000000000 }, F80 { se: 0x3FFD, sig: 0xD413CCCFE7799211 }), // 2^0.5 - 1
+        (F80 { se: 0xBFFE, sig: 0x8000000000000000 }, F80 { se: 0xBFFD, sig: 0x95F619980C4336F7 }), // 2^-0.5 - 1
+        (F80 { se: 0x3FF5, sig: 0x83126E978D4FDF3B }, F80 { se: 0x3FF4, sig: 0xB5C471E6A560AAF7 }), // 2^0.001 - 1
+        (F80 { se: 0x3FDD, sig: 0xDBE6FECEBDEDD5BF }, F80 { se: 0x3FDD, sig: 0x986CB7A12110919D }), // 2^1e-10 - 1
+        (F80 { se: 0xBFFE, sig: 0xFFF972474538EF35 }, F80 { se: 0xBFFD, sig: 0xFFFB750D3C245AFF }), // 2^-0.9999 - 1
+        (F80 { se: 0x3FFE, sig: 0xC000000000000000 }, F80 { se: 0x3FFE, sig: 0xAE89F995AD3AD5E8 }), // 2^0.75 - 1
+    ];
+    const PATAN: &[(F80, F80, F80)] = &[
+        (
+            F80 { se: 0x3FFF, sig: 0x8000000000000000 },
+            F80 { se: 0x3FFF, sig: 0x8000000000000000 },
+            F80 { se: 0x3FFE, sig: 0xC90FDAA22168C235 },
+        ), // atan2(1, 1)
+        (
+            F80 { se: 0x3FFF, sig: 0x8000000000000000 },
+            F80 { se: 0x4000, sig: 0x8000000000000000 },
+            F80 { se: 0x3FFD, sig: 0xED63382B0DDA7B45 },
+        ), // atan2(1, 2)
+        (
+            F80 { se: 0xC000, sig: 0xC000000000000000 },
+            F80 { se: 0xC001, sig: 0x8000000000000000 },
+            F80 { se: 0xC000, sig: 0x9FE0BB5BD42AFFEC },
+        ), // atan2(-3, -4)
+        (
+            F80 { se: 0x3FF5, sig: 0x83126E978D4FDF3B },
+            F80 { se: 0xBFFF, sig: 0x8000000000000000 },
+            F80 { se: 0x4000, sig: 0xC8FF7854AA17541F },
+        ), // atan2(0.001, -1)
+        (
+            F80 { se: 0x4001, sig: 0xA000000000000000 },
+            F80 { se: 0x3FFE, sig: 0x8000000000000000 },
+            F80 { se: 0x3FFF, sig: 0xBC4DE960B0029C17 },
+        ), // atan2(5, 0.5)
+    ];
+    const YL2X: &[(F80, F80, F80)] = &[
+        (
+            F80 { se: 0x3FFF, sig: 0x8000000000000000 },
+            F80 { se: 0x4002, sig: 0xA000000000000000 },
+            F80 { se: 0x4000, sig: 0xD49A784BCD1B8AFE },
+        ), // 1 * log2(10)
+        (
+            F80 { se: 0x4000, sig: 0xA000000000000000 },
+            F80 { se: 0x3FFD, sig: 0x999999999999999A },
+            F80 { se: 0xC001, sig: 0x8AF50E2CA1AF635C },
+        ), // 2.5 * log2(0.3)
+        (
+            F80 { se: 0xBFFF, sig: 0x8000000000000000 },
+            F80 { se: 0x4000, sig: 0xC000000000000000 },
+            F80 { se: 0xBFFF, sig: 0xCAE00D1CFDEB43D0 },
+        ), // -1 * log2(3)
+        (
+            F80 { se: 0x3FFF, sig: 0x8000000000000000 },
+            F80 { se: 0x3FFF, sig: 0x800000D6BF94D5E5 },
+            F80 { se: 0x3FE8, sig: 0x9AE87F5179975212 },
+        ), // 1 * log2(1.0000001)
+    ];
+    const YL2XP1: &[(F80, F80, F80)] = &[
+        (
+            F80 { se: 0x3FFF, sig: 0x8000000000000000 },
+            F80 { se: 0x3FFD, sig: 0x8000000000000000 },
+            F80 { se: 0x3FFD, sig: 0xA4D3C25E68DC57F2 },
+        ), // 1 * log2(1 + 0.25)
+        (
+            F80 { se: 0x3FFF, sig: 0x8000000000000000 },
+            F80 { se: 0x3FEB, sig: 0x8637BD05AF6C69B6 },
+            F80 { se: 0x3FEB, sig: 0xC1A2996FF303585B },
+        ), // 1 * log2(1 + 1e-6)
+        (
+            F80 { se: 0x4000, sig: 0xC000000000000000 },
+            F80 { se: 0xBFFC, sig: 0xCCCCCCCCCCCCCCCD },
+            F80 { se: 0xBFFE, sig: 0xF73DA38D9D4A83EC },
+        ), // 3 * log2(1 + -0.2)
+    ];
+
+    fn one(t: Trans) -> F80 {
+        assert!(!t.out_of_range);
+        assert_eq!(t.flags & exc::PE, exc::PE);
+        t.st0.expect("a result")
+    }
+
+    #[test]
+    fn sine_cosine_tangent() {
+        for &(x, want) in SIN {
+            assert_eq!(one(fsin(x, NEAR)), want, "sin {x:?}");
+        }
+        for &(x, want) in COS {
+            assert_eq!(one(fcos(x, NEAR)), want, "cos {x:?}");
+        }
+        for &(x, want) in TAN {
+            let t = fptan(x, NEAR);
+            assert_eq!(t.push, Some(F80::ONE));
+            assert_eq!(one(t), want, "tan {x:?}");
+        }
+        let sc = fsincos(SIN[0].0, NEAR);
+        assert_eq!((sc.st0, sc.push), (Some(SIN[0].1), Some(COS[0].1)));
+    }
+
+    #[test]
+    fn sine_of_the_fldpi_constant_shows_the_66_bit_pi() {
+        // sin(π64) is −5.0166e-20 exactly; the x87's 66-bit π gives π64 − π66 = −2^-64.
+        let pi64 = F80 { se: 0x4000, sig: 0xC90F_DAA2_2168_C235 };
+        assert_eq!(one(fsin(pi64, NEAR)), F80 { se: 0xBFBF, sig: float80::INT_BIT });
+    }
+
+    #[test]
+    fn trig_special_operands() {
+        let big = F80::new(false, (BIAS + 63) as u16, float80::INT_BIT);
+        let t = fsin(big, NEAR);
+        assert!(t.out_of_range && t.st0.is_none());
+        assert_eq!(fcos(F80::infinity(true), NEAR).st0, Some(F80::INDEFINITE));
+        assert_eq!(fsin(F80::zero(true), NEAR).st0, Some(F80::zero(true)));
+        assert_eq!(fcos(F80::ZERO, NEAR).st0, Some(F80::ONE));
+        // Directed rounding: cos(0.5) truncated is one unit below nearest (which rounded up
+        // or down as the table says; both neighbours differ by one unit at most).
+        let down = Env { rc: Rc::Zero, ..NEAR };
+        let d = one(fcos(COS[0].0, down));
+        assert!(d.sig == COS[0].1.sig || d.sig + 1 == COS[0].1.sig);
+    }
+
+    #[test]
+    fn exponential_and_logarithms() {
+        for &(x, want) in F2XM1 {
+            assert_eq!(one(f2xm1(x, NEAR)), want, "f2xm1 {x:?}");
+        }
+        for &(y, x, want) in PATAN {
+            assert_eq!(fpatan(y, x, NEAR).val, Some(want), "fpatan {y:?} {x:?}");
+        }
+        for &(y, x, want) in YL2X {
+            assert_eq!(fyl2x(y, x, NEAR).val, Some(want), "fyl2x {y:?} {x:?}");
+        }
+        for &(y, x, want) in YL2XP1 {
+            assert_eq!(fyl2xp1(y, x, NEAR).val, Some(want), "fyl2xp1 {y:?} {x:?}");
+        }
+        // Exact cases: 2^1 − 1 = 1, log2 8 = 3, and no PE.
+        let t = f2xm1(F80::ONE, NEAR);
+        assert_eq!((t.st0, t.flags), (Some(F80::ONE), 0));
+        let eight = float80::from_i64(8);
+        assert_eq!(fyl2x(F80::ONE, eight, NEAR), Out::exact(float80::from_i64(3)));
+        // log2 0 = −∞: zero divide; log of a negative number: invalid.
+        let z = fyl2x(F80::ONE, F80::ZERO, NEAR);
+        assert_eq!((z.val, z.flags), (Some(F80::infinity(true)), exc::ZE));
+        assert_eq!(fyl2x(F80::ONE, float80::from_i64(-2), NEAR).val, Some(F80::INDEFINITE));
+        // atan2(±0, −0) = ±π, atan2(+∞, −∞) = 3π/4.
+        let pi = fpatan(F80::ZERO, F80::zero(true), NEAR).val;
+        assert_eq!(pi, Some(F80 { se: 0x4000, sig: 0xC90F_DAA2_2168_C235 }));
+        let r = fpatan(F80::infinity(false), F80::infinity(true), NEAR).val.map(|v| v.se);
+        assert_eq!(r, Some(0x4000));
+    }
+}
