@@ -31,6 +31,7 @@ use crate::memory::{GuestMemory, MemoryError, PAGE_SIZE};
 use crate::paging;
 use crate::state::{cr0, fl, CpuState, SegReg, Segment};
 use crate::tlb::Tlb;
+use crate::x87::Fpu;
 
 /// The kind of access a memory reference makes (selects #GP vs #SS, and permission checks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +115,9 @@ pub enum IntKind {
 pub struct Cpu {
     /// Architectural state.
     pub state: CpuState,
+    /// The x87 FPU (not part of the `#[repr(C)]` state: the translator calls out for x87
+    /// instructions).
+    pub fpu: Fpu,
     /// Guest-physical RAM.
     pub mem: GuestMemory,
     /// EIP of the instruction being executed (faults are reported here).
@@ -186,6 +190,7 @@ impl Cpu {
     pub fn new(ram_bytes: u64) -> Result<Cpu, MemoryError> {
         Ok(Cpu {
             state: CpuState::reset(),
+            fpu: Fpu::reset(),
             mem: GuestMemory::new(ram_bytes)?,
             insn_eip: 0,
             stats: Stats::default(),
@@ -202,6 +207,7 @@ impl Cpu {
         let retired = self.state.retired;
         self.state = CpuState::reset();
         self.state.retired = retired;
+        self.fpu = Fpu::reset();
         self.tlb.flush_all();
     }
 

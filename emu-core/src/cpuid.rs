@@ -14,6 +14,8 @@ pub const SIGNATURE: u32 = (6 << 8) | (1 << 4) | 9;
 
 /// Feature flags in CPUID.1:EDX (SDM Vol. 2A Table 3-11).
 pub mod edx {
+    /// x87 FPU on chip.
+    pub const FPU: u32 = 1 << 0;
     /// Virtual-8086 mode enhancements (not yet).
     pub const VME: u32 = 1 << 1;
     /// Page-size extension: 4 MiB pages with CR4.PSE.
@@ -33,7 +35,8 @@ pub mod edx {
 }
 
 /// Features bt86 implements now.
-pub const FEATURES_EDX: u32 = edx::PSE | edx::TSC | edx::MSR | edx::CX8 | edx::SEP | edx::PGE | edx::CMOV;
+pub const FEATURES_EDX: u32 =
+    edx::FPU | edx::PSE | edx::TSC | edx::MSR | edx::CX8 | edx::SEP | edx::PGE | edx::CMOV;
 
 /// The highest basic leaf.
 pub const MAX_LEAF: u32 = 1;

@@ -24,6 +24,7 @@ pub mod memory;
 pub mod paging;
 pub mod state;
 pub mod tlb;
+pub mod x87;
 
 pub use cpu::{Cpu, StepResult};
 pub use exception::Exception;

@@ -262,9 +262,8 @@ impl CpuState {
             tr: Segment { attrs: 0x8B | Segment::ATTR_P, ..Segment::real_mode(0) },
             gdtr: TableReg { base: 0, limit: 0xFFFF },
             idtr: TableReg { base: 0, limit: 0xFFFF },
-            // ET is hard-wired; EM is set because bt86 has no x87 yet, so ESC opcodes raise
-            // #NM as they would on a P6 whose firmware found no FPU.
-            cr: [cr0::ET | cr0::EM | cr0::CD | cr0::NW, 0, 0, 0, 0],
+            // ET is hard-wired to 1 (the P6 has its x87 on chip); EM is clear: there is an FPU.
+            cr: [cr0::ET | cr0::CD | cr0::NW, 0, 0, 0, 0],
             dr: [0, 0, 0, 0, 0xFFFF_0FF0, 0x400, 0xFFFF_0FF0, 0x400],
             cpl: 0,
             halted: false,

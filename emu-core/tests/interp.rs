@@ -118,11 +118,17 @@ fn opcodes_a_p6_lacks_are_invalid() {
 }
 
 #[test]
-fn x87_escape_without_a_coprocessor_raises_nm() {
+fn x87_escape_raises_nm_with_cr0_em_and_runs_without() {
     let mut cpu = machine();
+    cpu.state.cr[0] |= emu_core::state::cr0::EM;
     // fld1
     assert_eq!(run(&mut cpu, &[0xD9, 0xE8]), StepResult::Halted);
     assert_eq!(taken(&mut cpu), (7, 0x0100, 0));
+    // After reset CR0.EM is clear: fninit; fld1; hlt.
+    let mut cpu = machine();
+    assert_eq!(run(&mut cpu, &[0xDB, 0xE3, 0xD9, 0xE8, 0xF4]), StepResult::Halted);
+    assert_eq!(cpu.state.eip, 5);
+    assert_eq!(cpu.fpu.st(0), emu_core::x87::float80::F80::ONE);
 }
 
 #[test]
@@ -199,7 +205,7 @@ fn cpuid_reports_a_p6_family_with_what_is_implemented() {
     let edx = cpu.state.regs[gpr::EDX];
     assert_ne!(edx & (1 << 15), 0, "cmov");
     assert_ne!(edx & (1 << 8), 0, "cx8");
-    assert_eq!(edx & 1, 0, "no fpu yet");
+    assert_eq!(edx & 1, 1, "fpu");
 }
 
 #[test]

@@ -31,6 +31,7 @@ mod shift;
 mod stack;
 mod string;
 mod system;
+mod x87;
 
 use bitflags::bitflags;
 use iced_x86::{Code, Instruction};
@@ -355,33 +356,51 @@ const ROWS: &[Row] = rows! {
     [Arpl_rm16_r16, Arpl_r32m16_r32] => descriptor::arpl, Innocuous;
     [Invlpg_m] => system::invlpg, Privileged | MODE;
     [Ud2, Ud0, Ud0_r16_rm16, Ud0_r32_rm32, Ud1_r16_rm16, Ud1_r32_rm32] => system::ud, Innocuous;
-    [Wait] => system::wait, Innocuous;
-    [
-        Fadd_m32fp, Fmul_m32fp, Fcom_m32fp, Fcomp_m32fp, Fsub_m32fp, Fsubr_m32fp, Fdiv_m32fp,
-        Fdivr_m32fp, Fadd_st0_sti, Fmul_st0_sti, Fcom_st0_sti, Fcomp_st0_sti, Fsub_st0_sti,
-        Fsubr_st0_sti, Fdiv_st0_sti, Fdivr_st0_sti, Fld_m32fp, Fst_m32fp, Fstp_m32fp,
-        Fldenv_m14byte, Fldenv_m28byte, Fldcw_m2byte, Fnstenv_m14byte, Fstenv_m14byte,
-        Fnstenv_m28byte, Fstenv_m28byte, Fnstcw_m2byte, Fstcw_m2byte, Fld_sti, Fxch_st0_sti, Fnop,
-        Fstpnce_sti, Fchs, Fabs, Ftst, Fxam, Fld1, Fldl2t, Fldl2e, Fldpi, Fldlg2, Fldln2, Fldz,
-        F2xm1, Fyl2x, Fptan, Fpatan, Fxtract, Fprem1, Fdecstp, Fincstp, Fprem, Fyl2xp1, Fsqrt,
-        Fsincos, Frndint, Fscale, Fsin, Fcos, Fiadd_m32int, Fimul_m32int, Ficom_m32int,
-        Ficomp_m32int, Fisub_m32int, Fisubr_m32int, Fidiv_m32int, Fidivr_m32int, Fcmovb_st0_sti,
-        Fcmove_st0_sti, Fcmovbe_st0_sti, Fcmovu_st0_sti, Fucompp, Fild_m32int, Fist_m32int,
-        Fistp_m32int, Fld_m80fp, Fstp_m80fp, Fcmovnb_st0_sti, Fcmovne_st0_sti, Fcmovnbe_st0_sti,
-        Fcmovnu_st0_sti, Fneni, Feni, Fndisi, Fdisi, Fnclex, Fclex, Fninit, Finit, Fnsetpm, Fsetpm,
-        Frstpm, Fucomi_st0_sti, Fcomi_st0_sti, Fadd_m64fp, Fmul_m64fp, Fcom_m64fp, Fcomp_m64fp,
-        Fsub_m64fp, Fsubr_m64fp, Fdiv_m64fp, Fdivr_m64fp, Fadd_sti_st0, Fmul_sti_st0,
-        Fcom_st0_sti_DCD0, Fcomp_st0_sti_DCD8, Fsubr_sti_st0, Fsub_sti_st0, Fdivr_sti_st0,
-        Fdiv_sti_st0, Fld_m64fp, Fst_m64fp, Fstp_m64fp, Frstor_m94byte, Frstor_m108byte,
-        Fnsave_m94byte, Fsave_m94byte, Fnsave_m108byte, Fsave_m108byte, Fnstsw_m2byte,
-        Fstsw_m2byte, Ffree_sti, Fxch_st0_sti_DDC8, Fst_sti, Fstp_sti, Fucom_st0_sti,
-        Fucomp_st0_sti, Fiadd_m16int, Fimul_m16int, Ficom_m16int, Ficomp_m16int, Fisub_m16int,
-        Fisubr_m16int, Fidiv_m16int, Fidivr_m16int, Faddp_sti_st0, Fmulp_sti_st0,
-        Fcomp_st0_sti_DED0, Fcompp, Fsubrp_sti_st0, Fsubp_sti_st0, Fdivrp_sti_st0, Fdivp_sti_st0,
-        Fild_m16int, Fist_m16int, Fistp_m16int, Fbld_m80bcd, Fild_m64int, Fbstp_m80bcd,
-        Fistp_m64int, Ffreep_sti, Fxch_st0_sti_DFC8, Fstp_sti_DFD0, Fstp_sti_DFD8, Fnstsw_AX,
-        Fstsw_AX, Fucomip_st0_sti, Fcomip_st0_sti,
-    ] => system::x87_absent, Innocuous;
+    // ---- x87 FPU (x87.rs) ----
+    [Wait] => x87::fwait, Innocuous;
+    [Fld_m32fp, Fld_m64fp, Fld_m80fp, Fld_sti, Fild_m16int, Fild_m32int, Fild_m64int, Fbld_m80bcd]
+        => x87::fld, Innocuous;
+    [Fld1, Fldl2t, Fldl2e, Fldpi, Fldlg2, Fldln2, Fldz] => x87::fld_const, Innocuous;
+    [Fst_m32fp, Fstp_m32fp, Fst_m64fp, Fstp_m64fp, Fstp_m80fp, Fst_sti, Fstp_sti, Fstpnce_sti,
+     Fstp_sti_DFD0, Fstp_sti_DFD8] => x87::fst, Innocuous;
+    [Fist_m16int, Fistp_m16int, Fist_m32int, Fistp_m32int, Fistp_m64int, Fbstp_m80bcd]
+        => x87::fist, Innocuous;
+    [Fadd_m32fp, Fmul_m32fp, Fsub_m32fp, Fsubr_m32fp, Fdiv_m32fp, Fdivr_m32fp, Fadd_m64fp,
+     Fmul_m64fp, Fsub_m64fp, Fsubr_m64fp, Fdiv_m64fp, Fdivr_m64fp, Fiadd_m32int, Fimul_m32int,
+     Fisub_m32int, Fisubr_m32int, Fidiv_m32int, Fidivr_m32int, Fiadd_m16int, Fimul_m16int,
+     Fisub_m16int, Fisubr_m16int, Fidiv_m16int, Fidivr_m16int, Fadd_st0_sti, Fmul_st0_sti,
+     Fsub_st0_sti, Fsubr_st0_sti, Fdiv_st0_sti, Fdivr_st0_sti, Fadd_sti_st0, Fmul_sti_st0,
+     Fsubr_sti_st0, Fsub_sti_st0, Fdivr_sti_st0, Fdiv_sti_st0, Faddp_sti_st0, Fmulp_sti_st0,
+     Fsubrp_sti_st0, Fsubp_sti_st0, Fdivrp_sti_st0, Fdivp_sti_st0] => x87::farith, Innocuous;
+    [Fsqrt] => x87::fsqrt, Innocuous;
+    [Frndint] => x87::frndint, Innocuous;
+    [Fchs, Fabs] => x87::fsign, Innocuous;
+    [Fcom_m32fp, Fcomp_m32fp, Fcom_m64fp, Fcomp_m64fp, Ficom_m32int, Ficomp_m32int, Ficom_m16int,
+     Ficomp_m16int, Fcom_st0_sti, Fcomp_st0_sti, Fcom_st0_sti_DCD0, Fcomp_st0_sti_DCD8,
+     Fcomp_st0_sti_DED0, Fcompp, Fucom_st0_sti, Fucomp_st0_sti, Fucompp, Fcomi_st0_sti,
+     Fcomip_st0_sti, Fucomi_st0_sti, Fucomip_st0_sti, Ftst] => x87::fcom, Innocuous;
+    [Fxam] => x87::fxam, Innocuous;
+    [Fxch_st0_sti, Fxch_st0_sti_DDC8, Fxch_st0_sti_DFC8] => x87::fxch, Innocuous;
+    [Fcmovb_st0_sti, Fcmove_st0_sti, Fcmovbe_st0_sti, Fcmovu_st0_sti, Fcmovnb_st0_sti,
+     Fcmovne_st0_sti, Fcmovnbe_st0_sti, Fcmovnu_st0_sti] => x87::fcmov, Innocuous;
+    [Ffree_sti, Ffreep_sti] => x87::ffree, Innocuous;
+    [Fincstp, Fdecstp] => x87::fstp_move, Innocuous;
+    [Fnop] => x87::fnop, Innocuous;
+    [Fprem, Fprem1] => x87::fprem, Innocuous;
+    [Fscale] => x87::fscale, Innocuous;
+    [Fxtract] => x87::fxtract, Innocuous;
+    [Fsin, Fcos, Fsincos, Fptan, F2xm1] => x87::ftrans1, Innocuous;
+    [Fpatan, Fyl2x, Fyl2xp1] => x87::ftrans2, Innocuous;
+    [Fninit, Finit] => x87::finit, Innocuous;
+    [Fnclex, Fclex] => x87::fclex, Innocuous;
+    [Fneni, Feni, Fndisi, Fdisi, Fnsetpm, Fsetpm] => x87::fnop_legacy, Innocuous;
+    [Fldcw_m2byte] => x87::fldcw, Innocuous;
+    [Fnstcw_m2byte, Fstcw_m2byte] => x87::fstcw, Innocuous;
+    [Fnstsw_m2byte, Fstsw_m2byte, Fnstsw_AX, Fstsw_AX] => x87::fstsw, Innocuous;
+    [Fnstenv_m14byte, Fstenv_m14byte, Fnstenv_m28byte, Fstenv_m28byte] => x87::fstenv, Innocuous;
+    [Fldenv_m14byte, Fldenv_m28byte] => x87::fldenv, Innocuous;
+    [Fnsave_m94byte, Fsave_m94byte, Fnsave_m108byte, Fsave_m108byte] => x87::fsave, Innocuous;
+    [Frstor_m94byte, Frstor_m108byte] => x87::frstor, Innocuous;
 };
 
 #[cfg(test)]

@@ -1,11 +1,7 @@
 //! System instructions usable in real mode: CPUID, RDTSC, LGDT/LIDT, SGDT/SIDT, SMSW/LMSW,
-//! CLTS, MOV to/from CRn and DRn, INVD/WBINVD/INVLPG, UD2, WAIT and the x87 escape opcodes
-//! (Intel SDM Vol. 2, the instruction pages of each; CR bits per Vol. 3A §2.5, debug registers
-//! per Vol. 3B §17.2).
-//!
-//! bt86 has no x87 unit yet: every escape opcode (D8–DF) raises #NM, as on a P6 whose firmware
-//! found no coprocessor and set CR0.EM (bt86's reset value of CR0 has EM set), and WAIT raises
-//! #NM only when CR0.MP and CR0.TS are both set (SDM Vol. 3A §2.5, Table 2-2).
+//! CLTS, MOV to/from CRn and DRn, INVD/WBINVD/INVLPG and UD2 (Intel SDM Vol. 2, the instruction
+//! pages of each; CR bits per Vol. 3A §2.5, debug registers per Vol. 3B §17.2). WAIT and the
+//! x87 escape opcodes are in `x87.rs`.
 
 use iced_x86::{Code, Instruction, OpKind};
 
@@ -328,18 +324,4 @@ pub fn invlpg(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
 /// UD2 (and UD0/UD1): the architecturally invalid opcodes.
 pub fn ud(_cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
     Err(Exception::InvalidOpcode)
-}
-
-/// WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set; otherwise nothing to wait for.
-pub fn wait(cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
-    let c = cpu.state.cr[0];
-    if c & cr0::MP != 0 && c & cr0::TS != 0 {
-        return Err(Exception::DeviceNotAvailable);
-    }
-    Ok(())
-}
-
-/// Any x87 escape opcode: #NM (no coprocessor).
-pub fn x87_absent(_cpu: &mut Cpu, _io: &mut dyn PortIo, _i: &Instruction) -> Res {
-    Err(Exception::DeviceNotAvailable)
 }
