@@ -52,7 +52,7 @@ run options (at most one of --image, --raw, --kernel, --bios):
                     a.out kludge)
   --initrd FILE     a Linux kernel's initial RAM disk (initramfs)
   --append ARGS     a kernel's arguments (Multiboot: its command line is `FILE ARGS`;
-                    Linux: the command line, default `console=ttyS0`)
+                    Linux: the command line, default `console=ttyS0,115200`)
   --bios FILE       a BIOS ROM image (64 KiB to 16 MiB), started at the reset vector
   --memory MIB      guest RAM in MiB, 1 to 3072 (default 16; 128 for a Linux kernel)
   --serial stdio|file:PATH|none

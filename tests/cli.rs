@@ -171,7 +171,7 @@ fn a_bzimage_gets_its_command_line_and_initrd_through_boot_params() {
     assert_eq!(text(&out.stdout), "hello=1 xZ");
     // Without --append the command line is the serial console.
     let out = bt86(&["run", "--kernel", k, "--initrd", rd]);
-    assert_eq!(text(&out.stdout), "console=ttyS0Z");
+    assert_eq!(text(&out.stdout), "console=ttyS0,115200Z");
     // An initrd that does not fit above the kernel in RAM is refused by name.
     let big = scratch_file("big", &vec![0u8; 2 << 20]);
     let out = bt86(&["run", "--kernel", k, "--initrd", big.to_str().unwrap(), "--memory", "2"]);

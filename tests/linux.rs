@@ -44,7 +44,7 @@ fn debian_linux_boots_runs_its_workload_and_powers_off() {
         .arg(dir.join("vmlinuz"))
         .arg("--initrd")
         .arg(dir.join("initramfs.cpio"))
-        .args(["--append", "console=ttyS0 panic=-1", "--serial", "stdio", "--timeout", "1400"])
+        .args(["--append", "console=ttyS0,115200 panic=-1", "--serial", "stdio", "--timeout", "1400"])
         .stdin(Stdio::null());
     let run = common::run_captured(cmd, None, TIMEOUT);
     let out = &run.output;

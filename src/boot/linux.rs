@@ -23,7 +23,7 @@
 //!    flat read/write one, CS = 0x10, DS = ES = SS = 0x18, interrupts off, paging off,
 //!    ESI = the zero page, EBP = EDI = EBX = 0, EIP = `code32_start`.
 //!
-//! Without `--append` the command line is `console=ttyS0`, since bt86's console is the serial
+//! Without `--append` the command line is `console=ttyS0,115200`, since bt86's console is the serial
 //! port (QEMU users pass the same with `-append`).
 
 use emu_core::state::{cr0, gpr};
@@ -36,7 +36,7 @@ use crate::machine::Machine;
 /// every field bt86 fills is defined by then.
 pub const MIN_PROTOCOL: u16 = 0x0206;
 /// The command line used when none is given.
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0,115200";
 
 /// The GDT bt86 builds for the kernel: null, null, `__BOOT_CS` (0x10), `__BOOT_DS` (0x18).
 const GDT_ADDR: u32 = 0x6000;
