@@ -206,15 +206,24 @@ fn kernels_bt86_cannot_boot_are_clear_errors() {
 
 #[test]
 fn a_hung_guest_is_stopped_by_the_timeout_with_its_last_output() {
-    // The demo waits for serial input forever in real time; --timeout ends it.
-    let out = Command::new(env!("CARGO_BIN_EXE_bt86"))
-        .args(["run", "--time", "realtime", "--timeout", "1"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("bt86 runs");
+    // mov dx,3F8h; mov al,'h'; out dx,al; mov al,'i'; out dx,al; mov al,0Ah; out dx,al; jmp $
+    let code = [0xBA, 0xF8, 0x03, 0xB0, b'h', 0xEE, 0xB0, b'i', 0xEE, 0xB0, 0x0A, 0xEE, 0xEB, 0xFE];
+    let f = scratch_file("spin.bin", &code);
+    let out = bt86(&[
+        "run",
+        "--raw",
+        f.to_str().unwrap(),
+        "--serial",
+        "none",
+        "--max-steps",
+        "0xffffffffffff",
+        "--timeout",
+        "1",
+    ]);
+    std::fs::remove_file(&f).unwrap();
     assert_eq!(out.status.code(), Some(4), "stderr: {}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("did not finish within --timeout 1 s"), "{err}");
-    assert!(err.contains("stopped at CS:EIP") && err.contains("last serial output:"), "{err}");
-    assert!(err.contains("| [sched] task"), "{err}");
+    assert!(err.contains("stopped at CS:EIP 0000:00007c0c"), "{err}");
+    assert!(err.contains("last serial output:\n  | hi\n"), "{err}");
 }
