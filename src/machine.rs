@@ -15,6 +15,7 @@
 //! | 0xF4 | isa-debug-exit: a write of `v` ends the run with exit status `(v << 1) \| 1` |
 //! | 0x600–0x605 | ACPI PM1a event block and control as in QEMU's PC: SLP_EN with SLP_TYP 0 powers off (status 0) |
 //! | 0x608–0x60B | ACPI PM timer (3.579545 MHz, 24 bits) |
+//! | 0xF0 (IRQ 13) | coprocessor error: the CPU's FERR# raises IRQ 13; a write here drops it (IGNNE#) |
 //!
 //! Every other port reads as all ones and ignores writes; `--stats` counts them by port.
 //! Accesses wider than a byte are split into bytes in ascending port order (the debug-exit
@@ -41,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use devices::cmos::Cmos;
 use devices::i8042::{DataTarget, COMMAND_PORT, DATA_PORT, I8042};
-use devices::misc::{AcpiPowerControl, DebugCon, DebugExit, PostCode, SystemControlA};
+use devices::misc::{AcpiPowerControl, DebugCon, DebugExit, FpuError, PostCode, SystemControlA};
 use devices::pic::PicPair;
 use devices::pit::Pit;
 use devices::uart::Uart;
@@ -65,6 +66,8 @@ pub const COM1: (u16, u8) = (0x3F8, 4);
 pub const COM2: (u16, u8) = (0x2F8, 3);
 /// The RTC's IRQ.
 pub const RTC_IRQ: u8 = 8;
+/// The coprocessor-error IRQ (FERR#).
+pub const FPU_IRQ: u8 = 13;
 /// The real-time clock's date at power-on in virtual-time mode: 2024-01-01 00:00:00 UTC, so
 /// every run reads the same time. Real-time mode uses the host's time.
 pub const DEFAULT_RTC_EPOCH: u64 = 1_704_067_200;
@@ -169,6 +172,8 @@ pub struct PcBus {
     pub debug_exit: DebugExit,
     /// Port 0x604.
     pub power: AcpiPowerControl,
+    /// FERR# → IRQ 13, port 0xF0.
+    pub fpu_error: FpuError,
     /// Virtual time of the instruction being executed.
     pub now: Nanos,
     /// Ports no device claims, with how often the guest touched each.
@@ -197,13 +202,19 @@ impl PcBus {
             pit: Pit::new(),
             com1: Uart::new(COM1.0, serial),
             com2: Uart::new(COM2.0, Box::new(std::io::sink())),
-            cmos: Cmos::new(rtc_epoch, ram),
+            // The CPU has an x87: the equipment byte says so, as on QEMU's PC.
+            cmos: {
+                let mut cmos = Cmos::new(rtc_epoch, ram);
+                cmos.set_fpu_present(true);
+                cmos
+            },
             kbc: I8042::new(),
             port92: SystemControlA::new(),
             post: PostCode::new(),
             debugcon: DebugCon::new(debugcon),
             debug_exit: DebugExit::new(),
             power: AcpiPowerControl::new(),
+            fpu_error: FpuError::new(),
             now: 0,
             unknown_ports: BTreeMap::new(),
             nmi_request: false,
@@ -262,6 +273,7 @@ impl PcBus {
             0x80 => self.post.write(v),
             DEBUGCON_PORT => self.debugcon.write(v),
             0x600..=0x605 => self.power.write(port, v),
+            0xF0 => self.fpu_error.write(&mut Pin { pic: &mut self.pic, irq: FPU_IRQ }),
             _ => *self.unknown_ports.entry(port).or_default() += 1,
         }
     }
@@ -280,6 +292,13 @@ impl PcBus {
     pub fn advance_to(&mut self, now: Nanos) -> Option<Nanos> {
         self.advance(now);
         self.next_deadline(now)
+    }
+
+    /// Follows the CPU's FERR# output (IRQ 13 on a PC).
+    pub fn sync_ferr(&mut self, ferr: bool) {
+        if ferr != self.fpu_error.ferr() {
+            self.fpu_error.set_ferr(ferr, &mut Pin { pic: &mut self.pic, irq: FPU_IRQ });
+        }
     }
 
     /// The earliest time a device needs to run again.
@@ -552,6 +571,7 @@ impl Machine {
                 self.trace_step(t);
             }
             let r = self.cpu.step(&mut self.bus);
+            self.bus.sync_ferr(self.cpu.fpu.ferr());
             if let Some(value) = self.bus.debug_exit.take_exit() {
                 return Exit::DebugExit { value };
             }

@@ -308,3 +308,65 @@ fn the_demo_is_deterministic_with_scripted_input() {
     assert!(results[0].0.contains("same input, same run"), "{}", results[0].0);
     assert_eq!(results[0], results[1]);
 }
+
+/// With CR0.NE = 0 (as after reset) an unmasked x87 exception asserts FERR# at the next waiting
+/// instruction, which a PC routes to IRQ 13 (slave IRQ 5, vector 0x75 here); the handler
+/// writes port 0xF0 (IGNNE#), clears the exception with FNCLEX and sends EOI to both PICs
+/// (Intel SDM Vol. 1 Appendix D.2.1).
+#[test]
+fn fpu_error_raises_irq13_with_cr0_ne_clear() {
+    let img = image(|a| {
+        let mut start = a.create_label();
+        let mut done = a.create_label();
+        a.jmp(start)?;
+        // The IRQ 13 handler at 0x7C02.
+        a.inc(bx)?;
+        a.out(0xF0u32, al)?;
+        a.fnclex()?;
+        a.mov(al, 0x20u32)?;
+        a.out(0xA0u32, al)?;
+        a.out(0x20u32, al)?;
+        a.iret()?;
+        a.set_label(&mut start)?;
+        a.cli()?;
+        a.xor(ax, ax)?;
+        a.mov(ds, ax)?;
+        a.mov(word_ptr(0x75 * 4 + 2), ax)?;
+        a.mov(word_ptr(0x75 * 4), 0x7C02u32)?;
+        for (port, v) in [
+            (0x20u32, 0x11u32),
+            (0x21, 0x08),
+            (0x21, 0x04),
+            (0x21, 0x01),
+            (0xA0, 0x11),
+            (0xA1, 0x70),
+            (0xA1, 0x02),
+            (0xA1, 0x01),
+            (0x21, 0xFB), // only the cascade on the master
+            (0xA1, 0xDF), // only IRQ 13 on the slave
+        ] {
+            a.mov(al, v)?;
+            a.out(port, al)?;
+        }
+        a.xor(bx, bx)?;
+        a.fninit()?;
+        a.mov(word_ptr(0x600), 0x037Bu32)?; // ZE unmasked
+        a.fldcw(word_ptr(0x600))?;
+        a.sti()?;
+        a.fld1()?;
+        a.fldz()?;
+        a.fdivp(st1, st0)?; // ES set; nothing yet
+        a.mov(cx, bx)?; // 0: no interrupt before a waiting instruction
+        a.wait()?; // FERR# → IRQ 13, taken after the WAIT
+        a.nop()?;
+        a.set_label(&mut done)?;
+        a.mov(al, 0u32)?;
+        a.out(0xF4u32, al)?;
+        a.jmp(done)
+    });
+    let (mut m, _, _) = machine(&img);
+    assert_eq!(m.run(100_000), Exit::DebugExit { value: 0 });
+    assert_eq!(m.cpu.state.regs[1] & 0xFFFF, 0, "no IRQ 13 before the FWAIT");
+    assert_eq!(m.cpu.state.regs[3] & 0xFFFF, 1, "one IRQ 13");
+    assert!(!m.cpu.fpu.ferr() && !m.cpu.fpu.pending());
+}

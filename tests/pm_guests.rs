@@ -150,6 +150,7 @@ kernel_tests! {
     pm_iobitmap => "pm-iobitmap",
     pm_exceptions => "pm-exceptions",
     pm_control_registers => "pm-control-registers",
+    pm_fpu => "pm-fpu",
 }
 
 #[test]

@@ -41,9 +41,9 @@
 //! - **Port 0x70** is write-only on the PC/AT; it reads 0xFF. Register D always reads VRT = 1
 //!   (the battery is never flat); writes to C and D are ignored.
 //! - **Equipment byte 0x14** is 0x00: no floppy drives (bit 0 clear), display "EGA/VGA or none"
-//!   (bits 5–4 = 00), no PS/2 pointing device (bit 2, as QEMU uses it) and, since bt86's CPU
-//!   reports no x87 FPU yet, no coprocessor (bit 1) — [`Cmos::set_fpu_present`] sets it once the
-//!   CPU has one (QEMU reports 0x06: FPU and mouse).
+//!   (bits 5–4 = 00), no PS/2 pointing device (bit 2, as QEMU uses it) and no coprocessor
+//!   (bit 1) until [`Cmos::set_fpu_present`] says there is one — bt86's machine does, its CPU
+//!   has an x87 (QEMU reports 0x06: FPU and mouse).
 
 use crate::{IrqLine, Nanos, RestoreError};
 

@@ -1,6 +1,7 @@
 //! Small PC ports: system control port A (0x92), the POST code port (0x80), the Bochs/QEMU debug
-//! console (0xE9), QEMU's isa-debug-exit (0xF4) and the ACPI PM1a event and control registers
-//! of QEMU's PC (0x600–0x605).
+//! console (0xE9), QEMU's isa-debug-exit (0xF4), the ACPI PM1a event and control registers
+//! and PM timer of QEMU's PC (0x600–0x60B) and the AT's coprocessor-error logic (FERR# to
+//! IRQ 13, cleared through port 0xF0).
 //!
 //! Sources: IBM PS/2 Hardware Interface Technical Reference, "System Control Port A" (bit 0
 //! alternate hot reset, bit 1 alternate gate A20, bit 3 CMOS security lock, bits 6–7 fixed-disk
@@ -9,7 +10,10 @@
 //! specification 6.5 §4.8.3.1 "PM1 Event Grouping" (status, write 1 to clear; enable) and
 //! §4.8.3.2.1 "PM1 Control Registers" (SLP_TYP bits 10–12, SLP_EN bit 13, write-only)
 //! with QEMU's PIIX4 PM, whose PM1a control block sits at 0x604 and whose soft-off state S5 is
-//! SLP_TYP 0.
+//! SLP_TYP 0. Coprocessor errors: IBM PC AT Technical Reference, "Math Coprocessor" (the
+//! 80287's ERROR output drives IRQ 13; an OUT to port 0F0h clears the latched busy/error
+//! signal), and Intel SDM Vol. 1 Appendix D ("Guidelines for Writing x87 FPU Exception
+//! Handlers", D.2.1: FERR# → IRQ 13, the write to port 0F0h asserts IGNNE# until FERR# drops).
 //!
 //! Deliberate deviations, each for a reason:
 //!
@@ -27,7 +31,7 @@
 
 use std::io::Write;
 
-use crate::RestoreError;
+use crate::{IrqLine, RestoreError};
 
 /// System control port A.
 pub const SYSTEM_CONTROL_A_PORT: u16 = 0x92;
@@ -45,6 +49,8 @@ pub const PM1A_EVT_PORT: u16 = 0x600;
 pub const PM_TMR_PORT: u16 = 0x608;
 /// PM_TMR's rate (ACPI §4.8.3.3: 3.579545 MHz).
 pub const PM_TIMER_HZ: u64 = 3_579_545;
+/// Coprocessor error clear (any value written): asserts IGNNE# and drops IRQ 13.
+pub const FPU_ERROR_CLEAR_PORT: u16 = 0xF0;
 
 /// Port 0x92: alternate hot reset (write 1).
 const SCA_FAST_RESET: u8 = 0x01;
@@ -320,6 +326,62 @@ impl AcpiPowerControl {
     }
 }
 
+/// The AT's coprocessor-error logic between the CPU's FERR# output and IRQ 13.
+///
+/// IRQ 13 is high while FERR# is asserted and IGNNE# is not; a write to port 0xF0 asserts
+/// IGNNE# (the latch), which drops IRQ 13 and stays until FERR# drops (the handler's FNCLEX).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FpuErrorState {
+    /// The CPU's FERR# output as last seen.
+    pub ferr: bool,
+    /// IGNNE# latched by a write to port 0xF0.
+    pub ignne: bool,
+}
+
+/// FERR# → IRQ 13 and the port-0xF0 latch (see [`FpuErrorState`]).
+#[derive(Debug, Default)]
+pub struct FpuError {
+    st: FpuErrorState,
+}
+
+impl FpuError {
+    /// FERR# deasserted, IGNNE# clear.
+    pub fn new() -> FpuError {
+        FpuError::default()
+    }
+
+    /// The CPU's FERR# output is `ferr` now: drives IRQ 13.
+    pub fn set_ferr(&mut self, ferr: bool, irq: &mut dyn IrqLine) {
+        if !ferr {
+            self.st.ignne = false;
+        }
+        self.st.ferr = ferr;
+        irq.set_level(self.st.ferr && !self.st.ignne);
+    }
+
+    /// A write to port 0xF0 (the value does not matter): IGNNE# while FERR# lasts.
+    pub fn write(&mut self, irq: &mut dyn IrqLine) {
+        self.st.ignne = self.st.ferr;
+        irq.set_level(false);
+    }
+
+    /// The FERR# level last seen (the machine compares it with the CPU's to spot changes).
+    pub fn ferr(&self) -> bool {
+        self.st.ferr
+    }
+
+    /// The device state.
+    pub fn save(&self) -> FpuErrorState {
+        self.st
+    }
+
+    /// Replaces the device state with `state`.
+    pub fn restore(&mut self, state: &FpuErrorState) -> Result<(), RestoreError> {
+        self.st = *state;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
@@ -353,6 +415,29 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Err(std::io::ErrorKind::BrokenPipe.into())
         }
+    }
+
+    #[test]
+    fn ferr_raises_irq13_until_port_f0_or_fnclex() {
+        let mut d = FpuError::new();
+        let mut irq = LevelProbe::default();
+        d.set_ferr(true, &mut irq);
+        assert!(irq.high);
+        // The handler writes port 0xF0: IRQ 13 drops while FERR# stays asserted.
+        d.write(&mut irq);
+        assert!(!irq.high);
+        d.set_ferr(true, &mut irq);
+        assert!(!irq.high, "IGNNE# holds while FERR# lasts");
+        // FNCLEX drops FERR#, which releases IGNNE#: the next error raises IRQ 13 again.
+        d.set_ferr(false, &mut irq);
+        d.set_ferr(true, &mut irq);
+        assert_eq!((irq.high, irq.rising_edges), (true, 2));
+        // Save → change → restore → compare.
+        let saved = d.save();
+        d.write(&mut irq);
+        assert_ne!(d.save(), saved);
+        d.restore(&saved).unwrap();
+        assert_eq!(d.save(), saved);
     }
 
     #[test]

@@ -188,3 +188,160 @@ fn stack_overflow_sets_ie_sf_and_c1() {
     assert_eq!(sw & (exc::IE | exc::SF | 0x0200), exc::IE | exc::SF | 0x0200);
     assert_eq!(cpu.fpu.st(0), F80::INDEFINITE);
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the shared pm-fpu kernel leaves out because QEMU 7.2 disagrees with the SDM there.
+
+/// The status word after the program (FNSTSW AX as its last instruction).
+fn status(cpu: &Cpu) -> u16 {
+    cpu.state.regs[gpr::EAX] as u16
+}
+
+const C1: u16 = 1 << 9;
+const C0: u16 = 1 << 8;
+const C2: u16 = 1 << 10;
+const C3: u16 = 1 << 14;
+
+#[test]
+fn c1_tells_whether_the_result_was_rounded_up() {
+    // SDM Vol. 1 §8.1.3.1 and §4.9.1.6: with PE set, C1 = 1 means the result was rounded up.
+    let mut cpu = machine();
+    run(&mut cpu, |a| {
+        a.fninit()?;
+        a.fld1()?;
+        a.mov(word_ptr(DATA), 3u32)?;
+        a.fidiv(word_ptr(DATA))?; // 1/3 rounds up to …AAAB
+        a.fnstsw(ax)
+    });
+    assert_eq!(status(&cpu) & (C1 | exc::PE), C1 | exc::PE);
+    let mut cpu = machine();
+    run(&mut cpu, |a| {
+        a.fninit()?;
+        a.fld1()?;
+        a.mov(word_ptr(DATA), 7u32)?;
+        a.fidiv(word_ptr(DATA))?; // 1/7 = 1.001001…b × 2^-3 rounds down (…9249)
+        a.fnstsw(ax)
+    });
+    assert_eq!(status(&cpu) & (C1 | exc::PE), exc::PE);
+}
+
+#[test]
+fn loading_a_single_denormal_raises_de() {
+    let mut cpu = machine();
+    cpu.mem.write_u32(DATA, 1);
+    run(&mut cpu, |a| {
+        a.fninit()?;
+        a.fld(dword_ptr(DATA))?;
+        a.fnstsw(ax)
+    });
+    assert_eq!(status(&cpu) & exc::DE, exc::DE);
+    assert_eq!(cpu.fpu.st(0), F80 { se: 0x3FFF - 149, sig: 1 << 63 });
+}
+
+#[test]
+fn stack_underflow_writes_the_indefinite_with_c1_clear() {
+    let mut cpu = machine();
+    run(&mut cpu, |a| {
+        a.fninit()?;
+        a.fld1()?;
+        a.fadd_2(st0, st1)?;
+        a.fnstsw(ax)
+    });
+    assert_eq!(status(&cpu) & (exc::IE | exc::SF | C1), exc::IE | exc::SF);
+    assert_eq!(cpu.fpu.st(0), F80::INDEFINITE);
+}
+
+#[test]
+fn fnstenv_masks_every_exception_afterwards() {
+    let mut cpu = machine();
+    cpu.mem.write_u16(DATA, 0x0360);
+    run(&mut cpu, |a| {
+        a.fninit()?;
+        a.fldcw(word_ptr(DATA))?;
+        a.fnstenv(ptr(DATA + 0x10))
+    });
+    assert_eq!(cpu.mem.read_u16(DATA + 0x10), 0x0360);
+    assert_eq!(cpu.fpu.cw & 0x3F, 0x3F);
+}
+
+#[test]
+fn every_waiting_instruction_reports_a_pending_exception() {
+    // SDM Vol. 1 §8.6: not only FWAIT — FLD1 here, and an FLDCW that unmasks a set flag makes
+    // it pending.
+    let mut cpu = machine();
+    cpu.state.cr[0] |= cr0::NE;
+    cpu.mem.write_u16(DATA, 0x035F); // PE unmasked
+    run(&mut cpu, |a| {
+        a.fninit()?;
+        a.fld1()?;
+        a.mov(word_ptr(DATA + 2), 3u32)?;
+        a.fidiv(word_ptr(DATA + 2))?; // PE while masked: nothing pending
+        a.fldcw(word_ptr(DATA))?; // unmasks PE: pending
+        a.fld1()
+    });
+    assert_eq!(vector(&cpu), Some(16));
+    assert_eq!(cpu.fpu.top(), 7, "the FLD1 did not run");
+}
+
+#[test]
+fn unmasked_invalid_operation_pops_nothing() {
+    let mut cpu = machine();
+    cpu.mem.write_u16(DATA, 0x037E);
+    run(&mut cpu, |a| {
+        a.fninit()?;
+        a.fldcw(word_ptr(DATA))?;
+        a.fldz()?;
+        a.fldz()?;
+        a.fdivp(st1, st0)?;
+        a.fnstsw(ax)
+    });
+    assert_eq!(status(&cpu) & 0x3881, 0x3000 | 0x80 | exc::IE);
+}
+
+#[test]
+fn precision_control_with_directed_rounding_and_a_double_operand() {
+    // The double operand is converted exactly, then the quotient rounded once to 24 bits
+    // (vectors from guest-images/tools/fpu_vectors.py: (2^-20 + 1) / (2^40 + 3)).
+    for (cw, want) in [(0x047Fu16, 0x8000_0700_0000_0000u64), (0x087F, 0x8000_0800_0000_0000)] {
+        let mut cpu = machine();
+        cpu.mem.write_u16(DATA, cw);
+        cpu.mem.load(u64::from(DATA + 8), &((1u64 << 40) + 3).to_le_bytes()).unwrap();
+        cpu.mem.load(u64::from(DATA + 16), &(1.0f64 + 2f64.powi(-20)).to_bits().to_le_bytes()).unwrap();
+        run(&mut cpu, |a| {
+            a.fninit()?;
+            a.fldcw(word_ptr(DATA))?;
+            a.fild(qword_ptr(DATA + 8))?;
+            a.fst(qword_ptr(DATA + 8))?; // 2^40 + 3 as a double
+            a.fstp(st0)?;
+            a.fld(qword_ptr(DATA + 16))?;
+            a.fdiv(qword_ptr(DATA + 8))
+        });
+        assert_eq!(cpu.fpu.st(0), F80 { se: 0x3FD7, sig: want }, "cw {cw:#x}");
+    }
+}
+
+#[test]
+fn fprem1_quotient_bits_and_the_fsin_range_limit() {
+    let mut cpu = machine();
+    cpu.mem.write_u32(DATA, 5);
+    cpu.mem.write_u32(DATA + 4, 18);
+    run(&mut cpu, |a| {
+        a.fninit()?;
+        a.fild(dword_ptr(DATA))?;
+        a.fild(dword_ptr(DATA + 4))?;
+        a.fprem1()?; // 18 = 4·5 − 2: q = 100b → C0
+        a.fnstsw(ax)
+    });
+    assert_eq!(status(&cpu) & (C0 | C1 | C2 | C3), C0);
+    // |x| = 2^63 exactly is out of range: C2 = 1, ST(0) unchanged.
+    let mut cpu = machine();
+    cpu.mem.load(u64::from(DATA), &F80 { se: 0x403E, sig: 1 << 63 }.to_bytes()).unwrap();
+    run(&mut cpu, |a| {
+        a.fninit()?;
+        a.fld(tword_ptr(DATA))?;
+        a.fsin()?;
+        a.fnstsw(ax)
+    });
+    assert_eq!(status(&cpu) & C2, C2);
+    assert_eq!(cpu.fpu.st(0), F80 { se: 0x403E, sig: 1 << 63 });
+}

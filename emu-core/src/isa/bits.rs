@@ -67,7 +67,11 @@ pub fn bsf_bsr(cpu: &mut Cpu, _io: &mut dyn PortIo, i: &Instruction) -> Res {
         cpu.state.set_arith(f | fl::ZF);
         return Ok(());
     }
-    let idx = if matches!(i.mnemonic(), Mnemonic::Bsf | Mnemonic::Tzcnt) { src.trailing_zeros() } else { 31 - src.leading_zeros() };
+    let idx = if matches!(i.mnemonic(), Mnemonic::Bsf | Mnemonic::Tzcnt) {
+        src.trailing_zeros()
+    } else {
+        31 - src.leading_zeros()
+    };
     write(cpu, i, 0, idx)?;
     cpu.state.set_arith(f & !fl::ZF);
     Ok(())

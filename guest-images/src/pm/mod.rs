@@ -18,6 +18,8 @@
 
 mod descriptors;
 mod exceptions;
+mod fpu;
+mod fpu_vectors;
 mod iobitmap;
 mod paging;
 mod rings;
@@ -31,7 +33,7 @@ use crate::Kernel;
 type Body = fn(&mut rt::Program) -> crate::asm::Asm;
 
 /// The kernels: name, description, checks.
-const KERNELS: [(&str, &str, Body); 8] = [
+const KERNELS: [(&str, &str, Body); 9] = [
     (
         "pm-descriptors",
         "segment loads and their error codes, limits, expand-down, LAR/LSL/VERR/VERW, ARPL, \
@@ -78,6 +80,12 @@ const KERNELS: [(&str, &str, Body); 8] = [
         "pm-control-registers",
         "MOV to CR0 with NW set and CD clear, and with PG set and PE clear: #GP(0)",
         paging::control_registers,
+    ),
+    (
+        "pm-fpu",
+        "the x87 FPU: arithmetic in every rounding and precision mode, conversions, comparisons, \
+         the register stack, FSTENV/FSAVE/FRSTOR, #MF and #NM, FPREM, constants, transcendentals",
+        fpu::run,
     ),
 ];
 
