@@ -22,7 +22,12 @@
 //! blocks do. Time: QEMU runs with `-icount` so its timers follow its instruction count, but its
 //! count includes the firmware, so its interrupts cannot come at the instructions where bt86's
 //! would. bt86 therefore follows QEMU: it holds its own interrupt requests and, where QEMU's log
-//! shows the entry of an interrupt gate's handler, takes that vector at the same boundary.
+//! shows the entry of an interrupt gate's handler, takes that vector at the same boundary. QEMU
+//! logs a block before it runs it, and marks one it then left unrun (`Stopped execution of TB
+//! chain before …`, when an interrupt or exit request came in between): bt86 does not run that
+//! instruction either. QEMU's RTC runs on its virtual clock from bt86's date (`-rtc
+//! base=…,clock=vm`), not on the host's, so its interrupts are raised by QEMU's CPU thread at
+//! points its instruction count decides, and the whole run is repeatable.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
@@ -37,7 +42,7 @@ use emu_core::Cpu;
 use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, RflagsBits};
 use thiserror::Error;
 
-use crate::machine::{Exit, Machine};
+use crate::machine::{Exit, Machine, DEFAULT_RTC_EPOCH};
 
 /// Steps bt86 may take outside the compared range (firmware-less code, HLT waits) before the
 /// comparison gives up at that point.
@@ -58,7 +63,9 @@ pub const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     ),
     (
         "the Multiboot information",
-        "the two loaders put the information structure at different addresses and describe          memory slightly differently (QEMU reports 128 KiB less upper memory); bt86 puts a copy          of its structure at QEMU's address so EBX agrees, but values read from it may differ",
+        "the two loaders put the information structure at different addresses and describe \
+         memory slightly differently (QEMU reports 128 KiB less upper memory); bt86 puts a copy \
+         of its structure at QEMU's address so EBX agrees, but values read from it may differ",
     ),
     (
         "accessed bit of cached segment attributes",
@@ -80,15 +87,21 @@ pub const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     (
         "CPUID, RDTSC and port reads",
         "each implementation reports its own vendor, family and features, and its devices run on \
-         its own clock (QEMU's counts its firmware too), so a timer count, the RTC or a UART \
-         status read differs: after CPUID, RDTSC or IN, bt86 takes QEMU's register values, so the \
-         guest goes on along the same path (the report does not call this a divergence)",
+         its own clock (QEMU's counts its firmware too, at 8 ns per instruction where bt86 counts \
+         10 ns), so a timer count, the RTC or a UART status read differs: after CPUID, RDTSC or \
+         IN, bt86 takes QEMU's register values, so the guest goes on along the same path (the \
+         report does not call this a divergence). Both RTCs start at the same date (QEMU with \
+         `-rtc base=…,clock=vm`, bt86's default), and QEMU's runs on its instruction count \
+         rather than the host's clock, so what a guest reads from it is repeatable",
     ),
     (
-        "blocks QEMU logs twice",
-        "QEMU logs a block when it enters it, and a block that exits at once (an exit request, \
-         the -icount budget) is logged again with the same state; consecutive identical states \
-         are merged on both sides (only a `jmp $` loop makes them in a real run)",
+        "blocks QEMU logs twice, or logs and does not run",
+        "QEMU logs a block when it enters it; a block it leaves before its first instruction (an \
+         exit request, an interrupt request, the end of an -icount budget) is followed by a \
+         `Stopped execution of TB chain` line: bt86 then does not run that instruction either, \
+         and compares QEMU's next entry (the same block again, or the handler of the interrupt \
+         QEMU took first) with the same state. Consecutive identical states are merged on both \
+         sides (a `jmp $` loop)",
     ),
     (
         "the end of a REP string instruction",
@@ -100,7 +113,10 @@ pub const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "QEMU's -icount counts its firmware's instructions too, so its interrupts come at other \
          instructions than bt86's would: during a diff bt86 holds its own requests and takes, at \
          each instruction boundary where QEMU entered an interrupt gate's handler, the same vector \
-         (acknowledging its own PIC when that agrees), so the two stay aligned",
+         (acknowledging its own PIC when that agrees), so the two stay aligned. That boundary is \
+         the one before a block QEMU logged and did not run (see above): a request raised by \
+         another thread (a device on the host's clock) reaches QEMU's CPU between logging a block \
+         and running it",
     ),
     (
         "protected-mode segment checks on data accesses",
@@ -169,6 +185,9 @@ pub struct DiffOptions {
     pub timeout: Duration,
     /// A deliberate bt86 bug (tests of the tool itself).
     pub injection: Option<Injection>,
+    /// More arguments for QEMU, after the tool's own (so they override them: `-rtc clock=host`,
+    /// say).
+    pub qemu_args: Vec<String>,
 }
 
 impl Default for DiffOptions {
@@ -179,6 +198,7 @@ impl Default for DiffOptions {
             history: 10,
             timeout: Duration::from_secs(30),
             injection: None,
+            qemu_args: Vec::new(),
         }
     }
 }
@@ -192,6 +212,8 @@ pub enum DiffOutcome {
         compared: u64,
         /// External interrupts QEMU took that bt86 replayed at the same instructions.
         interrupts: u64,
+        /// Blocks QEMU logged and then left without running them (see [`KNOWN_DIFFERENCES`]).
+        unrun: u64,
         /// How bt86's run ended.
         bt86_exit: Option<Exit>,
     },
@@ -376,21 +398,36 @@ fn parse_qemu_block(lines: &[String]) -> Option<ArchState> {
     (seen == 31).then_some(st)
 }
 
-/// Reads QEMU's log and sends each parsed state.
-fn read_qemu_log(out: impl Read, tx: mpsc::SyncSender<ArchState>) {
+/// One entry of QEMU's log, as the lockstep loop consumes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Logged {
+    /// The state before a block (one instruction) that QEMU entered.
+    State(ArchState),
+    /// The block just logged did not run: QEMU left it before its first instruction
+    /// (`Stopped execution of TB chain before …`), because an interrupt request, an exit request
+    /// or the end of its `-icount` budget came first. Only what QEMU logs next tells what it did
+    /// instead: enter the same block again, or an interrupt handler.
+    NotRun,
+}
+
+/// The line QEMU's `-d exec` writes when it leaves a block before running any of it
+/// (accel/tcg/cpu-exec.c, `cpu_tb_exec`: the TB exit code says the block did not start).
+const NOT_RUN_MARKER: &str = "Stopped execution of TB chain before ";
+
+/// Reads QEMU's log and sends each parsed state, and a [`Logged::NotRun`] where QEMU says it
+/// left the block it had just logged without running it.
+fn read_qemu_log(out: impl Read, tx: mpsc::SyncSender<Logged>) {
     let mut block: Vec<String> = Vec::with_capacity(24);
     let mut last: Option<ArchState> = None;
-    // Sends a finished block, merging it with an identical previous one: QEMU logs a block
-    // when it enters it, and a block that exits at once (an exit request, the -icount budget) is
-    // entered and logged again with the same state (see KNOWN_DIFFERENCES). False when the
-    // receiver is gone.
-    let mut emit = |block: &mut Vec<String>| -> bool {
+    // Sends a finished block, merging it with an identical previous one (a `jmp $` spinning:
+    // bt86 merges the same states on its side). False when the receiver is gone.
+    let emit = |block: &mut Vec<String>, last: &mut Option<ArchState>| -> bool {
         let parsed = parse_qemu_block(block);
         block.clear();
         match parsed {
             Some(st) if last.as_ref() != Some(&st) => {
-                last = Some(st.clone());
-                tx.send(st).is_ok()
+                *last = Some(st.clone());
+                tx.send(Logged::State(st)).is_ok()
             }
             _ => true,
         }
@@ -399,7 +436,17 @@ fn read_qemu_log(out: impl Read, tx: mpsc::SyncSender<ArchState>) {
         let Ok(line) = line else { break };
         if line.starts_with("Trace ") {
             // A block not ended by its EFER line (another CPU model's layout): send it now.
-            if !block.is_empty() && !emit(&mut block) {
+            if !block.is_empty() && !emit(&mut block, &mut last) {
+                return;
+            }
+        } else if line.starts_with(NOT_RUN_MARKER) {
+            if !block.is_empty() && !emit(&mut block, &mut last) {
+                return;
+            }
+            // The state last sent was not executed: when QEMU enters the same block again, that
+            // entry is the one that runs, so it must not be merged away as a repetition.
+            last = None;
+            if tx.send(Logged::NotRun).is_err() {
                 return;
             }
         } else {
@@ -407,13 +454,13 @@ fn read_qemu_log(out: impl Read, tx: mpsc::SyncSender<ArchState>) {
             // with interrupts off) still delivers its last state.
             let end = line.starts_with("EFER=");
             block.push(line);
-            if end && !emit(&mut block) {
+            if end && !emit(&mut block, &mut last) {
                 return;
             }
         }
     }
     if !block.is_empty() {
-        emit(&mut block);
+        emit(&mut block, &mut last);
     }
 }
 
@@ -447,10 +494,23 @@ enum Boot<'a> {
     Floppy(&'a Path),
 }
 
+/// QEMU's `-rtc` option: the clock starts at `epoch` (Unix seconds; bt86's RTC starts there
+/// too) and runs on QEMU's virtual clock, which `-icount` derives from its instruction count.
+/// QEMU's default, the host clock, makes the RTC's time, its update cycle and its interrupts
+/// depend on how fast the host runs the logged guest: the values the guest reads differ from
+/// run to run, and the RTC's timers fire in QEMU's main-loop thread, whose interrupt request
+/// reaches the vCPU at any moment — between logging a block and running it, too.
+fn rtc_option(epoch: u64) -> String {
+    let secs = i64::try_from(epoch).unwrap_or(0);
+    let (year, month, day) = devices::cmos::civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!("base={year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02},clock=vm", t / 3600, t / 60 % 60, t % 60)
+}
+
 /// A running QEMU whose log arrives on a channel.
 struct Qemu {
     child: Child,
-    rx: Receiver<ArchState>,
+    rx: Receiver<Logged>,
     stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
@@ -469,9 +529,11 @@ impl Qemu {
         let mut child = cmd
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-debugcon", "file:/dev/null"])
             .args(["-icount", "shift=3,align=off,sleep=off", "-singlestep", "-d", "exec,cpu,nochain"])
+            .args(["-rtc", &rtc_option(DEFAULT_RTC_EPOCH)])
             .arg("-dfilter")
             .arg(format!("{:#x}..{:#x}", range.0, range.1))
             .args(["-D", "/dev/stdout"])
+            .args(&opts.qemu_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -499,17 +561,27 @@ impl Qemu {
 
     /// The first logged state (QEMU has reached the range).
     fn first_state(&mut self, opts: &DiffOptions) -> Result<ArchState, DiffError> {
-        match self.rx.recv_timeout(opts.timeout) {
-            Ok(s) => Ok(s),
-            Err(RecvTimeoutError::Timeout) => Err(DiffError::QemuHung {
-                qemu: opts.qemu.clone(),
-                secs: opts.timeout.as_secs(),
-                at: String::new(),
-                output: self.stderr_tail(),
-            }),
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                Err(DiffError::QemuFailed { qemu: opts.qemu.clone(), status, output: self.stderr_tail() })
+        loop {
+            match self.rx.recv_timeout(opts.timeout) {
+                Ok(Logged::State(s)) => return Ok(s),
+                // No block was logged before the first: a "not run" has nothing to refer to.
+                Ok(Logged::NotRun) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(DiffError::QemuHung {
+                        qemu: opts.qemu.clone(),
+                        secs: opts.timeout.as_secs(),
+                        at: String::new(),
+                        output: self.stderr_tail(),
+                    })
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                    return Err(DiffError::QemuFailed {
+                        qemu: opts.qemu.clone(),
+                        status,
+                        output: self.stderr_tail(),
+                    });
+                }
             }
         }
     }
@@ -811,6 +883,7 @@ fn lockstep(
     let mut prev_state: Option<ArchState> = None;
     let mut finished: Option<Exit> = None;
     let mut interrupts_replayed = 0u64;
+    let mut unrun = 0u64;
     m.bus.hold_interrupts = true;
     let mut q = Some(first);
     let mut compared = 0u64;
@@ -871,7 +944,7 @@ fn lockstep(
         let Some(qs) = q.take() else {
             // QEMU's trace ended (its guest exited or powered off).
             return Ok(match b {
-                None => DiffOutcome::Match { compared, interrupts: interrupts_replayed, bt86_exit },
+                None => DiffOutcome::Match { compared, interrupts: interrupts_replayed, unrun, bt86_exit },
                 Some(b) => divergence(
                     m,
                     compared,
@@ -885,17 +958,16 @@ fn lockstep(
         };
         // QEMU's TCG runs a REP string instruction as a block that re-enters itself until the
         // count is 0, and logs that last entry too: skip it (the architecture retires nothing).
-        let qs = match (&prev_insn, b.as_ref()) {
-            (Some(p), Some(b))
-                if is_rep_string(p) && qs.eip == prev_eip && b.eip != qs.eip && counter_zero(p, &qs) =>
-            {
-                match qemu.rx.recv_timeout(opts.timeout) {
-                    Ok(next) => next,
-                    Err(_) => qs,
-                }
+        let mut qs = qs;
+        while let (Some(p), Some(b)) = (&prev_insn, b.as_ref()) {
+            if !(is_rep_string(p) && qs.eip == prev_eip && b.eip != qs.eip && counter_zero(p, &qs)) {
+                break;
             }
-            _ => qs,
-        };
+            match next_state(qemu, opts.timeout) {
+                Ok(Some(next)) => qs = next,
+                _ => break,
+            }
+        }
         let Some(b) = b else {
             let end = ArchState::of(&m.cpu);
             let note = format!("bt86's run ended here ({bt86_exit:?}); QEMU goes on");
@@ -951,46 +1023,114 @@ fn lockstep(
             m.cpu.state.set_eflags((f & !undefined) | (qs.eflags & undefined));
         }
         compared += 1;
-        // Execute the instruction in bt86, remembering it for the history and the flag mask.
+        // Whether QEMU ran this instruction shows in its next log entry: a "not run" mark says it
+        // left the block first (an interrupt request or an exit request came in between), and
+        // then bt86 does not run it either. That entry follows at once; if QEMU stays quiet for
+        // a moment, its guest may have stopped (HLT with interrupts off, an exit port): bt86 runs
+        // its instruction to see whether its guest stops there too.
         let (text, _, insn, _) = disassemble(&mut m.cpu);
-        history.push_back(format!("{:04x}:{:08x}  {text}", b.segs[1].0, b.eip));
-        if history.len() > opts.history {
-            history.pop_front();
-        }
-        prev_insn = insn;
-        prev_cl = m.cpu.state.regs[1] as u8;
-        prev_eip = b.eip;
-        prev_state = Some(b.clone());
-        // If bt86 stops right after this instruction, QEMU must have no further state: the next
-        // round finds out.
-        match m.run(1) {
-            Exit::StepLimit => {}
-            other => finished = Some(other),
-        }
-        // Once bt86 has stopped (a guest that halts with interrupts off, say), QEMU, which keeps
-        // its process alive in that state, has ended too if it logs nothing more for a moment.
-        let wait = if finished.is_some() { QUIET_END } else { opts.timeout };
-        q = match qemu.rx.recv_timeout(wait) {
-            Ok(s) => Some(s),
-            Err(RecvTimeoutError::Timeout) if finished.is_some() => None,
-            Err(RecvTimeoutError::Timeout) => {
-                let (text, _, _, _) = disassemble(&mut m.cpu);
-                let at = format!(
-                    " while bt86, after {compared} instructions in step, was at {:04x}:{:08x} ({text})",
-                    m.cpu.state.seg(SegReg::Cs).selector,
-                    m.cpu.state.eip
-                );
-                return Err(DiffError::QemuHung {
-                    qemu: opts.qemu.clone(),
-                    secs: opts.timeout.as_secs(),
-                    at,
-                    output: qemu.stderr_tail(),
-                });
+        let cl = m.cpu.state.regs[1] as u8;
+        let mut ran = false;
+        let mut next = qemu.rx.recv_timeout(QUIET_END.min(opts.timeout));
+        if next.is_err() {
+            finished = step(m);
+            ran = true;
+            if next == Err(RecvTimeoutError::Timeout) && finished.is_none() {
+                next = qemu.rx.recv_timeout(opts.timeout.saturating_sub(QUIET_END));
             }
+        }
+        let not_run = next == Ok(Logged::NotRun);
+        q = match next {
+            Ok(Logged::NotRun) if ran => {
+                let note = format!(
+                    "QEMU marked this instruction as not run only after logging nothing for {} s, \
+                     when bt86 had already run it; the two cannot be aligned here",
+                    QUIET_END.as_secs()
+                );
+                let at = ArchState::of(&m.cpu);
+                let undefined = undefined_flags(prev_insn.as_ref(), prev_cl);
+                return Ok(divergence(
+                    m,
+                    compared,
+                    &at,
+                    None,
+                    &history,
+                    (prev_insn.as_ref(), undefined),
+                    &note,
+                ));
+            }
+            Ok(Logged::NotRun) => {
+                // QEMU did not run it: neither does bt86. QEMU's next entry is the same block
+                // again (compared again, not merged), or the handler of the interrupt it took
+                // first, which the next round replays at this boundary.
+                compared -= 1;
+                unrun += 1;
+                prev_state = None;
+                match next_state(qemu, opts.timeout) {
+                    Ok(s) => s,
+                    Err(()) => return Err(hung(m, qemu, opts, compared)),
+                }
+            }
+            Ok(Logged::State(s)) => Some(s),
+            Err(RecvTimeoutError::Timeout) if finished.is_some() => None,
+            Err(RecvTimeoutError::Timeout) => return Err(hung(m, qemu, opts, compared)),
             Err(RecvTimeoutError::Disconnected) => None,
         };
+        if !not_run {
+            // The instruction retired: remember it for the history and the flag mask.
+            history.push_back(format!("{:04x}:{:08x}  {text}", b.segs[1].0, b.eip));
+            if history.len() > opts.history {
+                history.pop_front();
+            }
+            prev_insn = insn;
+            prev_cl = cl;
+            prev_eip = b.eip;
+            prev_state = Some(b.clone());
+            if !ran {
+                // If bt86 stops right after this instruction, QEMU must have no further state:
+                // the next round finds out.
+                finished = step(m);
+            }
+        }
     }
-    Ok(DiffOutcome::Match { compared, interrupts: interrupts_replayed, bt86_exit: None })
+    Ok(DiffOutcome::Match { compared, interrupts: interrupts_replayed, unrun, bt86_exit: None })
+}
+
+/// Runs bt86 for one step; `Some(exit)` when its guest stopped there.
+fn step(m: &mut Machine) -> Option<Exit> {
+    match m.run(1) {
+        Exit::StepLimit => None,
+        other => Some(other),
+    }
+}
+
+/// QEMU's next logged state, passing over "not run" marks: `Ok(None)` when its log ended,
+/// `Err(())` when it logged nothing for `timeout`.
+fn next_state(qemu: &Qemu, timeout: Duration) -> Result<Option<ArchState>, ()> {
+    loop {
+        match qemu.rx.recv_timeout(timeout) {
+            Ok(Logged::State(s)) => return Ok(Some(s)),
+            Ok(Logged::NotRun) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(None),
+            Err(RecvTimeoutError::Timeout) => return Err(()),
+        }
+    }
+}
+
+/// The error for a QEMU that logged nothing for `opts.timeout`, saying where bt86 was.
+fn hung(m: &mut Machine, qemu: &Qemu, opts: &DiffOptions, compared: u64) -> DiffError {
+    let (text, _, _, _) = disassemble(&mut m.cpu);
+    let at = format!(
+        " while bt86, after {compared} instructions in step, was at {:04x}:{:08x} ({text})",
+        m.cpu.state.seg(SegReg::Cs).selector,
+        m.cpu.state.eip
+    );
+    DiffError::QemuHung {
+        qemu: opts.qemu.clone(),
+        secs: opts.timeout.as_secs(),
+        at,
+        output: qemu.stderr_tail(),
+    }
 }
 
 /// Builds the divergence report.
@@ -1087,6 +1227,56 @@ CR0=00000011 CR2=00000000 CR3=00000000 CR4=00000000";
         assert_ne!(undefined_flags(Some(&shl3), 0) & (1 << 11), 0);
         let shl1 = Decoder::new(32, &[0xD1, 0xE0], DecoderOptions::NONE).decode();
         assert_eq!(undefined_flags(Some(&shl1), 0) & (1 << 11), 0);
+    }
+
+    #[test]
+    fn qemu_s_rtc_starts_where_bt86_s_does_and_runs_on_virtual_time() {
+        assert_eq!(rtc_option(DEFAULT_RTC_EPOCH), "base=2024-01-01T00:00:00,clock=vm");
+        assert_eq!(rtc_option(951_827_696), "base=2000-02-29T12:34:56,clock=vm");
+    }
+
+    #[test]
+    fn a_block_qemu_left_unrun_is_marked_and_not_merged() {
+        let dump = |eip: &str| {
+            format!(
+                "Trace 0: 0x7f0000000000 [00000000/{eip}/000000b0/ff020201] \n\
+                 EAX=00000000 EBX=00000000 ECX=00000000 EDX=00000000\n\
+                 ESI=00000000 EDI=00000000 EBP=00000000 ESP=00001000\n\
+                 EIP={eip} EFL=00000202 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=0\n\
+                 ES =0010 00000000 ffffffff 00cf9300 DPL=0 DS   [-WA]\n\
+                 CS =0008 00000000 ffffffff 00cf9a00 DPL=0 CS32 [-R-]\n\
+                 SS =0010 00000000 ffffffff 00cf9300 DPL=0 DS   [-WA]\n\
+                 DS =0010 00000000 ffffffff 00cf9300 DPL=0 DS   [-WA]\n\
+                 FS =0010 00000000 ffffffff 00cf9300 DPL=0 DS   [-WA]\n\
+                 GS =0010 00000000 ffffffff 00cf9300 DPL=0 DS   [-WA]\n\
+                 LDT=0000 00000000 0000ffff 00008200 DPL=0 LDT\n\
+                 TR =0000 00000000 0000ffff 00008b00 DPL=0 TSS32-busy\n\
+                 GDT=     000c02b8 00000027\n\
+                 IDT=     00000000 000003ff\n\
+                 CR0=00000011 CR2=00000000 CR3=00000000 CR4=00000000\n\
+                 EFER=0000000000000000\n"
+            )
+        };
+        // A block logged, left unrun, entered again (not merged with the first entry), left
+        // again, and then an interrupt handler instead.
+        let stopped = "Stopped execution of TB chain before 0x7f0000000000 [00100010] \n";
+        let log =
+            [dump("00100010"), stopped.into(), dump("00100010"), stopped.into(), dump("00100500")].concat();
+        let (tx, rx) = mpsc::sync_channel(16);
+        read_qemu_log(log.as_bytes(), tx);
+        let got: Vec<Logged> = rx.iter().collect();
+        let eips: Vec<Option<u32>> = got
+            .iter()
+            .map(|l| match l {
+                Logged::State(s) => Some(s.eip),
+                Logged::NotRun => None,
+            })
+            .collect();
+        assert_eq!(eips, [Some(0x100010), None, Some(0x100010), None, Some(0x100500)]);
+        // Without the marks, a repeated state is merged (a `jmp $` spinning).
+        let (tx, rx) = mpsc::sync_channel(16);
+        read_qemu_log([dump("00100010"), dump("00100010")].concat().as_bytes(), tx);
+        assert_eq!(rx.iter().count(), 1);
     }
 
     #[test]

@@ -36,9 +36,11 @@ usage:
                                     run SingleStepTests instruction vectors from DIR
                                     (exit 0 when all pass, or at least PCT percent)
   bt86 diff (--kernel FILE | --image NAME) [--qemu PATH] [--max N] [--history N]
+            [--qemu-arg ARG]...
                                     run a guest in bt86 and qemu-system-i386 and report the
                                     first instruction where their states differ
-                                    (exit 0 no divergence, 1 divergence, 64 error)
+                                    (exit 0 no divergence, 1 divergence, 64 error); each
+                                    --qemu-arg is passed on to QEMU after the tool's own
   bt86 fuzz [--seed S] [--count N] [--out DIR] [--qemu PATH] [--jobs N]
                                     random programs diffed against QEMU; each divergence is
                                     minimized to a reproducer in DIR (default fuzz-out)
@@ -154,6 +156,7 @@ fn diff(args: &[String]) -> Result<ExitCode, String> {
             "--qemu" => opts.qemu = PathBuf::from(value("--qemu")?),
             "--max" => opts.max_instructions = parse_number("--max", &value("--max")?)?,
             "--history" => opts.history = parse_number("--history", &value("--history")?)? as usize,
+            "--qemu-arg" => opts.qemu_args.push(value("--qemu-arg")?),
             // A deliberate bt86 bug, for showing (and testing) that the comparison finds one.
             "--inject" => match value("--inject")?.as_str() {
                 "adc-carry" => opts.injection = Some(emu_core::cpu::Injection::AdcCarry),

@@ -8,6 +8,7 @@
 use bt86::diff::{diff_image, diff_kernel, DiffOptions, DiffOutcome};
 use emu_core::cpu::Injection;
 use iced_x86::code_asm::*;
+use iced_x86::BlockEncoderOptions;
 
 fn qemu_available() -> bool {
     let found = std::process::Command::new("qemu-system-i386")
@@ -48,6 +49,147 @@ fn adc_kernel() -> guest_images::Kernel {
     a.hlt().unwrap();
     let code = a.assemble(u64::from(guest_images::FLAT_KERNEL_CODE)).unwrap();
     guest_images::flat_kernel("adc", "ADC carry chain", &code)
+}
+
+/// A kernel that runs a loop of `iterations` with the RTC's periodic interrupt on IRQ 8 at the
+/// rate `rs` selects (register A: 32768 >> (rs − 1) Hz). The handler first loads the EIP the
+/// interrupt saved into EAX (compared at once), so an interrupt taken one instruction later in
+/// bt86 than in QEMU shows as a divergence there, even where the interrupted instruction
+/// changes no register (the loop's store and NOP), and reads register C to re-arm the line.
+fn rtc_loop_kernel(rs: u8, iterations: u32) -> guest_images::Kernel {
+    // Assembled twice: the first pass finds where the handlers land (every instruction keeps
+    // its size), the second writes their addresses into the gates.
+    let (_, handlers) = rtc_loop_code(rs, iterations, (0, 0));
+    let (code, again) = rtc_loop_code(rs, iterations, handlers);
+    assert_eq!(handlers, again);
+    guest_images::flat_kernel("rtc-loop", "RTC periodic interrupts over a loop", &code)
+}
+
+/// [`rtc_loop_kernel`]'s code with the handlers at `handlers` (IRQ 8, the other IRQs), and
+/// where the handlers are.
+fn rtc_loop_code(rs: u8, iterations: u32, handlers: (u32, u32)) -> (Vec<u8>, (u32, u32)) {
+    const IDT: u32 = 0x0010_8000;
+    const IDTR: u32 = IDT - 0x10;
+    const SCRATCH: u32 = IDT - 0x100;
+    const STACK_TOP: u32 = 0x0011_0000;
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut rtc_handler = a.create_label();
+    let mut other_handler = a.create_label();
+    let mut top = a.create_label();
+    let out = |a: &mut CodeAssembler, port: u32, value: u32| {
+        a.mov(al, value).unwrap();
+        a.out(port, al).unwrap();
+    };
+    a.cli().unwrap();
+    a.mov(esp, STACK_TOP).unwrap();
+    // Interrupt gates for vectors 20h–2Fh (the remapped IRQs), with the loader's code selector.
+    a.xor(ebx, ebx).unwrap();
+    a.mov(bx, cs).unwrap();
+    a.shl(ebx, 16).unwrap();
+    for vector in 0x20..0x30u32 {
+        let handler = if vector == 0x28 { handlers.0 } else { handlers.1 };
+        a.mov(eax, handler).unwrap();
+        a.mov(edx, eax).unwrap();
+        a.and(eax, 0xFFFF).unwrap();
+        a.or(eax, ebx).unwrap();
+        a.mov(dword_ptr(IDT + 8 * vector), eax).unwrap();
+        a.and(edx, 0xFFFF_0000u32).unwrap();
+        a.or(edx, 0x8E00).unwrap(); // present, DPL 0, 32-bit interrupt gate
+        a.mov(dword_ptr(IDT + 8 * vector + 4), edx).unwrap();
+    }
+    a.mov(word_ptr(IDTR), 0x30 * 8 - 1).unwrap();
+    a.mov(dword_ptr(IDTR + 2), IDT).unwrap();
+    a.lidt(ptr(IDTR)).unwrap();
+    // Both 8259As at vectors 20h and 28h; only IRQ 8 (and the cascade) unmasked.
+    for (port, value) in [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0xA0, 0x11), (0xA1, 0x28)] {
+        out(&mut a, port, value);
+    }
+    for (port, value) in [(0xA1, 2), (0xA1, 1), (0x21, 0xFB), (0xA1, 0xFE)] {
+        out(&mut a, port, value);
+    }
+    // RTC: 32.768 kHz time base and rate `rs`, periodic interrupt enabled, register C read.
+    for (port, value) in [(0x70, 0x0A), (0x71, 0x20 | u32::from(rs)), (0x70, 0x0B), (0x71, 0x42), (0x70, 0x0C)] {
+        out(&mut a, port, value);
+    }
+    a.in_(al, 0x71).unwrap();
+    a.sti().unwrap();
+    a.mov(ecx, iterations).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.mov(dword_ptr(SCRATCH), ecx).unwrap();
+    a.nop().unwrap();
+    a.dec(ecx).unwrap();
+    a.jnz(top).unwrap();
+    a.cli().unwrap();
+    out(&mut a, 0xF4, 0);
+    a.hlt().unwrap();
+    a.set_label(&mut rtc_handler).unwrap();
+    a.push(eax).unwrap();
+    a.mov(eax, dword_ptr(esp + 4)).unwrap();
+    a.mov(dword_ptr(SCRATCH + 4), eax).unwrap();
+    out(&mut a, 0x70, 0x0C);
+    a.in_(al, 0x71).unwrap();
+    out(&mut a, 0xA0, 0x20);
+    a.out(0x20u32, al).unwrap();
+    a.pop(eax).unwrap();
+    a.iretd().unwrap();
+    a.set_label(&mut other_handler).unwrap();
+    a.push(eax).unwrap();
+    out(&mut a, 0xA0, 0x20);
+    a.out(0x20u32, al).unwrap();
+    a.pop(eax).unwrap();
+    a.iretd().unwrap();
+    let result = a
+        .assemble_options(
+            u64::from(guest_images::FLAT_KERNEL_CODE),
+            BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+        )
+        .unwrap();
+    let at = |label: &CodeLabel| result.label_ip(label).unwrap() as u32;
+    let found = (at(&rtc_handler), at(&other_handler));
+    let code = result.inner.code_buffer;
+    assert!(guest_images::FLAT_KERNEL_CODE + code.len() as u32 <= SCRATCH, "the code stays below its data");
+    (code, found)
+}
+
+/// QEMU's RTC runs on its instruction count (`-rtc clock=vm`), so its interrupts come at
+/// boundaries its CPU thread decides, and bt86 takes each one at the same boundary.
+#[test]
+fn rtc_interrupts_on_qemu_s_virtual_clock_are_taken_where_qemu_takes_them() {
+    if !qemu_available() {
+        return;
+    }
+    // 8192 Hz: an interrupt every 15,000 or so of QEMU's 8-ns instructions.
+    let k = rtc_loop_kernel(3, 100_000);
+    match diff_kernel(&k.elf, k.name, &DiffOptions::default()).unwrap() {
+        DiffOutcome::Match { compared, interrupts, .. } => {
+            println!("{compared} instructions, {interrupts} interrupts");
+            assert!(compared > 400_000, "{compared} instructions");
+            assert!(interrupts >= 10, "{interrupts} interrupts");
+        }
+        DiffOutcome::Divergence(d) => panic!("{}", d.report),
+    }
+}
+
+/// With QEMU's RTC on the host's clock, its interrupt requests come from QEMU's main-loop thread
+/// at any moment, often between logging a block and running it (QEMU then marks the block as
+/// not run and takes the interrupt first): bt86 still takes each interrupt at QEMU's boundary.
+/// (Which boundaries those are depends on the host's speed; the result does not.)
+#[test]
+fn rtc_interrupts_on_the_host_clock_are_taken_where_qemu_takes_them() {
+    if !qemu_available() {
+        return;
+    }
+    // 1024 Hz on the host's clock: an interrupt every hundred or so logged instructions.
+    let k = rtc_loop_kernel(6, 50_000);
+    let opts = DiffOptions { qemu_args: vec!["-rtc".into(), "clock=host".into()], ..DiffOptions::default() };
+    match diff_kernel(&k.elf, k.name, &opts).unwrap() {
+        DiffOutcome::Match { compared, interrupts, unrun, .. } => {
+            println!("{compared} instructions, {interrupts} interrupts, {unrun} blocks logged and not run");
+            assert!(compared > 200_000, "{compared} instructions");
+            assert!(interrupts > 0, "no interrupt");
+        }
+        DiffOutcome::Divergence(d) => panic!("{}", d.report),
+    }
 }
 
 #[test]
