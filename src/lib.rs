@@ -8,5 +8,6 @@ pub mod clock;
 pub mod conformance;
 pub mod diff;
 pub mod fuzz;
+pub mod linux_bench;
 pub mod machine;
 pub mod serial;

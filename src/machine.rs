@@ -105,13 +105,16 @@ pub enum Exit {
     StepLimit,
     /// The wall-clock limit ([`Machine::wall_limit`]) passed.
     TimeLimit,
+    /// The guest asked for a reset (keyboard controller, port 0x92) with
+    /// [`Machine::no_reboot`] set — how a Linux guest ends after a panic with `panic=-1`.
+    Reboot,
 }
 
 impl Exit {
     /// The process exit status bt86 reports for this ending: isa-debug-exit's `(v << 1) | 1`,
     /// 0 for a power-off, a clean halt or a quit, 2 for a step limit (a guest that did not
     /// finish), 3 for a triple fault (also when the guest kept resetting), 4 when the
-    /// wall-clock limit passed.
+    /// wall-clock limit passed, 5 when the guest asked for a reset under `--no-reboot`.
     pub fn status(&self) -> i32 {
         match self {
             Exit::DebugExit { value } => ((value << 1) | 1) as i32,
@@ -119,6 +122,7 @@ impl Exit {
             Exit::StepLimit => 2,
             Exit::TripleFault(_) | Exit::ResetLimit { .. } => 3,
             Exit::TimeLimit => 4,
+            Exit::Reboot => 5,
         }
     }
 }
@@ -376,6 +380,10 @@ pub struct Machine {
     /// When set, every instruction from retired count `from` on, `count` of them, is logged
     /// (count, CS:EIP, bytes, disassembly) to [`Machine::diagnostics`] before it runs.
     pub trace: Option<Trace>,
+    /// A reset the guest asks for (not a triple fault, which follows
+    /// [`Machine::on_triple_fault`]) stops the run with [`Exit::Reboot`] instead of booting
+    /// again (QEMU's `-no-reboot`).
+    pub no_reboot: bool,
 }
 
 /// See [`Machine::trace`].
@@ -432,6 +440,7 @@ impl Machine {
             input_ended: true,
             wall_limit: None,
             trace: None,
+            no_reboot: false,
         })
     }
 
@@ -490,6 +499,9 @@ impl Machine {
 
     /// A reset (triple fault or guest request): stop, or reset and go on (`None`).
     fn reset_or_stop(&mut self, cause: Option<Shutdown>) -> Option<Exit> {
+        if cause.is_none() && self.no_reboot {
+            return Some(Exit::Reboot);
+        }
         if let (TripleFaultAction::Stop, Some(s)) = (self.on_triple_fault, &cause) {
             return Some(Exit::TripleFault(s.clone()));
         }

@@ -12,8 +12,8 @@
 //! With no arguments it boots the embedded demo guest. The exit status of `run` follows QEMU's
 //! isa-debug-exit convention (a guest write of `v` to port 0xF4 exits with `(v << 1) | 1`); a
 //! power-off, a clean halt or Ctrl-A x exits 0, a guest that does not finish within
-//! `--max-steps` 2, a triple fault 3, one still running after `--timeout` 4, and a host-side
-//! error (bad file, bad option) 64.
+//! `--max-steps` 2, a triple fault 3, one still running after `--timeout` 4, a reset under
+//! `--no-reboot` 5, and a host-side error (bad file, bad option) 64.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,10 @@ usage:
   bt86 fuzz [--seed S] [--count N] [--out DIR] [--qemu PATH] [--jobs N]
                                     random programs diffed against QEMU; each divergence is
                                     minimized to a reproducer in DIR (default fuzz-out)
+  bt86 bench-linux [--kernel FILE] [--initrd FILE] [--qemu PATH] [--timeout SECS]
+                                    boot the Linux guest under bt86 and under
+                                    qemu-system-i386 -cpu pentium2; report the times
+                                    (default files: guest-images/linux/)
   bt86 images                       list the embedded guest images
 
 run options (at most one of --image, --raw, --kernel, --bios):
@@ -68,6 +72,8 @@ run options (at most one of --image, --raw, --kernel, --bios):
                     log COUNT instructions (default a million) from retired count FROM on to
                     stderr: count, CS:EIP, physical address, bytes, disassembly
   --timeout SECS    stop a guest still running after SECS seconds of wall time (exit 4)
+  --no-reboot       a reset the guest asks for stops the run (exit 5) instead of booting
+                    again, as QEMU's -no-reboot (with Linux's panic=-1: a panic ends the run)
   --on-triple-fault stop|reset
                     stop (default, exit status 3) or reset the machine and boot again,
                     at most 100 times
@@ -94,6 +100,7 @@ fn run_cli(args: &[String]) -> Result<ExitCode, String> {
         Some("conformance") => conformance(&args[1..]),
         Some("diff") => diff(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("bench-linux") => bench_linux(&args[1..]),
         Some("images") => {
             // Written with errors ignored: `bt86 images | head` closes the pipe early.
             let mut out = std::io::stdout().lock();
@@ -301,6 +308,7 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     let mut max_steps: Option<u64> = None;
     let mut timeout: Option<f64> = None;
     let mut trace = None;
+    let mut no_reboot = false;
     let mut ram: Option<u64> = None;
     let mut on_triple_fault = TripleFaultAction::Stop;
     let mut stats = false;
@@ -355,6 +363,7 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
                 }
             }
             "--stats" => stats = true,
+            "--no-reboot" => no_reboot = true,
             "--serial" => serial = SerialSpec::parse(&value("--serial")?)?,
             "--time" => {
                 time = Some(match value("--time")?.as_str() {
@@ -457,6 +466,7 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     };
     let start = Instant::now();
     m.trace = trace;
+    m.no_reboot = no_reboot;
     m.wall_limit = timeout.map(|t| start + std::time::Duration::from_secs_f64(t));
     let exit = m.run(max_steps);
     let elapsed = start.elapsed();
@@ -474,11 +484,15 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
             timeout.unwrap_or_default()
         ),
         Exit::Quit => eprintln!("\r\nbt86: quit from the console (Ctrl-A x)"),
+        Exit::Reboot => eprintln!("bt86: guest `{name}` asked for a reset (stopped: --no-reboot)"),
         Exit::Halted | Exit::DebugExit { .. } | Exit::PowerOff => {}
     }
     // Leave raw mode before anything else is printed.
     drop(console);
-    if matches!(exit, Exit::TripleFault(_) | Exit::ResetLimit { .. } | Exit::StepLimit | Exit::TimeLimit) {
+    if matches!(
+        exit,
+        Exit::TripleFault(_) | Exit::ResetLimit { .. } | Exit::StepLimit | Exit::TimeLimit | Exit::Reboot
+    ) {
         let st = &m.cpu.state;
         eprintln!(
             "bt86: stopped at CS:EIP {:04x}:{:08x} after {} instructions ({:.3} s of guest time)",
@@ -533,6 +547,46 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::from(exit.status() as u8))
+}
+
+/// `bt86 bench-linux`: see [`bt86::linux_bench`].
+fn bench_linux(args: &[String]) -> Result<ExitCode, String> {
+    use bt86::linux_bench::{bt86_command, qemu_command, report, time_boot, BenchOptions};
+    let dir = PathBuf::from("guest-images/linux");
+    let mut o = BenchOptions {
+        kernel: dir.join("vmlinuz"),
+        initrd: dir.join("initramfs.cpio"),
+        cmdline: "console=ttyS0,115200".into(),
+        memory_mib: 128,
+        qemu: PathBuf::from("qemu-system-i386"),
+        timeout: std::time::Duration::from_secs(1800),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |opt: &str| it.next().cloned().ok_or_else(|| format!("{opt} needs a value"));
+        match a.as_str() {
+            "--kernel" => o.kernel = PathBuf::from(value("--kernel")?),
+            "--initrd" => o.initrd = PathBuf::from(value("--initrd")?),
+            "--qemu" => o.qemu = PathBuf::from(value("--qemu")?),
+            "--timeout" => {
+                o.timeout = std::time::Duration::from_secs(parse_number("--timeout", &value("--timeout")?)?)
+            }
+            other => return Err(format!("bench-linux: unknown option `{other}`")),
+        }
+    }
+    for f in [&o.kernel, &o.initrd] {
+        if !f.is_file() {
+            return Err(format!("{}: no such file (run scripts/fetch-linux-guest.sh first)", f.display()));
+        }
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find bt86 itself: {e}"))?;
+    eprintln!("bench-linux: booting {} under bt86 …", o.kernel.display());
+    let ours = time_boot("bt86", bt86_command(&exe, &o), o.timeout)?;
+    eprintln!("bench-linux: booting it under {} …", o.qemu.display());
+    let theirs = time_boot("qemu", qemu_command(&o), o.timeout)?;
+    print!("{}", report(&[ours.clone(), theirs.clone()]));
+    let ok = ours.done.is_some() && theirs.done.is_some();
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `bt86 fuzz --seed S --count N [--out DIR] [--qemu PATH] [--jobs N] [--inject adc-carry]`:

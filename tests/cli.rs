@@ -227,3 +227,17 @@ fn a_hung_guest_is_stopped_by_the_timeout_with_its_last_output() {
     assert!(err.contains("stopped at CS:EIP 0000:00007c0c"), "{err}");
     assert!(err.contains("last serial output:\n  | hi\n"), "{err}");
 }
+
+#[test]
+fn no_reboot_turns_a_guest_reset_into_an_exit() {
+    // mov al,0FEh; out 64h,al (the keyboard controller pulses RESET); jmp $
+    let code = [0xB0, 0xFE, 0xE6, 0x64, 0xEB, 0xFE];
+    let f = scratch_file("reset.bin", &code);
+    let out = bt86(&["run", "--raw", f.to_str().unwrap(), "--no-reboot", "--max-steps", "100000"]);
+    assert_eq!(out.status.code(), Some(5), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("asked for a reset (stopped: --no-reboot)"), "{}", text(&out.stderr));
+    // Without it, the machine resets and boots the image again, until the step limit.
+    let out = bt86(&["run", "--raw", f.to_str().unwrap(), "--max-steps", "100000"]);
+    std::fs::remove_file(&f).unwrap();
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
+}
