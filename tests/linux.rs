@@ -26,7 +26,8 @@ fn guest_dir() -> Option<PathBuf> {
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("guest-images/linux"), PathBuf::from);
     let have = dir.join("vmlinuz").is_file() && dir.join("initramfs.cpio").is_file();
     if !have {
-        let why = format!("no vmlinuz and initramfs.cpio in {} (run scripts/fetch-linux-guest.sh)", dir.display());
+        let why =
+            format!("no vmlinuz and initramfs.cpio in {} (run scripts/fetch-linux-guest.sh)", dir.display());
         if std::env::var("BT86_REQUIRE_LINUX").as_deref() == Ok("1") {
             panic!("BT86_REQUIRE_LINUX=1 but {why}");
         }
