@@ -55,3 +55,24 @@ fn debian_linux_boots_runs_its_workload_and_powers_off() {
     assert!(out.contains("reboot: Power down"), "no ACPI power-off; the guest printed:\n{out}");
     assert_eq!(run.status, Some(0), "bt86 did not exit 0; the guest printed:\n{out}");
 }
+
+#[test]
+fn guest_shell_gives_an_interactive_shell_on_the_serial_console() {
+    let Some(dir) = guest_dir() else { return };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bt86"));
+    cmd.args(["run", "--kernel"])
+        .arg(dir.join("vmlinuz"))
+        .arg("--initrd")
+        .arg(dir.join("initramfs.cpio"))
+        .args(["--append", "console=ttyS0,115200 guest_shell=1", "--serial", "stdio", "--timeout", "1400"]);
+    // Typed ahead, as a user might: the kernel's tty takes the first bytes before the shell
+    // runs, so a few empty lines go first.
+    let input = b"\n\n\n\n\n\n\n\necho hello-from-$((6*7))\nuname -m\npoweroff -f\n";
+    let run = common::run_captured_with_input(cmd, Some(input), None, TIMEOUT);
+    let out = &run.output;
+    for want in ["BT86-READY", "built-in shell (ash)", "hello-from-42", "i686", "reboot: Power down"] {
+        assert!(out.contains(want), "missing {want:?}; the guest printed:\n{out}");
+    }
+    assert!(!out.contains("BT86-DONE"), "the workload ran instead of the shell:\n{out}");
+    assert_eq!(run.status, Some(0), "bt86 did not exit 0; the guest printed:\n{out}");
+}
