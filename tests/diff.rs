@@ -108,7 +108,9 @@ fn rtc_loop_code(rs: u8, iterations: u32, handlers: (u32, u32)) -> (Vec<u8>, (u3
         out(&mut a, port, value);
     }
     // RTC: 32.768 kHz time base and rate `rs`, periodic interrupt enabled, register C read.
-    for (port, value) in [(0x70, 0x0A), (0x71, 0x20 | u32::from(rs)), (0x70, 0x0B), (0x71, 0x42), (0x70, 0x0C)] {
+    for (port, value) in
+        [(0x70, 0x0A), (0x71, 0x20 | u32::from(rs)), (0x70, 0x0B), (0x71, 0x42), (0x70, 0x0C)]
+    {
         out(&mut a, port, value);
     }
     a.in_(al, 0x71).unwrap();
