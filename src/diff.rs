@@ -486,6 +486,39 @@ fn load_range(elf: &[u8]) -> Option<(u32, u32)> {
     (lo < hi).then_some((lo, hi - 1))
 }
 
+/// Guest RAM of both machines, in MiB.
+const RAM_MIB: u32 = 16;
+
+/// Where QEMU's BIOS ROM is mapped below 4 GiB (SeaBIOS's 256 KiB image, reset vector at the top).
+const BIOS_ROM_LOW: u32 = 0xFFFC_0000;
+
+/// The linear addresses whose instructions are compared: QEMU logs only those (`-dfilter`),
+/// and bt86 steps through the others without comparing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Compared(Vec<(u32, u32)>);
+
+impl Compared {
+    /// For a Multiboot kernel loaded at `load` (first and last byte): its image, and every
+    /// address from the end of RAM up to QEMU's BIOS ROM, where a kernel may map other code
+    /// (tasks, user programs, a higher half). The rest of the low 16 MiB is left out: QEMU's
+    /// firmware runs there before the kernel (SeaBIOS below 1 MiB and relocated to the top of
+    /// RAM, the Multiboot option ROM), millions of instructions that would be logged for
+    /// nothing. Code a kernel runs there is not compared, and an interrupt QEMU takes while it
+    /// runs cannot be placed (the report says so).
+    fn kernel(load: (u32, u32)) -> Compared {
+        Compared(vec![load, (RAM_MIB << 20, BIOS_ROM_LOW - 1)])
+    }
+
+    fn contains(&self, linear: u32) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&linear))
+    }
+
+    /// QEMU's `-dfilter` argument.
+    fn dfilter(&self) -> String {
+        self.0.iter().map(|(lo, hi)| format!("{lo:#x}..{hi:#x}")).collect::<Vec<_>>().join(",")
+    }
+}
+
 /// How QEMU boots the guest.
 enum Boot<'a> {
     /// `-kernel FILE` (Multiboot).
@@ -515,9 +548,10 @@ struct Qemu {
 }
 
 impl Qemu {
-    fn start(opts: &DiffOptions, boot: Boot<'_>, range: (u32, u32)) -> Result<Qemu, DiffError> {
+    fn start(opts: &DiffOptions, boot: Boot<'_>, range: &Compared) -> Result<Qemu, DiffError> {
         let mut cmd = Command::new(&opts.qemu);
-        cmd.args(["-accel", "tcg", "-display", "none", "-nodefaults", "-no-reboot", "-m", "16"]);
+        cmd.args(["-accel", "tcg", "-display", "none", "-nodefaults", "-no-reboot"]);
+        cmd.arg("-m").arg(RAM_MIB.to_string());
         match boot {
             Boot::Kernel(k) => {
                 cmd.arg("-kernel").arg(k);
@@ -526,12 +560,15 @@ impl Qemu {
                 cmd.arg("-drive").arg(format!("file={},format=raw,if=floppy", f.display()));
             }
         }
+        // bt86's PC always has COM1 (3F8h, IRQ 4); -nodefaults leaves QEMU's without one unless
+        // asked, and a guest would then read FFh from every UART register in QEMU only.
         let mut child = cmd
+            .args(["-serial", "null"])
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-debugcon", "file:/dev/null"])
             .args(["-icount", "shift=3,align=off,sleep=off", "-singlestep", "-d", "exec,cpu,nochain"])
             .args(["-rtc", &rtc_option(DEFAULT_RTC_EPOCH)])
             .arg("-dfilter")
-            .arg(format!("{:#x}..{:#x}", range.0, range.1))
+            .arg(range.dfilter())
             .args(["-D", "/dev/stdout"])
             .args(&opts.qemu_args)
             .stdin(Stdio::null())
@@ -749,7 +786,7 @@ fn undefined_flags(insn: Option<&Instruction>, cl: u8) -> u32 {
 
 /// Runs `elf` under bt86 and QEMU and compares them instruction by instruction.
 pub fn diff_kernel(elf: &[u8], name: &str, opts: &DiffOptions) -> Result<DiffOutcome, DiffError> {
-    let range = load_range(elf).unwrap_or((0x10_0000, 0x3F_FFFF));
+    let range = Compared::kernel(load_range(elf).unwrap_or((0x10_0000, 0x3F_FFFF)));
     let dir =
         std::env::temp_dir().join(format!("bt86-diff-{}-{}", std::process::id(), name.replace('/', "_")));
     std::fs::create_dir_all(&dir)
@@ -757,7 +794,7 @@ pub fn diff_kernel(elf: &[u8], name: &str, opts: &DiffOptions) -> Result<DiffOut
     let file = dir.join("kernel.elf");
     std::fs::write(&file, elf)
         .map_err(|source| DiffError::Io { what: format!("{}", file.display()), source })?;
-    let result = diff_file(elf, name, &file, range, opts);
+    let result = diff_file(elf, name, &file, &range, opts);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -771,7 +808,7 @@ pub fn diff_kernel(elf: &[u8], name: &str, opts: &DiffOptions) -> Result<DiffOut
 pub fn diff_image(image: &guest_images::Image, opts: &DiffOptions) -> Result<DiffOutcome, DiffError> {
     let start = image.load + guest_images::SECTOR as u32;
     let end = image.load + image.code.len() as u32 - 1;
-    let range = (start, end);
+    let range = Compared(vec![(start, end)]);
     let dir = std::env::temp_dir().join(format!("bt86-diff-{}-{}", std::process::id(), image.name));
     std::fs::create_dir_all(&dir)
         .map_err(|source| DiffError::Io { what: format!("{}", dir.display()), source })?;
@@ -779,11 +816,10 @@ pub fn diff_image(image: &guest_images::Image, opts: &DiffOptions) -> Result<Dif
     let result = std::fs::write(&file, guest_images::boot_disk(image))
         .map_err(|source| DiffError::Io { what: format!("{}", file.display()), source })
         .and_then(|()| {
-            let mut qemu = Qemu::start(opts, Boot::Floppy(&file), range)?;
+            let mut qemu = Qemu::start(opts, Boot::Floppy(&file), &range)?;
             let first = qemu.first_state(opts)?;
-            let mut m = Machine::new(16 << 20, Box::new(std::io::sink())).map_err(|e| DiffError::Io {
-                what: "guest memory".into(),
-                source: std::io::Error::other(e.to_string()),
+            let mut m = Machine::new(u64::from(RAM_MIB) << 20, Box::new(std::io::sink())).map_err(|e| {
+                DiffError::Io { what: "guest memory".into(), source: std::io::Error::other(e.to_string()) }
             })?;
             m.load_image(image).map_err(|e| DiffError::Io {
                 what: format!("image `{}`", image.name),
@@ -800,7 +836,7 @@ pub fn diff_image(image: &guest_images::Image, opts: &DiffOptions) -> Result<Dif
                 }
             }
             sync_from(&mut m.cpu, &first);
-            lockstep(&mut m, &mut qemu, first, range, opts)
+            lockstep(&mut m, &mut qemu, first, &range, opts)
         });
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -832,15 +868,14 @@ fn diff_file(
     elf: &[u8],
     name: &str,
     file: &Path,
-    range: (u32, u32),
+    range: &Compared,
     opts: &DiffOptions,
 ) -> Result<DiffOutcome, DiffError> {
     let mut qemu = Qemu::start(opts, Boot::Kernel(file), range)?;
     let first = qemu.first_state(opts)?;
 
-    let mut m = Machine::new(16 << 20, Box::new(std::io::sink())).map_err(|e| DiffError::Io {
-        what: "guest memory".into(),
-        source: std::io::Error::other(e.to_string()),
+    let mut m = Machine::new(u64::from(RAM_MIB) << 20, Box::new(std::io::sink())).map_err(|e| {
+        DiffError::Io { what: "guest memory".into(), source: std::io::Error::other(e.to_string()) }
     })?;
     crate::boot::multiboot::load_bytes(&mut m, elf, name, name)?;
     m.cpu.rep_batch = 1;
@@ -868,12 +903,12 @@ fn diff_file(
 }
 
 /// Compares bt86 (`m`, about to start) with QEMU's log from `first` on, instruction by
-/// instruction, within the linear address range `range`.
+/// instruction, at the linear addresses `range` covers.
 fn lockstep(
     m: &mut Machine,
     qemu: &mut Qemu,
     first: ArchState,
-    range: (u32, u32),
+    range: &Compared,
     opts: &DiffOptions,
 ) -> Result<DiffOutcome, DiffError> {
     let mut history: VecDeque<String> = VecDeque::with_capacity(opts.history + 1);
@@ -922,7 +957,7 @@ fn lockstep(
                 }
                 let s = &m.cpu.state;
                 let snap = ArchState::of(&m.cpu);
-                let in_range = (range.0..=range.1).contains(&snap.linear_ip());
+                let in_range = range.contains(snap.linear_ip());
                 // A halted bt86 waits here: the interrupt that wakes it is QEMU's (below).
                 if s.halted && s.eflags() & emu_core::state::fl::IF != 0 {
                     break Some(snap);
@@ -1277,6 +1312,23 @@ CR0=00000011 CR2=00000000 CR3=00000000 CR4=00000000";
         let (tx, rx) = mpsc::sync_channel(16);
         read_qemu_log([dump("00100010"), dump("00100010")].concat().as_bytes(), tx);
         assert_eq!(rx.iter().count(), 1);
+    }
+
+    #[test]
+    fn a_kernel_is_compared_in_its_image_and_above_ram_but_not_in_the_firmware() {
+        let c = Compared::kernel((0x10_0000, 0x3F_FFFF));
+        assert_eq!(c.dfilter(), "0x100000..0x3fffff,0x1000000..0xfffbffff");
+        for (linear, compared) in [
+            (0x10_0000, true),
+            (0x3F_FFFF, true),
+            (0x4000_0000, true),  // a kernel's mapped code (the demo's tasks)
+            (0xC010_0000, true),  // a higher half
+            (0x000F_E05B, false), // SeaBIOS
+            (0x00FF_0000, false), // SeaBIOS relocated to the top of RAM
+            (0xFFFF_FFF0, false), // the reset vector
+        ] {
+            assert_eq!(c.contains(linear), compared, "{linear:#x}");
+        }
     }
 
     #[test]
