@@ -9,7 +9,7 @@
 #[allow(dead_code)] // this file needs only some of the shared helpers
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -37,16 +37,23 @@ fn guest_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
-#[test]
-fn debian_linux_boots_runs_its_workload_and_powers_off() {
-    let Some(dir) = guest_dir() else { return };
+/// `bt86 run` of the guest in `dir` with command line `append`, the console on stdio, and
+/// `--no-reboot` so that a kernel panic (with `panic=-1`) ends the run at once.
+fn boot(dir: &Path, append: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bt86"));
     cmd.args(["run", "--kernel"])
         .arg(dir.join("vmlinuz"))
         .arg("--initrd")
         .arg(dir.join("initramfs.cpio"))
-        .args(["--append", "console=ttyS0,115200 panic=-1", "--serial", "stdio", "--timeout", "1400"])
-        .stdin(Stdio::null());
+        .args(["--append", append, "--serial", "stdio", "--timeout", "1400", "--no-reboot"]);
+    cmd
+}
+
+#[test]
+fn debian_linux_boots_runs_its_workload_and_powers_off() {
+    let Some(dir) = guest_dir() else { return };
+    let mut cmd = boot(&dir, "console=ttyS0,115200 panic=-1");
+    cmd.stdin(Stdio::null());
     let run = common::run_captured(cmd, None, TIMEOUT);
     let out = &run.output;
     for want in EXPECTED {
@@ -59,12 +66,7 @@ fn debian_linux_boots_runs_its_workload_and_powers_off() {
 #[test]
 fn guest_shell_gives_an_interactive_shell_on_the_serial_console() {
     let Some(dir) = guest_dir() else { return };
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bt86"));
-    cmd.args(["run", "--kernel"])
-        .arg(dir.join("vmlinuz"))
-        .arg("--initrd")
-        .arg(dir.join("initramfs.cpio"))
-        .args(["--append", "console=ttyS0,115200 guest_shell=1", "--serial", "stdio", "--timeout", "1400"]);
+    let cmd = boot(&dir, "console=ttyS0,115200 panic=-1 guest_shell=1");
     // Typed ahead, as a user might: the kernel's tty takes the first bytes before the shell
     // runs, so a few empty lines go first.
     let input = b"\n\n\n\n\n\n\n\necho hello-from-$((6*7))\nuname -m\npoweroff -f\n";

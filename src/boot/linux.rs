@@ -26,8 +26,7 @@
 //! Without `--append` the command line is `console=ttyS0,115200`, since bt86's console is the serial
 //! port (QEMU users pass the same with `-append`).
 
-use emu_core::state::{cr0, gpr};
-use emu_core::{SegReg, Segment};
+use emu_core::state::gpr;
 
 use super::{acpi, BootError, BootPath};
 use crate::machine::Machine;
@@ -316,28 +315,17 @@ pub(super) fn enter(machine: &mut Machine, boot: &LinuxBoot) -> Result<(), BootE
     }
     mem.load(u64::from(acpi::TABLES_ADDR), &acpi::tables()).map_err(mem_err)?;
 
+    super::enter_flat_protected_mode(
+        machine,
+        (BOOT_CS, CODE_DESCRIPTOR),
+        (BOOT_DS, DATA_DESCRIPTOR),
+        (GDT_ADDR, 4),
+        KERNEL_ADDR,
+    );
     let s = &mut machine.cpu.state;
-    let flat = |selector: u16, descriptor: u64| Segment {
-        selector,
-        attrs: ((descriptor >> 40) & 0xF0FF) as u16,
-        base: 0,
-        limit: u32::MAX,
-    };
-    for seg in SegReg::ALL {
-        *s.seg_mut(seg) = flat(BOOT_DS, DATA_DESCRIPTOR);
-    }
-    *s.seg_mut(SegReg::Cs) = flat(BOOT_CS, CODE_DESCRIPTOR);
-    s.gdtr = emu_core::state::TableReg { base: GDT_ADDR, limit: 4 * 8 - 1 };
-    s.idtr = emu_core::state::TableReg { base: 0, limit: 0 };
-    s.cr[0] = (s.cr[0] & !(cr0::CD | cr0::NW | cr0::PG)) | cr0::PE;
-    s.cpl = 0;
-    s.a20 = true;
-    s.set_eflags(0);
     s.regs = [0; 8];
     s.regs[gpr::ESI] = BOOT_PARAMS;
     s.regs[gpr::ESP] = BOOT_PARAMS;
-    s.eip = KERNEL_ADDR;
-    let _ = machine.bus.debug_exit.take_exit();
     Ok(())
 }
 

@@ -245,6 +245,42 @@ pub enum BootError {
     },
 }
 
+/// Puts the CPU in the flat 32-bit protected-mode state boot loaders leave it in: CS holds
+/// `code` and the other segment registers `data` (selector, and the descriptor their caches are
+/// filled from, exactly as a reload from the GDT would fill them), GDTR = `gdt` with
+/// `gdt_entries` descriptors, an empty IDT (an early exception is a triple fault), CR0.PE set
+/// with PG, CD and NW clear, CPL 0, A20 enabled, EFLAGS = 2 (interrupts off), EIP = `entry`.
+/// General registers are left for the caller; a pending debug-exit is dropped.
+pub(crate) fn enter_flat_protected_mode(
+    machine: &mut Machine,
+    code: (u16, u64),
+    data: (u16, u64),
+    (gdt, gdt_entries): (u32, u32),
+    entry: u32,
+) {
+    use emu_core::state::cr0;
+    use emu_core::{SegReg, Segment};
+    let s = &mut machine.cpu.state;
+    let flat = |(selector, descriptor): (u16, u64)| Segment {
+        selector,
+        attrs: ((descriptor >> 40) & 0xF0FF) as u16,
+        base: 0,
+        limit: u32::MAX,
+    };
+    for seg in SegReg::ALL {
+        *s.seg_mut(seg) = flat(data);
+    }
+    *s.seg_mut(SegReg::Cs) = flat(code);
+    s.gdtr = emu_core::state::TableReg { base: gdt, limit: gdt_entries * 8 - 1 };
+    s.idtr = emu_core::state::TableReg { base: 0, limit: 0 };
+    s.cr[0] = (s.cr[0] & !(cr0::CD | cr0::NW | cr0::PG)) | cr0::PE;
+    s.cpl = 0;
+    s.a20 = true;
+    s.set_eflags(0);
+    s.eip = entry;
+    let _ = machine.bus.debug_exit.take_exit();
+}
+
 /// How the machine was booted, kept so that a reset can enter the guest again (see the module
 /// header).
 #[derive(Clone)]

@@ -39,8 +39,7 @@
 
 use std::path::Path;
 
-use emu_core::state::{cr0, gpr};
-use emu_core::{SegReg, Segment};
+use emu_core::state::gpr;
 
 use super::{BootError, BootPath};
 use crate::machine::Machine;
@@ -493,34 +492,24 @@ fn build_boot_area(ram: u64, cmdline: &str) -> Vec<u8> {
 /// The machine state of §3.2, from a fresh RESET.
 fn set_entry_state(machine: &mut Machine, entry: u32) {
     machine.cpu.reset();
+    super::enter_flat_protected_mode(
+        machine,
+        (CODE_SELECTOR, CODE_DESCRIPTOR),
+        (DATA_SELECTOR, DATA_DESCRIPTOR),
+        (GDT_ADDR, 3),
+        entry,
+    );
     let s = &mut machine.cpu.state;
-    let flat = |selector: u16, descriptor: u64| Segment {
-        selector,
-        attrs: ((descriptor >> 40) & 0xF0FF) as u16,
-        base: 0,
-        limit: u32::MAX,
-    };
-    for seg in SegReg::ALL {
-        *s.seg_mut(seg) = flat(DATA_SELECTOR, DATA_DESCRIPTOR);
-    }
-    *s.seg_mut(SegReg::Cs) = flat(CODE_SELECTOR, CODE_DESCRIPTOR);
-    s.gdtr = emu_core::state::TableReg { base: GDT_ADDR, limit: 3 * 8 - 1 };
-    s.idtr = emu_core::state::TableReg { base: 0, limit: 0 };
-    s.cr[0] = (s.cr[0] & !(cr0::CD | cr0::NW | cr0::PG)) | cr0::PE;
-    s.cpl = 0;
-    s.a20 = true;
-    s.set_eflags(0);
     s.regs[gpr::EAX] = BOOTLOADER_MAGIC;
     s.regs[gpr::EBX] = INFO_ADDR;
     s.regs[gpr::ESP] = BOOT_AREA_START;
-    s.eip = entry;
-    let _ = machine.bus.debug_exit.take_exit();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use emu_core::cpu::decode_descriptor;
+    use emu_core::Segment;
 
     #[test]
     fn descriptor_caches_match_the_gdt_entries() {
