@@ -76,14 +76,19 @@ fn machine(ram: u64) -> (Machine, Console) {
     (m, console)
 }
 
-/// A file in a per-process scratch directory, removed on drop.
+/// A file in a scratch directory of its own (per process and file name, so that tests running
+/// in parallel never remove each other's directory), removed with it on drop.
 struct Scratch(PathBuf);
+
+/// Where [`Scratch::new`] puts file `name`.
+fn scratch_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("bt86-boot-{}-{name}", std::process::id())).join(name)
+}
 
 impl Scratch {
     fn new(name: &str, bytes: &[u8]) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("bt86-boot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        let p = dir.join(name);
+        let p = scratch_path(name);
+        std::fs::create_dir_all(p.parent().expect("a parent")).expect("scratch dir");
         std::fs::write(&p, bytes).expect("write scratch file");
         Scratch(p)
     }
@@ -100,7 +105,6 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-        // Fails while other files are still there; the last one removes the directory.
         let _ = self.0.parent().map(std::fs::remove_dir);
     }
 }
@@ -461,7 +465,7 @@ fn run_kernel_everywhere(name: &str, image: &[u8], append: Option<&str>) -> (Exi
 #[test]
 fn elf_kernel_gets_the_multiboot_state_and_information() {
     let (exit, output) = run_kernel_everywhere("elf.bin", &elf_checking_kernel(), Some("hello world"));
-    let file = std::env::temp_dir().join(format!("bt86-boot-{}", std::process::id())).join("elf.bin");
+    let file = scratch_path("elf.bin");
     assert_eq!(output, format!("{} hello world\nmultiboot elf: data ok\n", file.display()));
     assert_eq!(exit, Exit::DebugExit { value: 0 }, "failed checks (see the file header); output:\n{output}");
 }
@@ -469,7 +473,7 @@ fn elf_kernel_gets_the_multiboot_state_and_information() {
 #[test]
 fn aout_kludge_kernel_gets_the_multiboot_state_and_information() {
     let (exit, output) = run_kernel_everywhere("aout.bin", &aout_checking_kernel(), None);
-    let file = std::env::temp_dir().join(format!("bt86-boot-{}", std::process::id())).join("aout.bin");
+    let file = scratch_path("aout.bin");
     assert_eq!(output, format!("{}\nmultiboot a.out: data ok\n", file.display()));
     assert_eq!(exit, Exit::DebugExit { value: 0 }, "failed checks (see the file header); output:\n{output}");
 }
