@@ -7,6 +7,8 @@ pub mod boot;
 pub mod clock;
 pub mod conformance;
 pub mod diff;
+pub mod engine;
 pub mod fuzz;
+pub mod lockstep;
 pub mod machine;
 pub mod serial;

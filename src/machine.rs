@@ -71,7 +71,7 @@ pub const DEFAULT_RTC_EPOCH: u64 = 1_704_067_200;
 /// (about one character time at 115,200 baud).
 const INPUT_INTERVAL: Nanos = 100_000;
 /// Steps between looks at serial input while the CPU runs.
-const INPUT_POLL_STEPS: u64 = 4096;
+pub(crate) const INPUT_POLL_STEPS: u64 = 4096;
 
 /// Why a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,13 +101,15 @@ pub enum Exit {
     StepLimit,
     /// The wall-clock limit ([`Machine::wall_limit`]) passed.
     TimeLimit,
+    /// Lockstep execution found the translator and the interpreter disagreeing (the report).
+    Divergence(String),
 }
 
 impl Exit {
     /// The process exit status bt86 reports for this ending: isa-debug-exit's `(v << 1) | 1`,
     /// 0 for a power-off, a clean halt or a quit, 2 for a step limit (a guest that did not
     /// finish), 3 for a triple fault (also when the guest kept resetting), 4 when the
-    /// wall-clock limit passed.
+    /// wall-clock limit passed, 5 for a lockstep divergence.
     pub fn status(&self) -> i32 {
         match self {
             Exit::DebugExit { value } => ((value << 1) | 1) as i32,
@@ -115,6 +117,7 @@ impl Exit {
             Exit::StepLimit => 2,
             Exit::TripleFault(_) | Exit::ResetLimit { .. } => 3,
             Exit::TimeLimit => 4,
+            Exit::Divergence(_) => 5,
         }
     }
 }
@@ -355,6 +358,8 @@ pub struct Machine {
     /// When set, every instruction from retired count `from` on, `count` of them, is logged
     /// (count, CS:EIP, bytes, disassembly) to [`Machine::diagnostics`] before it runs.
     pub trace: Option<Trace>,
+    /// What executes guest code (see [`crate::engine`]).
+    pub engine: crate::engine::Engine,
 }
 
 /// See [`Machine::trace`].
@@ -411,6 +416,7 @@ impl Machine {
             input_ended: true,
             wall_limit: None,
             trace: None,
+            engine: crate::engine::Engine::default(),
         })
     }
 
@@ -531,14 +537,13 @@ impl Machine {
         let mut deadline = self.bus.next_deadline(now);
         let mut steps = 0u64;
         while steps < max_steps {
-            steps += 1;
             now = self.clock.now(self.cpu.state.retired);
             if deadline.is_some_and(|d| now >= d) {
                 self.bus.advance(now);
                 deadline = self.bus.next_deadline(now);
             }
             self.bus.now = now;
-            if steps % INPUT_POLL_STEPS == 0 {
+            if (steps + 1) % INPUT_POLL_STEPS == 0 {
                 if self.wall_limit.is_some_and(|t| Instant::now() >= t) {
                     return Exit::TimeLimit;
                 }
@@ -549,7 +554,13 @@ impl Machine {
             if let Some(t) = self.trace {
                 self.trace_step(t);
             }
-            let r = self.cpu.step(&mut self.bus);
+            // One step of the interpreter, or as many as the engine may take before the next
+            // look at input or device deadline (crate::engine).
+            let (r, n) = self.engine_steps(steps, max_steps, deadline);
+            steps += n;
+            if let Some(report) = self.engine.take_divergence() {
+                return Exit::Divergence(report);
+            }
             if let Some(value) = self.bus.debug_exit.take_exit() {
                 return Exit::DebugExit { value };
             }

@@ -4,7 +4,7 @@
 //! bt86 [run] [--image NAME | --raw FILE [--load ADDR] | --kernel FILE [--initrd FILE]
 //!          [--append ARGS] | --bios FILE] [--memory MIB] [--serial stdio|file:PATH|none]
 //!          [--time virtual|realtime] [--on-triple-fault stop|reset] [--max-steps N]
-//!          [--timeout SECS] [--stats]
+//!          [--timeout SECS] [--engine interp|jit|lockstep] [--stats]
 //! bt86 conformance sst DIR [--verbose]
 //! bt86 images
 //! ```
@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use bt86::boot::{bios, linux, multiboot};
 use bt86::clock::TimeMode;
+use bt86::engine::{Engine, EngineKind};
 use bt86::machine::{Exit, Machine, TripleFaultAction, DEFAULT_RAM, DEFAULT_RTC_EPOCH};
 use bt86::serial::{Console, SerialSpec, Tail};
 use guest_images::Image;
@@ -70,6 +71,10 @@ run options (at most one of --image, --raw, --kernel, --bios):
                     stop (default, exit status 3) or reset the machine and boot again,
                     at most 100 times
   --max-steps N     stop after N instructions (default 2000000000)
+  --engine interp|jit|lockstep
+                    how guest code runs: the interpreter, the binary translator (the default
+                    on x86-64 hosts), or both in lockstep, stopping at the first divergence
+                    (exit status 5)
   --stats           print execution counters to stderr when the guest stops
 ";
 
@@ -303,10 +308,16 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     let mut stats = false;
     let mut serial = SerialSpec::Stdio;
     let mut time: Option<TimeMode> = None;
+    let mut engine = EngineKind::host_default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |opt: &str| it.next().cloned().ok_or_else(|| format!("{opt} needs a value"));
         match a.as_str() {
+            "--engine" => {
+                let v = value("--engine")?;
+                engine = EngineKind::parse(&v)
+                    .ok_or_else(|| format!("--engine: `{v}` is not one of interp, jit, lockstep"))?;
+            }
             "--image" => image_name = Some(value("--image")?),
             "--raw" => raw = Some(value("--raw")?),
             "--kernel" => kernel = Some(value("--kernel")?),
@@ -425,6 +436,7 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     }
     m.on_triple_fault = on_triple_fault;
     m.diagnostics = Box::new(std::io::stderr());
+    m.engine = Engine::new(engine)?;
     let name = match &guest {
         Guest::Image(image) => {
             m.load_image(image).map_err(|e| format!("image `{}`: {e}", image.name))?;
@@ -471,6 +483,7 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
             timeout.unwrap_or_default()
         ),
         Exit::Quit => eprintln!("\r\nbt86: quit from the console (Ctrl-A x)"),
+        Exit::Divergence(report) => eprintln!("bt86: guest `{name}`: {report}"),
         Exit::Halted | Exit::DebugExit { .. } | Exit::PowerOff => {}
     }
     // Leave raw mode before anything else is printed.
@@ -524,6 +537,10 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
             tlb.flushes,
             tlb.page_flushes
         );
+        eprintln!("engine:               {}", m.engine.kind());
+        if let Some(j) = m.engine.jit_stats() {
+            eprintln!("{j}");
+        }
         eprintln!("wall time:            {secs:.3} s");
         if secs > 0.0 {
             eprintln!("guest MIPS:           {:.1}", retired as f64 / secs / 1e6);

@@ -1,0 +1,1393 @@
+//! The x86-64 backend: IR blocks → x86-64 machine code with dynasmrt (one `VecAssembler` per
+//! block, assembled for the arena address the runtime will copy it to).
+//!
+//! Host conventions (System V AMD64 ABI, AMD64 Architecture Programmer's Manual Vol. 3 for the
+//! encodings), pinned for all generated code so that chained blocks jump into each other with
+//! nothing to load or store:
+//!
+//! ```text
+//!   guest  EAX ECX EDX EBX ESP EBP ESI EDI      rbp  = &CpuState (`.alias state`)
+//!   host   eax ecx edx ebx r12 r13 r14 r15      rsp  = the trampoline's frame (below)
+//!   temps  rsi (effective address)  rdi (linear address)  r8 (TLB slot → host address)
+//!          r9 (scratch)  r10, r11 (operand values)
+//! ```
+//!
+//! Guest AL/CL/DL/BL are the host's low bytes; AH/CH/DH/BH go through a temporary (a high-byte
+//! register cannot be encoded next to a REX prefix). The frame the trampoline sets up holds the
+//! context pointer, the instruction limit, the TLB's fast view and the jump cache.
+//!
+//! Block layout:
+//!
+//! ```text
+//!   entry:   if state.retired + N > limit: goto budget        (N = guest instructions)
+//!            frame.blocks += 1                                 (for the statistics)
+//!            <instruction 0> … <instruction n-1>               (fast paths only)
+//!            <exits>                                          (chained jmp, or jump cache)
+//!   budget:  state.eip = start; return BUDGET
+//!   slow_k:  the slow path of instruction k: run it in emu-core (callout), then rejoin
+//!   stop:    return CALLOUT (the state is current)
+//! ```
+//!
+//! Guest retired-instruction and TSC counts are kept exact: each path adds the number of inline
+//! instructions it retired since the last such update, at every exit and before every callout
+//! (a callout counts its own instruction).
+//!
+//! Flags: an ALU operation whose flags are needed stores the lazy record (op, size, dst, src,
+//! result) emu-core reads; one whose flags are all dead stores nothing. The host's EFLAGS are
+//! tracked as a cache of guest flags, valid from the host operation that made them until an
+//! emitted instruction clobbers them, so `cmp`/`test` + `jcc`, `setcc`, `cmovcc`, `adc` fuse
+//! onto the host's flags; otherwise the lazy record is materialized by a call and loaded with
+//! `popfq`.
+
+use core::mem::offset_of;
+
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
+use emu_core::flags::{FlagOp, LazyFlags, Size};
+use emu_core::state::{fl, CpuState, SegReg, Segment};
+use emu_core::tlb::{fast_kind, FastEntry, TLB_ENTRIES};
+
+use super::abi::{self, reason};
+use super::{Backend, BackendError, ChainSite, CodeEnv, Compiled, Stubs};
+use crate::ir::{flag, Addr, AluOp, Block, Cond, End, Gpr, Op, Operand, ShiftOp};
+use crate::mode::SegClass;
+
+type Asm = VecAssembler<X64Relocation>;
+
+// ---------------------------------------------------------------- registers and frame
+
+const RAX: u8 = 0;
+const RCX: u8 = 1;
+const RDX: u8 = 2;
+const RBX: u8 = 3;
+const RSI: u8 = 6;
+const RDI: u8 = 7;
+const R9: u8 = 9;
+const R10: u8 = 10;
+const R11: u8 = 11;
+const R12: u8 = 12;
+
+/// Host register of each guest GPR.
+const GUEST: [u8; 8] = [RAX, RCX, RDX, RBX, R12, 13, 14, 15];
+/// Operand temporaries.
+const TA: u8 = R10;
+const TB: u8 = R11;
+
+/// Frame slots (offsets from rsp inside generated code).
+const F_CTX: i32 = 0;
+const F_LIMIT: i32 = 8;
+const F_TLB: i32 = 16;
+const F_JC: i32 = 24;
+const F_TMP: i32 = 32;
+const F_BLOCKS: i32 = 40;
+/// Frame size: with the six callee-saved pushes and the return address, rsp stays 16-aligned.
+const FRAME: i32 = 56;
+
+// ---------------------------------------------------------------- state offsets
+
+const S_REGS: i32 = offset_of!(CpuState, regs) as i32;
+const S_EIP: i32 = offset_of!(CpuState, eip) as i32;
+const S_EFLAGS: i32 = offset_of!(CpuState, eflags) as i32;
+const S_LAZY: i32 = offset_of!(CpuState, lazy) as i32;
+const S_LAZY_OP: i32 = S_LAZY + offset_of!(LazyFlags, op) as i32;
+const S_LAZY_RES: i32 = S_LAZY + offset_of!(LazyFlags, res) as i32;
+const S_LAZY_SRC: i32 = S_LAZY + offset_of!(LazyFlags, src) as i32;
+const S_LAZY_DST: i32 = S_LAZY + offset_of!(LazyFlags, dst) as i32;
+const S_RETIRED: i32 = offset_of!(CpuState, retired) as i32;
+const S_TSC: i32 = offset_of!(CpuState, tsc) as i32;
+const S_SEGS: i32 = offset_of!(CpuState, segs) as i32;
+const SEG_SIZE: i32 = core::mem::size_of::<Segment>() as i32;
+const SEG_BASE: i32 = offset_of!(Segment, base) as i32;
+const SEG_LIMIT: i32 = offset_of!(Segment, limit) as i32;
+
+// The runtime's context block (see `abi::ctx`) is read by the trampoline only.
+const C_STATE: i32 = abi::ctx::STATE;
+const C_TLB: i32 = abi::ctx::FAST_TLB;
+const C_LIMIT: i32 = abi::ctx::LIMIT;
+const C_JC: i32 = abi::ctx::JUMP_CACHE;
+const C_BLOCKS: i32 = abi::ctx::BLOCKS;
+
+/// `(lin >> 12) % TLB_ENTRIES * size_of::<FastEntry>()` is `(lin >> 7) & FAST_INDEX_MASK`.
+const FAST_SHIFT: i8 = 12 - 5;
+const FAST_INDEX_MASK: i32 = ((TLB_ENTRIES - 1) << 5) as i32;
+const _: () = assert!(core::mem::size_of::<FastEntry>() == 32);
+const FAST_ADDEND: i32 = offset_of!(FastEntry, addend) as i32;
+
+/// The arithmetic flags as EFLAGS bits (for `popfq` and eager stores).
+const ARITH: i32 = fl::ARITH as i32;
+
+fn seg_base(s: SegReg) -> i32 {
+    S_SEGS + SEG_SIZE * s as i32 + SEG_BASE
+}
+
+fn seg_limit(s: SegReg) -> i32 {
+    S_SEGS + SEG_SIZE * s as i32 + SEG_LIMIT
+}
+
+fn lazy_op(kind: FlagOp, size: Size) -> i32 {
+    ((kind as u32) << 2 | size as u32) as i32
+}
+
+/// The x86-64 code generator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct X64;
+
+impl Backend for X64 {
+    fn name(&self) -> &'static str {
+        "x86-64"
+    }
+
+    fn stubs(&self, base: usize) -> Result<Stubs, BackendError> {
+        let mut a = Asm::new(base);
+        let entry = a.offset().0;
+        // entry(ctx: rdi, code: rsi) -> reason (eax)
+        dynasm!(a
+            ; .arch x64
+            ; push rbx
+            ; push rbp
+            ; push r12
+            ; push r13
+            ; push r14
+            ; push r15
+            ; sub rsp, FRAME
+            ; mov [rsp + F_CTX], rdi
+            ; mov rbp, [rdi + C_STATE]
+            ; mov rax, [rdi + C_TLB]
+            ; mov [rsp + F_TLB], rax
+            ; mov rax, [rdi + C_LIMIT]
+            ; mov [rsp + F_LIMIT], rax
+            ; mov rax, [rdi + C_JC]
+            ; mov [rsp + F_JC], rax
+            ; mov QWORD [rsp + F_BLOCKS], 0
+        );
+        load_guest(&mut a);
+        dynasm!(a ; .arch x64 ; jmp rsi);
+        let exit = a.offset().0;
+        store_guest(&mut a);
+        let exit_nostore = a.offset().0;
+        dynasm!(a
+            ; .arch x64
+            ; mov rdi, [rsp + F_CTX]
+            ; mov rax, [rsp + F_BLOCKS]
+            ; mov [rdi + C_BLOCKS], rax
+            ; mov eax, esi
+            ; add rsp, FRAME
+            ; pop r15
+            ; pop r14
+            ; pop r13
+            ; pop r12
+            ; pop rbp
+            ; pop rbx
+            ; ret
+        );
+        let code = a.finalize().map_err(|e| BackendError(format!("stubs: {e:?}")))?;
+        Ok(Stubs { code, entry, exit, exit_nostore })
+    }
+
+    fn compile(&self, block: &Block, env: &CodeEnv, base: usize) -> Result<Compiled, BackendError> {
+        let mut e = Emitter::new(block, env, base);
+        e.block();
+        let sites = std::mem::take(&mut e.sites);
+        let code = e.a.finalize().map_err(|err| BackendError(format!("block {:08x}: {err:?}", block.eip)))?;
+        Ok(Compiled { code, chain_sites: sites })
+    }
+
+    fn chain_bytes(&self, site: usize, target: Option<usize>) -> [u8; 4] {
+        let rel = match target {
+            Some(t) => t.wrapping_sub(site + 4) as i32,
+            None => 0,
+        };
+        rel.to_le_bytes()
+    }
+}
+
+/// Loads the eight guest registers from the state into their host registers.
+fn load_guest(a: &mut Asm) {
+    for (n, &h) in GUEST.iter().enumerate() {
+        let off = S_REGS + 4 * n as i32;
+        dynasm!(a ; .arch x64 ; mov Rd(h), [rbp + off]);
+    }
+}
+
+/// Stores the eight guest registers into the state.
+fn store_guest(a: &mut Asm) {
+    for (n, &h) in GUEST.iter().enumerate() {
+        let off = S_REGS + 4 * n as i32;
+        dynasm!(a ; .arch x64 ; mov [rbp + off], Rd(h));
+    }
+}
+
+/// The slow path of one instruction, emitted after the block body.
+struct SlowPath {
+    label: DynamicLabel,
+    back: DynamicLabel,
+    index: usize,
+    /// Inline instructions retired before this one (not yet added to the state).
+    pending: u32,
+    /// Host flags the fast path leaves valid at the join (the slow path must match).
+    join_flags: u8,
+    /// The instruction branches: its callout never rejoins.
+    branch: bool,
+}
+
+/// A value operand of a host instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Val {
+    /// A host register holding a guest register at the operation's size.
+    Host(u8),
+    /// A temporary holding the value zero-extended.
+    Temp(u8),
+    /// An immediate (masked to the size).
+    Imm(u32),
+}
+
+impl Val {
+    fn reg(self) -> Option<u8> {
+        match self {
+            Val::Host(r) | Val::Temp(r) => Some(r),
+            Val::Imm(_) => None,
+        }
+    }
+}
+
+struct Emitter<'a> {
+    a: Asm,
+    /// The address the code will run at.
+    base: usize,
+    b: &'a Block,
+    env: &'a CodeEnv,
+    /// Inline instructions retired since the last update of the state's counters.
+    pending: u32,
+    /// Guest flags the host's EFLAGS currently hold.
+    host_flags: u8,
+    /// The current instruction.
+    cur: usize,
+    /// Its slow path, once something needs it.
+    cur_slow: Option<DynamicLabel>,
+    slow: Vec<SlowPath>,
+    sites: Vec<ChainSite>,
+    stop: DynamicLabel,
+    budget: DynamicLabel,
+}
+
+macro_rules! cc_arms {
+    ($cc:expr, $($n:literal => $body:expr),* $(,)?) => {
+        match $cc.0 {
+            $($n => $body,)*
+            _ => unreachable!("condition codes are 0..16"),
+        }
+    };
+}
+
+impl<'a> Emitter<'a> {
+    fn new(b: &'a Block, env: &'a CodeEnv, base: usize) -> Emitter<'a> {
+        let mut a = Asm::new(base);
+        let stop = a.new_dynamic_label();
+        let budget = a.new_dynamic_label();
+        Emitter {
+            a,
+            base,
+            b,
+            env,
+            pending: 0,
+            host_flags: 0,
+            cur: 0,
+            cur_slow: None,
+            slow: Vec::new(),
+            sites: Vec::new(),
+            stop,
+            budget,
+        }
+    }
+
+    // ------------------------------------------------------------ block structure
+
+    fn block(&mut self) {
+        let n = self.b.insns.len() as i32;
+        let budget = self.budget;
+        dynasm!(self.a
+            ; .arch x64
+            ; mov rsi, [rbp + S_RETIRED]
+            ; add rsi, n
+            ; cmp rsi, [rsp + F_LIMIT]
+            ; ja =>budget
+            ; add QWORD [rsp + F_BLOCKS], 1
+        );
+        for i in 0..self.b.insns.len() {
+            self.insn(i);
+        }
+        match self.b.end {
+            End::Next(eip) => {
+                self.sync();
+                self.direct_exit(eip);
+            }
+            End::Branch | End::Stop => {}
+        }
+        self.tail();
+    }
+
+    /// Out-of-line code: the budget exit, slow paths, the callout stop.
+    fn tail(&mut self) {
+        let (budget, start) = (self.budget, self.b.eip as i32);
+        let exit = self.env.exit;
+        dynasm!(self.a
+            ; .arch x64
+            ; =>budget
+            ; mov DWORD [rbp + S_EIP], start
+            ; mov esi, reason::BUDGET as i32
+        );
+        self.jmp_to(exit);
+        for s in std::mem::take(&mut self.slow) {
+            self.slow_path(&s);
+        }
+        let (stop, nostore) = (self.stop, self.env.exit_nostore);
+        dynasm!(self.a
+            ; .arch x64
+            ; =>stop
+            ; mov esi, reason::CALLOUT as i32
+        );
+        self.jmp_to(nostore);
+    }
+
+    fn insn(&mut self, i: usize) {
+        self.cur = i;
+        self.cur_slow = None;
+        let pending_before = self.pending;
+        let insn = &self.b.insns[i];
+        let op = insn.op;
+        match op {
+            Op::Mov { size, dst, src } => self.mov(size, dst, src),
+            Op::Alu { op, size, dst, src } => self.alu(op, size, dst, src),
+            Op::IncDec { dec, size, dst } => self.inc_dec(dec, size, dst),
+            Op::Neg { size, dst } => self.neg(size, dst),
+            Op::Not { size, dst } => self.not(size, dst),
+            Op::Lea { dst, addr } => {
+                self.ea(&addr, TA);
+                self.write_gpr(dst, TA);
+            }
+            Op::Movx { signed, dst, src, src_size } => {
+                self.fetch(TA, &src, src_size);
+                if signed {
+                    match src_size {
+                        Size::B => dynasm!(self.a ; .arch x64 ; movsx Rd(TA), Rb(TA)),
+                        _ => dynasm!(self.a ; .arch x64 ; movsx Rd(TA), Rw(TA)),
+                    }
+                }
+                self.write_gpr(dst, TA);
+            }
+            Op::Push { size, src } => self.push(size, src),
+            Op::Pop { size, dst } => self.pop(size, dst),
+            Op::Shift { op, size, dst, count } => self.shift(op, size, dst, count),
+            Op::Setcc { cc, dst } => self.setcc(cc, dst),
+            Op::Cmov { cc, size, dst, src } => self.cmov(cc, size, dst, src),
+            Op::Nop => {}
+            Op::Callout => self.callout(),
+            Op::Jmp { target } => {
+                self.sync_including_current();
+                self.direct_exit(target);
+            }
+            Op::Jcc { cc, target } => self.jcc(cc, target),
+            Op::Call { size, target } => {
+                let ret = Val::Imm(self.b.insns[i].next_eip & size.mask());
+                self.push_val(size, ret);
+                self.sync_including_current();
+                self.direct_exit(target);
+            }
+            Op::CallInd { size, src } => {
+                self.fetch(TA, &src, size);
+                self.check_target(size);
+                let ret = Val::Imm(self.b.insns[i].next_eip & size.mask());
+                self.push_val(size, ret);
+                self.sync_including_current();
+                self.indirect_exit();
+            }
+            Op::JmpInd { size, src } => {
+                self.fetch(TA, &src, size);
+                self.check_target(size);
+                self.sync_including_current();
+                self.indirect_exit();
+            }
+            Op::Ret { size, pop } => {
+                self.stack_ea(0);
+                self.probe(SegReg::Ss, size, false);
+                self.load(TA, size);
+                self.check_target(size);
+                self.commit_sp(size.bytes() as i32 + i32::from(pop));
+                self.sync_including_current();
+                self.indirect_exit();
+            }
+        }
+        if let Some(label) = self.cur_slow.take() {
+            let back = self.a.new_dynamic_label();
+            dynasm!(self.a ; .arch x64 ; =>back);
+            self.slow.push(SlowPath {
+                label,
+                back,
+                index: i,
+                pending: pending_before,
+                join_flags: self.host_flags,
+                branch: op.is_branch(),
+            });
+        }
+        if op != Op::Callout && !op.is_branch() {
+            self.pending += 1;
+        }
+    }
+
+    /// `jmp rel32` to the absolute address `target` (the shared exits).
+    fn jmp_to(&mut self, target: usize) {
+        self.a.push(0xE9);
+        let end = self.base + self.a.offset().0 + 4;
+        self.a.push_i32(target.wrapping_sub(end) as i32);
+    }
+
+    /// The slow path of the current instruction (created on first use).
+    fn slow_label(&mut self) -> DynamicLabel {
+        if let Some(l) = self.cur_slow {
+            return l;
+        }
+        let l = self.a.new_dynamic_label();
+        self.cur_slow = Some(l);
+        l
+    }
+
+    /// Adds the inline instructions retired so far to the state's counters.
+    fn sync(&mut self) {
+        let k = self.pending as i32;
+        if k > 0 {
+            dynasm!(self.a
+                ; .arch x64
+                ; add QWORD [rbp + S_RETIRED], k
+                ; add QWORD [rbp + S_TSC], k
+            );
+            self.host_flags = 0;
+        }
+        self.pending = 0;
+    }
+
+    /// [`Emitter::sync`] for a branch, counting the branch itself.
+    fn sync_including_current(&mut self) {
+        self.pending += 1;
+        self.sync();
+    }
+
+    // ------------------------------------------------------------ exits
+
+    /// Leaves the block for `target` (a constant EIP): chained within the page, through the
+    /// jump cache otherwise. The counters must be synced.
+    fn direct_exit(&mut self, target: u32) {
+        let key = &self.b.key;
+        let start = key.cs_base.wrapping_add(self.b.eip);
+        let lin = key.cs_base.wrapping_add(target);
+        let exit = self.env.exit;
+        if !self.env.chaining {
+            dynasm!(self.a
+                ; .arch x64
+                ; mov DWORD [rbp + S_EIP], target as i32
+                ; mov esi, reason::NORMAL as i32
+            );
+            self.jmp_to(exit);
+            return;
+        }
+        if (start ^ lin) & !0xFFF == 0 && target <= key.cs_limit {
+            let id = self.env.first_exit + self.sites.len() as u32;
+            // jmp rel32: to the next instruction until the runtime chains it.
+            self.a.push(0xE9);
+            let offset = self.a.offset().0;
+            self.a.push_i32(0);
+            self.sites.push(ChainSite { offset, target });
+            dynasm!(self.a
+                ; .arch x64
+                ; mov DWORD [rbp + S_EIP], target as i32
+                ; mov esi, (reason::CHAIN | id << 8) as i32
+            );
+            self.jmp_to(exit);
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov Rd(TA), target as i32);
+            self.indirect_exit();
+        }
+    }
+
+    /// Leaves the block for the EIP in `TA` through the jump cache:
+    ///
+    /// ```text
+    ///   e = &jump_cache[((eip >> 10) ^ eip) % ENTRIES]
+    ///   if e.tag == eip | mode_id << 32: goto e.code
+    ///   state.eip = eip; return JUMP_CACHE_MISS
+    /// ```
+    fn indirect_exit(&mut self) {
+        let exit = self.env.exit;
+        if !self.env.chaining {
+            dynasm!(self.a
+                ; .arch x64
+                ; mov [rbp + S_EIP], Rd(TA)
+                ; mov esi, reason::NORMAL as i32
+            );
+            self.jmp_to(exit);
+            return;
+        }
+        let mode = self.env.mode_id as i32;
+        let mask = (abi::JUMP_CACHE_ENTRIES - 1) as i32;
+        let miss = self.a.new_dynamic_label();
+        dynasm!(self.a
+            ; .arch x64
+            ; mov r8d, Rd(TA)
+            ; shr r8d, 10
+            ; xor r8d, Rd(TA)
+            ; and r8d, mask
+            ; shl r8d, 4
+            ; add r8, [rsp + F_JC]
+            ; mov r9d, mode
+            ; shl r9, 32
+            ; or r9, Rq(TA)
+            ; cmp r9, [r8]
+            ; jne =>miss
+            ; jmp QWORD [r8 + 8]
+            ; =>miss
+            ; mov [rbp + S_EIP], Rd(TA)
+            ; mov esi, reason::JUMP_CACHE_MISS as i32
+        );
+        self.jmp_to(exit);
+        self.host_flags = 0;
+    }
+
+    /// An indirect target in `TA` beyond the CS limit takes the slow path (#GP there).
+    fn check_target(&mut self, size: Size) {
+        let limit = self.b.key.cs_limit;
+        if limit < size.mask() {
+            let slow = self.slow_label();
+            dynasm!(self.a
+                ; .arch x64
+                ; cmp Rd(TA), limit as i32
+                ; ja =>slow
+            );
+            self.host_flags = 0;
+        }
+    }
+
+    // ------------------------------------------------------------ callouts
+
+    /// Stores the guest registers and EIP and calls the callout for instruction `index`;
+    /// leaves the status in eax (registers not reloaded).
+    fn call_callout(&mut self, index: usize) {
+        store_guest(&mut self.a);
+        let at = self.b.insns[index].eip as i32;
+        let id = (self.env.callout_base + index as u32) as i32;
+        let f = self.env.callout as i64;
+        dynasm!(self.a
+            ; .arch x64
+            ; mov DWORD [rbp + S_EIP], at
+            ; mov rdi, [rsp + F_CTX]
+            ; mov esi, id
+            ; mov rax, QWORD f
+            ; call rax
+        );
+        self.host_flags = 0;
+    }
+
+    /// An instruction run entirely by emu-core.
+    fn callout(&mut self) {
+        self.sync();
+        let i = self.cur;
+        self.call_callout(i);
+        let stop = self.stop;
+        if self.b.insns[i].stop {
+            dynasm!(self.a ; .arch x64 ; jmp =>stop);
+        } else {
+            dynasm!(self.a
+                ; .arch x64
+                ; test eax, eax
+                ; jnz =>stop
+            );
+            load_guest(&mut self.a);
+        }
+    }
+
+    /// The slow path of an inline instruction: the whole instruction through emu-core, then
+    /// back to the fast path's join point as if it had run inline.
+    fn slow_path(&mut self, s: &SlowPath) {
+        let label = s.label;
+        dynasm!(self.a ; .arch x64 ; =>label);
+        let k = s.pending as i32;
+        if k > 0 {
+            dynasm!(self.a
+                ; .arch x64
+                ; add QWORD [rbp + S_RETIRED], k
+                ; add QWORD [rbp + S_TSC], k
+            );
+        }
+        self.call_callout(s.index);
+        let stop = self.stop;
+        if s.branch {
+            dynasm!(self.a ; .arch x64 ; jmp =>stop);
+            return;
+        }
+        // The callout retired the instruction; the join point counts it (and the ones before
+        // it) as pending, so take them back.
+        let back_out = k + 1;
+        dynasm!(self.a
+            ; .arch x64
+            ; test eax, eax
+            ; jnz =>stop
+            ; sub QWORD [rbp + S_RETIRED], back_out
+            ; sub QWORD [rbp + S_TSC], back_out
+        );
+        load_guest(&mut self.a);
+        if s.join_flags != 0 {
+            self.regen_flags();
+        }
+        let back = s.back;
+        dynasm!(self.a ; .arch x64 ; jmp =>back);
+    }
+
+    /// Loads the guest's arithmetic flags into the host's EFLAGS (a call that materializes
+    /// the lazy record, then `popfq`); every register is preserved.
+    fn regen_flags(&mut self) {
+        let f = self.env.arith_flags as i64;
+        dynasm!(self.a
+            ; .arch x64
+            ; push rax
+            ; push rcx
+            ; push rdx
+            ; push rsi
+            ; push rdi
+            ; push r8
+            ; push r9
+            ; push r10
+            ; push r11
+            ; lea rsp, [rsp - 8]
+            ; mov rdi, rbp
+            ; mov rax, QWORD f
+            ; call rax
+            ; and eax, ARITH
+            ; push rax
+            ; popfq
+            ; lea rsp, [rsp + 8]
+            ; pop r11
+            ; pop r10
+            ; pop r9
+            ; pop r8
+            ; pop rdi
+            ; pop rsi
+            ; pop rdx
+            ; pop rcx
+            ; pop rax
+        );
+        self.host_flags = flag::ALL;
+    }
+
+    /// Makes the host's EFLAGS hold at least the guest flags `need`.
+    fn ensure_flags(&mut self, need: u8) {
+        if self.host_flags & need != need {
+            self.regen_flags();
+        }
+    }
+
+    // ------------------------------------------------------------ memory
+
+    /// The effective address of `addr` into `dst` (32 bits; 16-bit addressing wraps).
+    fn ea(&mut self, addr: &Addr, dst: u8) {
+        let disp = addr.disp as i32;
+        match (addr.base, addr.index) {
+            (None, None) => dynasm!(self.a ; .arch x64 ; mov Rd(dst), disp),
+            (Some(b), None) => {
+                let b = GUEST[b as usize];
+                dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(b) + disp]);
+            }
+            (base, Some(i)) => {
+                let i = GUEST[i as usize];
+                match (base, addr.scale) {
+                    (None, 0) => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(i) + disp]),
+                    (None, 1) => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(i) * 2 + disp]),
+                    (None, 2) => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(i) * 4 + disp]),
+                    (None, _) => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(i) * 8 + disp]),
+                    (Some(b), s) => {
+                        let b = GUEST[b as usize];
+                        match s {
+                            0 => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(b) + Rq(i) + disp]),
+                            1 => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(b) + Rq(i) * 2 + disp]),
+                            2 => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(b) + Rq(i) * 4 + disp]),
+                            _ => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(b) + Rq(i) * 8 + disp]),
+                        }
+                    }
+                }
+            }
+        }
+        if addr.addr16 {
+            dynasm!(self.a ; .arch x64 ; movzx Rd(dst), Rw(dst));
+        }
+    }
+
+    /// The inline TLB fast path for an access of `size` bytes at offset `rsi` in `seg`; on a
+    /// hit the host address is in r8, on a miss (or a failed segment check) control goes to
+    /// the instruction's slow path:
+    ///
+    /// ```text
+    ///   lin  = seg.base + off            (Simple: after off + size - 1 <= seg.limit)
+    ///   f    = &fast_tlb[(lin >> 12) % TLB_ENTRIES]
+    ///   if ((lin + size - 1) & !0xFFF) != f.tags[kind]: goto slow
+    ///   r8   = f.addend + lin
+    /// ```
+    fn probe(&mut self, seg: SegReg, size: Size, write: bool) {
+        let slow = self.slow_label();
+        self.host_flags = 0;
+        let n = size.bytes() as i32;
+        let lin = match self.b.key.seg_class(seg) {
+            SegClass::Flat => RSI,
+            SegClass::Simple => {
+                let (limit, base) = (seg_limit(seg), seg_base(seg));
+                dynasm!(self.a
+                    ; .arch x64
+                    ; lea r9, [rsi + n - 1]
+                    ; mov r8d, [rbp + limit]
+                    ; cmp r9, r8
+                    ; ja =>slow
+                    ; mov edi, [rbp + base]
+                    ; add edi, esi
+                );
+                RDI
+            }
+            SegClass::Slow => {
+                dynasm!(self.a ; .arch x64 ; jmp =>slow);
+                return;
+            }
+        };
+        let kind = match (write, self.b.key.user()) {
+            (false, false) => fast_kind::READ_SUPERVISOR,
+            (true, false) => fast_kind::WRITE_SUPERVISOR,
+            (false, true) => fast_kind::READ_USER,
+            (true, true) => fast_kind::WRITE_USER,
+        };
+        let tag = 4 * kind as i32;
+        dynasm!(self.a
+            ; .arch x64
+            ; mov r9d, Rd(lin)
+            ; shr r9d, FAST_SHIFT
+            ; and r9d, FAST_INDEX_MASK
+            ; add r9, [rsp + F_TLB]
+        );
+        if n > 1 {
+            dynasm!(self.a ; .arch x64 ; lea r8d, [Rq(lin) + n - 1]);
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov r8d, Rd(lin));
+        }
+        dynasm!(self.a
+            ; .arch x64
+            ; and r8d, 0xFFFF_F000u32 as i32
+            ; cmp r8d, [r9 + tag]
+            ; jne =>slow
+            ; mov r8, [r9 + FAST_ADDEND]
+            ; add r8, Rq(lin)
+        );
+    }
+
+    /// Loads `size` bytes at [r8] into `dst`, zero-extended.
+    fn load(&mut self, dst: u8, size: Size) {
+        match size {
+            Size::B => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), BYTE [r8]),
+            Size::W => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), WORD [r8]),
+            Size::D => dynasm!(self.a ; .arch x64 ; mov Rd(dst), [r8]),
+        }
+    }
+
+    /// Stores `v` (`size` bytes) at [r8].
+    fn store(&mut self, v: Val, size: Size) {
+        match (v, size) {
+            (Val::Imm(x), Size::B) => dynasm!(self.a ; .arch x64 ; mov BYTE [r8], x as i8),
+            (Val::Imm(x), Size::W) => dynasm!(self.a ; .arch x64 ; mov WORD [r8], x as i16),
+            (Val::Imm(x), Size::D) => dynasm!(self.a ; .arch x64 ; mov DWORD [r8], x as i32),
+            (Val::Host(r) | Val::Temp(r), Size::B) => dynasm!(self.a ; .arch x64 ; mov [r8], Rb(r)),
+            (Val::Host(r) | Val::Temp(r), Size::W) => dynasm!(self.a ; .arch x64 ; mov [r8], Rw(r)),
+            (Val::Host(r) | Val::Temp(r), Size::D) => dynasm!(self.a ; .arch x64 ; mov [r8], Rd(r)),
+        }
+    }
+
+    /// The stack pointer moved by `delta` into rsi (the EA of a stack access).
+    fn stack_ea(&mut self, delta: i32) {
+        dynasm!(self.a ; .arch x64 ; lea esi, [r12 + delta]);
+        if !self.b.key.stack32() {
+            dynasm!(self.a ; .arch x64 ; movzx esi, si);
+        }
+    }
+
+    /// ESP (or SP) += `delta`, without touching the host flags.
+    fn commit_sp(&mut self, delta: i32) {
+        if self.b.key.stack32() {
+            dynasm!(self.a ; .arch x64 ; lea r12d, [r12 + delta]);
+        } else {
+            dynasm!(self.a
+                ; .arch x64
+                ; lea r9d, [r12 + delta]
+                ; mov r12w, r9w
+            );
+        }
+    }
+
+    // ------------------------------------------------------------ registers and operands
+
+    /// Reads guest register `g` into temporary `t`, zero-extended.
+    fn read_gpr(&mut self, t: u8, g: Gpr) {
+        let h = GUEST[g.num as usize];
+        match (g.size, g.high) {
+            (Size::D, _) => dynasm!(self.a ; .arch x64 ; mov Rd(t), Rd(h)),
+            (Size::W, _) => dynasm!(self.a ; .arch x64 ; movzx Rd(t), Rw(h)),
+            (Size::B, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(t), Rb(h)),
+            (Size::B, true) => {
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov Rd(t), Rd(h)
+                    ; shr Rd(t), 8
+                    ; movzx Rd(t), Rb(t)
+                );
+                self.host_flags = 0;
+            }
+        }
+    }
+
+    /// Writes the low `g.size` bytes of temporary `t` to guest register `g`.
+    fn write_gpr(&mut self, g: Gpr, t: u8) {
+        let h = GUEST[g.num as usize];
+        match (g.size, g.high) {
+            (Size::D, _) => dynasm!(self.a ; .arch x64 ; mov Rd(h), Rd(t)),
+            (Size::W, _) => dynasm!(self.a ; .arch x64 ; mov Rw(h), Rw(t)),
+            (Size::B, false) => dynasm!(self.a ; .arch x64 ; mov Rb(h), Rb(t)),
+            (Size::B, true) => {
+                dynasm!(self.a
+                    ; .arch x64
+                    ; ror Rd(h), 8
+                    ; mov Rb(h), Rb(t)
+                    ; rol Rd(h), 8
+                );
+                self.host_flags = 0;
+            }
+        }
+    }
+
+    /// Operand `o` of `size` into temporary `t`, zero-extended (memory through the fast path).
+    fn fetch(&mut self, t: u8, o: &Operand, size: Size) {
+        match *o {
+            Operand::Reg(g) => self.read_gpr(t, g),
+            Operand::Imm(v) => dynasm!(self.a ; .arch x64 ; mov Rd(t), v as i32),
+            Operand::Mem(addr) => {
+                self.ea(&addr, RSI);
+                self.probe(addr.seg, size, false);
+                self.load(t, size);
+            }
+        }
+    }
+
+    /// A source operand as a host operand: pinned registers are used in place.
+    fn src_val(&mut self, o: &Operand, size: Size, t: u8) -> Val {
+        match *o {
+            Operand::Reg(g) if !g.high => Val::Host(GUEST[g.num as usize]),
+            Operand::Imm(v) => Val::Imm(v & size.mask()),
+            _ => {
+                self.fetch(t, o, size);
+                Val::Temp(t)
+            }
+        }
+    }
+
+    /// Stores `v` into a lazy-flags field, masked to `size`.
+    fn lazy_field(&mut self, off: i32, v: Val, size: Size) {
+        match (v, size) {
+            (Val::Imm(x), _) => dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + off], x as i32),
+            (Val::Temp(r), _) | (Val::Host(r), Size::D) => {
+                dynasm!(self.a ; .arch x64 ; mov [rbp + off], Rd(r))
+            }
+            (Val::Host(r), Size::W) => dynasm!(self.a
+                ; .arch x64
+                ; movzx r9d, Rw(r)
+                ; mov [rbp + off], r9d
+            ),
+            (Val::Host(r), Size::B) => dynasm!(self.a
+                ; .arch x64
+                ; movzx r9d, Rb(r)
+                ; mov [rbp + off], r9d
+            ),
+        }
+    }
+
+    fn lazy_kind(&mut self, kind: FlagOp, size: Size) {
+        let k = lazy_op(kind, size);
+        dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_OP], k);
+    }
+
+    /// The destination of a read-modify-write as a host operand: a pinned register in place,
+    /// or `TA` loaded from a high-byte register or from memory (host address left in r8).
+    fn rmw_begin(&mut self, dst: &Operand, size: Size, write: bool) -> Val {
+        match *dst {
+            Operand::Reg(g) if !g.high => Val::Host(GUEST[g.num as usize]),
+            Operand::Reg(g) => {
+                self.read_gpr(TA, g);
+                Val::Temp(TA)
+            }
+            Operand::Mem(addr) => {
+                self.ea(&addr, RSI);
+                self.probe(addr.seg, size, write);
+                self.load(TA, size);
+                Val::Temp(TA)
+            }
+            Operand::Imm(_) => unreachable!("an immediate is never a destination"),
+        }
+    }
+
+    /// Writes `TA` back to a destination begun with [`Emitter::rmw_begin`].
+    fn rmw_end(&mut self, dst: &Operand, size: Size) {
+        match *dst {
+            Operand::Reg(g) if g.high => self.write_gpr(g, TA),
+            Operand::Mem(_) => self.store(Val::Temp(TA), size),
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------ operations
+
+    fn live(&self) -> u8 {
+        let i = &self.b.insns[self.cur];
+        i.live_out & i.writes
+    }
+
+    fn mov(&mut self, size: Size, dst: Operand, src: Operand) {
+        match (dst, src) {
+            (Operand::Reg(d), Operand::Reg(s)) if !d.high && !s.high => {
+                let (d, s) = (GUEST[d.num as usize], GUEST[s.num as usize]);
+                match size {
+                    Size::D => dynasm!(self.a ; .arch x64 ; mov Rd(d), Rd(s)),
+                    Size::W => dynasm!(self.a ; .arch x64 ; mov Rw(d), Rw(s)),
+                    Size::B => dynasm!(self.a ; .arch x64 ; mov Rb(d), Rb(s)),
+                }
+            }
+            (Operand::Reg(d), Operand::Imm(v)) if !d.high => {
+                let d = GUEST[d.num as usize];
+                match size {
+                    Size::D => dynasm!(self.a ; .arch x64 ; mov Rd(d), v as i32),
+                    Size::W => dynasm!(self.a ; .arch x64 ; mov Rw(d), v as i16),
+                    Size::B => dynasm!(self.a ; .arch x64 ; mov Rb(d), v as i8),
+                }
+            }
+            (Operand::Reg(d), Operand::Mem(addr)) if !d.high => {
+                self.ea(&addr, RSI);
+                self.probe(addr.seg, size, false);
+                let d = GUEST[d.num as usize];
+                match size {
+                    Size::D => dynasm!(self.a ; .arch x64 ; mov Rd(d), [r8]),
+                    Size::W => dynasm!(self.a ; .arch x64 ; mov Rw(d), WORD [r8]),
+                    Size::B => dynasm!(self.a ; .arch x64 ; mov Rb(d), BYTE [r8]),
+                }
+            }
+            (Operand::Reg(d), _) => {
+                self.fetch(TA, &src, size);
+                self.write_gpr(d, TA);
+            }
+            (Operand::Mem(addr), _) => {
+                let v = self.src_val(&src, size, TA);
+                self.ea(&addr, RSI);
+                self.probe(addr.seg, size, true);
+                self.store(v, size);
+            }
+            (Operand::Imm(_), _) => unreachable!("an immediate is never a destination"),
+        }
+    }
+
+    /// `op d, s` on the host at `size` (both registers).
+    fn host_alu_rr(&mut self, op: AluOp, size: Size, d: u8, s: u8) {
+        macro_rules! rr {
+            ($m:ident) => {
+                match size {
+                    Size::D => dynasm!(self.a ; .arch x64 ; $m Rd(d), Rd(s)),
+                    Size::W => dynasm!(self.a ; .arch x64 ; $m Rw(d), Rw(s)),
+                    Size::B => dynasm!(self.a ; .arch x64 ; $m Rb(d), Rb(s)),
+                }
+            };
+        }
+        match op {
+            AluOp::Add => rr!(add),
+            AluOp::Or => rr!(or),
+            AluOp::Adc => rr!(adc),
+            AluOp::Sbb => rr!(sbb),
+            AluOp::And | AluOp::Test => rr!(and),
+            AluOp::Sub | AluOp::Cmp => rr!(sub),
+            AluOp::Xor => rr!(xor),
+        }
+    }
+
+    /// `op d, imm` on the host at `size`.
+    fn host_alu_ri(&mut self, op: AluOp, size: Size, d: u8, v: u32) {
+        macro_rules! ri {
+            ($m:ident) => {
+                match size {
+                    Size::D => dynasm!(self.a ; .arch x64 ; $m Rd(d), v as i32),
+                    Size::W => dynasm!(self.a ; .arch x64 ; $m Rw(d), v as i16),
+                    Size::B => dynasm!(self.a ; .arch x64 ; $m Rb(d), v as i8),
+                }
+            };
+        }
+        match op {
+            AluOp::Add => ri!(add),
+            AluOp::Or => ri!(or),
+            AluOp::Adc => ri!(adc),
+            AluOp::Sbb => ri!(sbb),
+            AluOp::And | AluOp::Test => ri!(and),
+            AluOp::Sub | AluOp::Cmp => ri!(sub),
+            AluOp::Xor => ri!(xor),
+        }
+    }
+
+    fn host_alu(&mut self, op: AluOp, size: Size, d: u8, s: Val) {
+        match s {
+            Val::Imm(v) => self.host_alu_ri(op, size, d, v),
+            Val::Host(r) | Val::Temp(r) => self.host_alu_rr(op, size, d, r),
+        }
+    }
+
+    fn alu(&mut self, op: AluOp, size: Size, dst: Operand, src: Operand) {
+        let live = self.live();
+        let mem = matches!(dst, Operand::Mem(_)) || matches!(src, Operand::Mem(_));
+        if !op.writes() && live == 0 && !mem {
+            return; // CMP/TEST whose flags nobody reads.
+        }
+        let carry_in = matches!(op, AluOp::Adc | AluOp::Sbb);
+        if carry_in {
+            self.ensure_flags(flag::CF);
+            dynasm!(self.a ; .arch x64 ; setc BYTE [rsp + F_TMP]);
+        }
+        let a = self.rmw_begin(&dst, size, op.writes());
+        let b = self.src_val(&src, size, TB);
+        let kind = match op {
+            AluOp::Add | AluOp::Adc => FlagOp::Add,
+            AluOp::Sub | AluOp::Sbb | AluOp::Cmp => FlagOp::Sub,
+            _ => FlagOp::Logic,
+        };
+        let store_flags = live != 0;
+        if store_flags && kind != FlagOp::Logic {
+            self.lazy_field(S_LAZY_DST, a, size);
+            self.lazy_field(S_LAZY_SRC, b, size);
+        }
+        if carry_in {
+            dynasm!(self.a ; .arch x64 ; bt DWORD [rsp + F_TMP], 0);
+        }
+        let res = if op.writes() {
+            let d = a.reg().expect("a destination is a register");
+            self.host_alu(op, size, d, b);
+            a
+        } else {
+            // CMP/TEST: the result into r9 (zero-extended first), the operands untouched.
+            match (a, size) {
+                (Val::Temp(r), _) | (Val::Host(r), Size::D) => dynasm!(self.a ; .arch x64 ; mov r9d, Rd(r)),
+                (Val::Host(r), Size::W) => dynasm!(self.a ; .arch x64 ; movzx r9d, Rw(r)),
+                (Val::Host(r), Size::B) => dynasm!(self.a ; .arch x64 ; movzx r9d, Rb(r)),
+                (Val::Imm(_), _) => unreachable!(),
+            }
+            self.host_alu(op, size, R9, b);
+            Val::Temp(R9)
+        };
+        self.host_flags = if kind == FlagOp::Logic { flag::ALL & !flag::AF } else { flag::ALL };
+        if op.writes() {
+            self.rmw_end(&dst, size);
+            if matches!(dst, Operand::Reg(g) if g.high) {
+                // The write-back clobbered the host flags: keep the result for the lazy record.
+                self.host_flags = 0;
+            }
+        }
+        if store_flags {
+            self.lazy_field(S_LAZY_RES, res, size);
+            self.lazy_kind(kind, size);
+        }
+    }
+
+    fn inc_dec(&mut self, dec: bool, size: Size, dst: Operand) {
+        let live = self.live();
+        let cf_live = self.b.insns[self.cur].live_out & flag::CF != 0;
+        let prior_cf = self.host_flags & flag::CF;
+        if live != 0 && cf_live {
+            // INC/DEC keep CF: emu-core's lazy INC/DEC record takes it from EFLAGS.
+            self.ensure_flags(flag::CF);
+            dynasm!(self.a
+                ; .arch x64
+                ; setc r9b
+                ; movzx r9d, r9b
+                ; and DWORD [rbp + S_EFLAGS], !(fl::CF as i32)
+                ; or [rbp + S_EFLAGS], r9d
+            );
+            self.host_flags = 0;
+        }
+        let a = self.rmw_begin(&dst, size, true);
+        if live != 0 {
+            self.lazy_field(S_LAZY_DST, a, size);
+            dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_SRC], 1);
+        }
+        let d = a.reg().expect("a destination is a register");
+        match (dec, size) {
+            (false, Size::D) => dynasm!(self.a ; .arch x64 ; inc Rd(d)),
+            (false, Size::W) => dynasm!(self.a ; .arch x64 ; inc Rw(d)),
+            (false, Size::B) => dynasm!(self.a ; .arch x64 ; inc Rb(d)),
+            (true, Size::D) => dynasm!(self.a ; .arch x64 ; dec Rd(d)),
+            (true, Size::W) => dynasm!(self.a ; .arch x64 ; dec Rw(d)),
+            (true, Size::B) => dynasm!(self.a ; .arch x64 ; dec Rb(d)),
+        }
+        // The host's CF is untouched by INC/DEC, as the guest's is.
+        self.host_flags = (flag::ALL & !flag::CF) | (self.host_flags & prior_cf);
+        self.rmw_end(&dst, size);
+        if matches!(dst, Operand::Reg(g) if g.high) {
+            self.host_flags = 0;
+        }
+        if live != 0 {
+            self.lazy_field(S_LAZY_RES, a, size);
+            self.lazy_kind(if dec { FlagOp::Dec } else { FlagOp::Inc }, size);
+        }
+    }
+
+    fn neg(&mut self, size: Size, dst: Operand) {
+        let live = self.live();
+        let a = self.rmw_begin(&dst, size, true);
+        if live != 0 {
+            dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_DST], 0);
+            self.lazy_field(S_LAZY_SRC, a, size);
+        }
+        let d = a.reg().expect("a destination is a register");
+        match size {
+            Size::D => dynasm!(self.a ; .arch x64 ; neg Rd(d)),
+            Size::W => dynasm!(self.a ; .arch x64 ; neg Rw(d)),
+            Size::B => dynasm!(self.a ; .arch x64 ; neg Rb(d)),
+        }
+        self.host_flags = flag::ALL;
+        self.rmw_end(&dst, size);
+        if matches!(dst, Operand::Reg(g) if g.high) {
+            self.host_flags = 0;
+        }
+        if live != 0 {
+            self.lazy_field(S_LAZY_RES, a, size);
+            self.lazy_kind(FlagOp::Sub, size);
+        }
+    }
+
+    fn not(&mut self, size: Size, dst: Operand) {
+        let a = self.rmw_begin(&dst, size, true);
+        let d = a.reg().expect("a destination is a register");
+        match size {
+            Size::D => dynasm!(self.a ; .arch x64 ; not Rd(d)),
+            Size::W => dynasm!(self.a ; .arch x64 ; not Rw(d)),
+            Size::B => dynasm!(self.a ; .arch x64 ; not Rb(d)),
+        }
+        self.rmw_end(&dst, size);
+    }
+
+    fn shift(&mut self, op: ShiftOp, size: Size, dst: Operand, count: u8) {
+        let live = self.live();
+        let a = self.rmw_begin(&dst, size, true);
+        let d = a.reg().expect("a destination is a register");
+        let c = count as i8;
+        match (op, size) {
+            (ShiftOp::Shl, Size::D) => dynasm!(self.a ; .arch x64 ; shl Rd(d), c),
+            (ShiftOp::Shl, Size::W) => dynasm!(self.a ; .arch x64 ; shl Rw(d), c),
+            (ShiftOp::Shl, Size::B) => dynasm!(self.a ; .arch x64 ; shl Rb(d), c),
+            (ShiftOp::Shr, Size::D) => dynasm!(self.a ; .arch x64 ; shr Rd(d), c),
+            (ShiftOp::Shr, Size::W) => dynasm!(self.a ; .arch x64 ; shr Rw(d), c),
+            (ShiftOp::Shr, Size::B) => dynasm!(self.a ; .arch x64 ; shr Rb(d), c),
+            (ShiftOp::Sar, Size::D) => dynasm!(self.a ; .arch x64 ; sar Rd(d), c),
+            (ShiftOp::Sar, Size::W) => dynasm!(self.a ; .arch x64 ; sar Rw(d), c),
+            (ShiftOp::Sar, Size::B) => dynasm!(self.a ; .arch x64 ; sar Rb(d), c),
+        }
+        if live != 0 {
+            // Eager flags: CF PF ZF SF from the host (defined for 1 <= count < width), OF as
+            // emu-core chooses it (shift.rs), AF = 0.
+            dynasm!(self.a
+                ; .arch x64
+                ; pushfq
+                ; pop r9
+                ; and r9d, (fl::CF | fl::PF | fl::ZF | fl::SF) as i32
+            );
+            match op {
+                ShiftOp::Shl => dynasm!(self.a
+                    ; .arch x64
+                    ; mov r11d, r9d
+                    ; shr r11d, 7
+                    ; xor r11d, r9d
+                    ; and r11d, 1
+                    ; shl r11d, 11
+                    ; or r9d, r11d
+                ),
+                ShiftOp::Shr => {
+                    match (a, size) {
+                        (Val::Temp(r), _) | (Val::Host(r), Size::D) => {
+                            dynasm!(self.a ; .arch x64 ; mov r11d, Rd(r))
+                        }
+                        (Val::Host(r), Size::W) => dynasm!(self.a ; .arch x64 ; movzx r11d, Rw(r)),
+                        (Val::Host(r), Size::B) => dynasm!(self.a ; .arch x64 ; movzx r11d, Rb(r)),
+                        (Val::Imm(_), _) => unreachable!(),
+                    }
+                    let top2 = (size.bits() - 2) as i8;
+                    dynasm!(self.a
+                        ; .arch x64
+                        ; shr r11d, top2
+                        ; and r11d, 1
+                        ; shl r11d, 11
+                        ; or r9d, r11d
+                    );
+                }
+                ShiftOp::Sar => {}
+            }
+            dynasm!(self.a
+                ; .arch x64
+                ; and DWORD [rbp + S_EFLAGS], !ARITH
+                ; or [rbp + S_EFLAGS], r9d
+                ; mov DWORD [rbp + S_LAZY_OP], 0
+            );
+            self.host_flags = 0;
+        } else {
+            self.host_flags = 0;
+        }
+        self.rmw_end(&dst, size);
+    }
+
+    fn setcc(&mut self, cc: Cond, dst: Operand) {
+        self.ensure_flags(cc.reads());
+        match dst {
+            Operand::Reg(g) if !g.high => {
+                let h = GUEST[g.num as usize];
+                self.set_reg(cc, h);
+            }
+            _ => {
+                self.set_reg(cc, TA);
+                match dst {
+                    Operand::Reg(g) => self.write_gpr(g, TA),
+                    Operand::Mem(addr) => {
+                        self.ea(&addr, RSI);
+                        self.probe(addr.seg, Size::B, true);
+                        self.store(Val::Temp(TA), Size::B);
+                    }
+                    Operand::Imm(_) => unreachable!(),
+                }
+            }
+        }
+    }
+
+    /// `setcc r8` for host register `r`.
+    fn set_reg(&mut self, cc: Cond, r: u8) {
+        cc_arms!(cc,
+            0 => dynasm!(self.a ; .arch x64 ; seto Rb(r)),
+            1 => dynasm!(self.a ; .arch x64 ; setno Rb(r)),
+            2 => dynasm!(self.a ; .arch x64 ; setb Rb(r)),
+            3 => dynasm!(self.a ; .arch x64 ; setae Rb(r)),
+            4 => dynasm!(self.a ; .arch x64 ; sete Rb(r)),
+            5 => dynasm!(self.a ; .arch x64 ; setne Rb(r)),
+            6 => dynasm!(self.a ; .arch x64 ; setbe Rb(r)),
+            7 => dynasm!(self.a ; .arch x64 ; seta Rb(r)),
+            8 => dynasm!(self.a ; .arch x64 ; sets Rb(r)),
+            9 => dynasm!(self.a ; .arch x64 ; setns Rb(r)),
+            10 => dynasm!(self.a ; .arch x64 ; setp Rb(r)),
+            11 => dynasm!(self.a ; .arch x64 ; setnp Rb(r)),
+            12 => dynasm!(self.a ; .arch x64 ; setl Rb(r)),
+            13 => dynasm!(self.a ; .arch x64 ; setge Rb(r)),
+            14 => dynasm!(self.a ; .arch x64 ; setle Rb(r)),
+            15 => dynasm!(self.a ; .arch x64 ; setg Rb(r)),
+        )
+    }
+
+    fn cmov(&mut self, cc: Cond, size: Size, dst: Gpr, src: Operand) {
+        self.ensure_flags(cc.reads());
+        let d = GUEST[dst.num as usize];
+        let (s, cc) = match src {
+            Operand::Reg(g) if !g.high => (GUEST[g.num as usize], cc),
+            _ => {
+                // The source is read whatever the condition (it may fault): keep the condition
+                // in the frame while the fast path clobbers the flags.
+                self.set_reg(cc, R9);
+                dynasm!(self.a ; .arch x64 ; mov [rsp + F_TMP], r9b);
+                self.fetch(TB, &src, size);
+                dynasm!(self.a ; .arch x64 ; cmp BYTE [rsp + F_TMP], 0);
+                self.host_flags = 0;
+                (TB, Cond(5)) // ne
+            }
+        };
+        macro_rules! cm {
+            ($m:ident) => {
+                match size {
+                    Size::W => dynasm!(self.a ; .arch x64 ; $m Rw(d), Rw(s)),
+                    _ => dynasm!(self.a ; .arch x64 ; $m Rd(d), Rd(s)),
+                }
+            };
+        }
+        cc_arms!(cc,
+            0 => cm!(cmovo), 1 => cm!(cmovno), 2 => cm!(cmovb), 3 => cm!(cmovae),
+            4 => cm!(cmove), 5 => cm!(cmovne), 6 => cm!(cmovbe), 7 => cm!(cmova),
+            8 => cm!(cmovs), 9 => cm!(cmovns), 10 => cm!(cmovp), 11 => cm!(cmovnp),
+            12 => cm!(cmovl), 13 => cm!(cmovge), 14 => cm!(cmovle), 15 => cm!(cmovg),
+        )
+    }
+
+    fn jcc(&mut self, cc: Cond, target: u32) {
+        self.ensure_flags(cc.reads());
+        let taken = self.a.new_dynamic_label();
+        cc_arms!(cc,
+            0 => dynasm!(self.a ; .arch x64 ; jo =>taken),
+            1 => dynasm!(self.a ; .arch x64 ; jno =>taken),
+            2 => dynasm!(self.a ; .arch x64 ; jb =>taken),
+            3 => dynasm!(self.a ; .arch x64 ; jae =>taken),
+            4 => dynasm!(self.a ; .arch x64 ; je =>taken),
+            5 => dynasm!(self.a ; .arch x64 ; jne =>taken),
+            6 => dynasm!(self.a ; .arch x64 ; jbe =>taken),
+            7 => dynasm!(self.a ; .arch x64 ; ja =>taken),
+            8 => dynasm!(self.a ; .arch x64 ; js =>taken),
+            9 => dynasm!(self.a ; .arch x64 ; jns =>taken),
+            10 => dynasm!(self.a ; .arch x64 ; jp =>taken),
+            11 => dynasm!(self.a ; .arch x64 ; jnp =>taken),
+            12 => dynasm!(self.a ; .arch x64 ; jl =>taken),
+            13 => dynasm!(self.a ; .arch x64 ; jge =>taken),
+            14 => dynasm!(self.a ; .arch x64 ; jle =>taken),
+            15 => dynasm!(self.a ; .arch x64 ; jg =>taken),
+        );
+        let next = self.b.insns[self.cur].next_eip;
+        let pending = self.pending + 1;
+        self.pending = pending;
+        self.sync();
+        self.direct_exit(next);
+        dynasm!(self.a ; .arch x64 ; =>taken);
+        self.pending = pending;
+        self.sync();
+        self.direct_exit(target);
+    }
+
+    fn push_val(&mut self, size: Size, v: Val) {
+        let n = size.bytes() as i32;
+        self.stack_ea(-n);
+        self.probe(SegReg::Ss, size, true);
+        self.store(v, size);
+        if self.b.key.stack32() {
+            dynasm!(self.a ; .arch x64 ; mov r12d, esi);
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov r12w, si);
+        }
+    }
+
+    fn push(&mut self, size: Size, src: Operand) {
+        let v = self.src_val(&src, size, TA);
+        self.push_val(size, v);
+    }
+
+    fn pop(&mut self, size: Size, dst: Gpr) {
+        self.stack_ea(0);
+        self.probe(SegReg::Ss, size, false);
+        self.load(TA, size);
+        self.commit_sp(size.bytes() as i32);
+        self.write_gpr(dst, TA);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stubs_assemble() {
+        let s = X64.stubs(0x1000_0000).unwrap();
+        assert!(s.entry < s.exit && s.exit < s.exit_nostore && s.exit_nostore < s.code.len());
+    }
+
+    #[test]
+    fn chain_bytes_are_relative_to_the_end_of_the_field() {
+        assert_eq!(X64.chain_bytes(0x1000, Some(0x1010)), 12i32.to_le_bytes());
+        assert_eq!(X64.chain_bytes(0x1000, None), [0; 4]);
+    }
+}
