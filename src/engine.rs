@@ -6,7 +6,7 @@
 //!   It retires exactly the instructions the interpreter would, with interrupts at the same
 //!   boundaries, so output, exit status and instruction counts are identical.
 //! - **lockstep**: the translator drives the machine (devices see its I/O only), and a second
-//!   CPU on a copy of memory runs the interpreter behind it, block by block (see
+//!   CPU on a copy of memory runs the interpreter behind it, a few blocks at a time (see
 //!   [`crate::lockstep`]); the run stops at the first divergence with both states.
 //!
 //! The translator is the default on x86-64 hosts, the interpreter elsewhere (there is no
@@ -94,11 +94,6 @@ impl Engine {
         match kind {
             EngineKind::Interp => Ok(Engine::interp()),
             EngineKind::Jit | EngineKind::Lockstep => {
-                let options = if kind == EngineKind::Lockstep {
-                    jit::JitOptions { chaining: false, unit: true, ..options }
-                } else {
-                    options
-                };
                 let j = jit::Jit::with_options(options).map_err(|e| format!("--engine {kind}: {e}"))?;
                 Ok(Engine { kind, jit: Some(Box::new(j)), lockstep: None })
             }
@@ -171,6 +166,10 @@ impl PortIo for TimedBus<'_> {
     }
 }
 
+/// Most steps one translator run may take when no serial input can arrive (so the run loop
+/// still looks at its wall-clock limit a few hundred times a second).
+const MAX_RUN_STEPS: u64 = 1 << 22;
+
 /// Steps between two looks at serial input (the run loop's `INPUT_POLL_STEPS`).
 pub(crate) fn steps_to_next_poll(steps_done: u64, poll: u64) -> u64 {
     let next = steps_done + 1;
@@ -191,8 +190,14 @@ impl Machine {
         if self.trace.is_some() || self.engine.kind == EngineKind::Interp {
             return (self.cpu.step(&mut self.bus), 1);
         }
-        let budget =
-            (max_steps - steps_done).min(steps_to_next_poll(steps_done, crate::machine::INPUT_POLL_STEPS));
+        // Serial input is looked for every INPUT_POLL_STEPS steps exactly; without input the
+        // looks only check the wall-clock limit, and runs are capped to keep that prompt.
+        let to_poll = if self.input_active() {
+            steps_to_next_poll(steps_done, crate::machine::INPUT_POLL_STEPS)
+        } else {
+            MAX_RUN_STEPS
+        };
+        let budget = (max_steps - steps_done).min(to_poll);
         let retired = deadline.and_then(|d| self.clock.retired_at(d)).unwrap_or(u64::MAX);
         let limit = jit::RunLimit { steps: budget.max(1), retired: retired.max(self.cpu.state.retired + 1) };
         if self.engine.kind == EngineKind::Lockstep {

@@ -3,6 +3,7 @@
 //! plus the tools the `bt86` binary offers: running a guest, the boot paths, the serial console
 //! and the silicon-vector conformance runner.
 
+pub mod bench;
 pub mod boot;
 pub mod clock;
 pub mod conformance;

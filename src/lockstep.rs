@@ -3,14 +3,17 @@
 //! divergence, with both states.
 //!
 //! Design, and why:
-//! - **Units.** The translator runs with chaining off and returns after every *unit*: one block
-//!   (up to 64 instructions, no interrupt inside), one interpreter step, or one interrupt
-//!   delivery. After each unit the shadow interpreter takes the same number of steps.
+//! - **Units.** The translator runs as usual (chained blocks, the jump cache) for at most
+//!   [`UNIT_STEPS`] steps per *unit* (less when a port write or a deadline ends the run), and the
+//!   shadow interpreter then takes the same number of steps. With `BT86_JIT=nochain,unit` every
+//!   unit is a single block, for pinpointing a divergence.
 //! - **Devices see the translator's I/O only.** Port reads, writes, interrupt acknowledges and
-//!   NMIs of the unit are recorded on the way to the devices and replayed to the shadow: its
+//!   NMIs of the unit are recorded on the way to the devices, each tagged with the retired count
+//!   the translator announced before it (`PortIo::sync_time`), and replayed to the shadow: its
 //!   reads get the recorded values, its writes must match the recorded ones (a different port,
-//!   size or value is a divergence), and it is told an interrupt is pending exactly when the
-//!   translator took one. So the comparison is of CPU behaviour, with identical inputs.
+//!   size or value is a divergence), and it is told an interrupt is pending exactly at the
+//!   instruction boundary where the translator took one. So the comparison is of CPU behaviour,
+//!   with identical inputs.
 //! - **What is compared.** After every unit: the architectural state (general registers, EIP,
 //!   EFLAGS with the lazy flags materialized, segment registers with their caches, descriptor
 //!   tables, control registers, CPL, halt and shadow state, the retired count and the TSC).
@@ -30,13 +33,26 @@ use crate::machine::Machine;
 /// Units between two comparisons of written memory.
 pub const MEMORY_EVERY: u64 = 64;
 
+/// Most steps the translator runs before the states are compared.
+pub const UNIT_STEPS: u64 = 128;
+
 /// One port-level event of a unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Event {
-    Read { port: u16, size: Size, value: u32 },
-    Write { port: u16, size: Size, value: u32 },
-    Ack(u8),
-    Nmi,
+    Read {
+        port: u16,
+        size: Size,
+        value: u32,
+    },
+    Write {
+        port: u16,
+        size: Size,
+        value: u32,
+    },
+    /// An interrupt acknowledged at this retired count.
+    Ack(u8, u64),
+    /// An NMI taken at this retired count.
+    Nmi(u64),
 }
 
 /// The interpreter shadow of lockstep execution.
@@ -55,6 +71,8 @@ pub struct Lockstep {
 struct Recorder<'a, P: PortIo> {
     inner: P,
     log: &'a mut Vec<Event>,
+    /// The retired count the translator last announced.
+    at: u64,
 }
 
 impl<P: PortIo> PortIo for Recorder<'_, P> {
@@ -75,19 +93,20 @@ impl<P: PortIo> PortIo for Recorder<'_, P> {
 
     fn acknowledge_interrupt(&mut self) -> u8 {
         let v = self.inner.acknowledge_interrupt();
-        self.log.push(Event::Ack(v));
+        self.log.push(Event::Ack(v, self.at));
         v
     }
 
     fn take_nmi(&mut self) -> bool {
         let t = self.inner.take_nmi();
         if t {
-            self.log.push(Event::Nmi);
+            self.log.push(Event::Nmi(self.at));
         }
         t
     }
 
     fn sync_time(&mut self, retired: u64) {
+        self.at = retired;
         self.inner.sync_time(retired);
     }
 }
@@ -97,6 +116,8 @@ struct Replay<'a> {
     log: &'a [Event],
     next: usize,
     mismatch: Option<String>,
+    /// The shadow's retired count at the boundary being stepped.
+    at: u64,
 }
 
 impl Replay<'_> {
@@ -138,12 +159,12 @@ impl PortIo for Replay<'_> {
     }
 
     fn interrupt_pending(&mut self) -> bool {
-        matches!(self.log.get(self.next), Some(Event::Ack(_)))
+        matches!(self.log.get(self.next), Some(Event::Ack(_, at)) if *at == self.at)
     }
 
     fn acknowledge_interrupt(&mut self) -> u8 {
         match self.take() {
-            Some(Event::Ack(v)) => v,
+            Some(Event::Ack(v, _)) => v,
             other => {
                 self.mismatch(format!("interpreter acknowledged an interrupt; translator did {other:?}"));
                 0xFF
@@ -152,7 +173,7 @@ impl PortIo for Replay<'_> {
     }
 
     fn take_nmi(&mut self) -> bool {
-        if matches!(self.log.get(self.next), Some(Event::Nmi)) {
+        if matches!(self.log.get(self.next), Some(Event::Nmi(at)) if *at == self.at) {
             self.next += 1;
             return true;
         }
@@ -214,13 +235,15 @@ pub(crate) fn run(m: &mut Machine, limit: jit::RunLimit) -> (StepResult, u64) {
     }
     let before = cpu.state.clone();
     let mut log = Vec::new();
+    let limit = jit::RunLimit { steps: limit.steps.min(UNIT_STEPS), ..limit };
     let out = {
-        let mut rec = Recorder { inner: bus, log: &mut log };
+        let mut rec = Recorder { inner: bus, log: &mut log, at: cpu.state.retired };
         j.run(cpu, &mut rec, limit)
     };
-    let mut replay = Replay { log: &log, next: 0, mismatch: None };
+    let mut replay = Replay { log: &log, next: 0, mismatch: None, at: 0 };
     let mut shadow_result = StepResult::Retired;
     for _ in 0..out.steps {
+        replay.at = l.shadow.state.retired;
         shadow_result = l.shadow.step(&mut replay);
         if shadow_result != StepResult::Retired {
             break;

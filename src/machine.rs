@@ -513,6 +513,12 @@ impl Machine {
         None
     }
 
+    /// Serial input may still arrive (the run loop must look for it every
+    /// [`INPUT_POLL_STEPS`] steps exactly, for runs to be reproducible).
+    pub(crate) fn input_active(&self) -> bool {
+        self.serial_input.is_some() && !self.input_ended
+    }
+
     /// How long to wait for input: blocking for piped input in virtual time, never otherwise.
     fn input_wait(&self) -> Option<Duration> {
         (self.clock.mode() == TimeMode::Virtual).then_some(Duration::from_secs(24 * 3600))
@@ -536,6 +542,7 @@ impl Machine {
         self.bus.advance(now);
         let mut deadline = self.bus.next_deadline(now);
         let mut steps = 0u64;
+        let mut next_poll = INPUT_POLL_STEPS;
         while steps < max_steps {
             now = self.clock.now(self.cpu.state.retired);
             if deadline.is_some_and(|d| now >= d) {
@@ -543,7 +550,8 @@ impl Machine {
                 deadline = self.bus.next_deadline(now);
             }
             self.bus.now = now;
-            if (steps + 1) % INPUT_POLL_STEPS == 0 {
+            if steps + 1 >= next_poll {
+                next_poll = (steps + 1) / INPUT_POLL_STEPS * INPUT_POLL_STEPS + INPUT_POLL_STEPS;
                 if self.wall_limit.is_some_and(|t| Instant::now() >= t) {
                     return Exit::TimeLimit;
                 }

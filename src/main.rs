@@ -43,7 +43,12 @@ usage:
   bt86 fuzz [--seed S] [--count N] [--out DIR] [--qemu PATH] [--jobs N]
                                     random programs diffed against QEMU; each divergence is
                                     minimized to a reproducer in DIR (default fuzz-out)
-  bt86 images                       list the embedded guest images
+  bt86 bench [--workload NAME]... [--iterations N] [--qemu PATH | --no-qemu] [--no-interp]
+                                    guest MIPS of the interpreter, the translator and QEMU TCG
+                                    on the integer workloads (sieve, crc32, quicksort, matmul,
+                                    strsearch)
+  bt86 images [--write DIR]         list the embedded guest images (or write every
+                                    Multiboot kernel to DIR/NAME.elf, e.g. for QEMU)
 
 run options (at most one of --image, --raw, --kernel, --bios):
   --image NAME      an embedded guest image or Multiboot kernel (see `bt86 images`)
@@ -97,6 +102,16 @@ fn run_cli(args: &[String]) -> Result<ExitCode, String> {
         Some("conformance") => conformance(&args[1..]),
         Some("diff") => diff(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("images") if args.get(1).map(String::as_str) == Some("--write") => {
+            let dir = PathBuf::from(args.get(2).ok_or("images --write needs a directory")?);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for k in all_kernels() {
+                let path = dir.join(format!("{}.elf", k.name));
+                std::fs::write(&path, &k.elf).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Some("images") => {
             // Written with errors ignored: `bt86 images | head` closes the pipe early.
             let mut out = std::io::stdout().lock();
@@ -121,6 +136,7 @@ fn run_cli(args: &[String]) -> Result<ExitCode, String> {
 fn all_kernels() -> Vec<guest_images::Kernel> {
     let mut v = vec![guest_images::demo_kernel()];
     v.extend(guest_images::kernels());
+    v.extend(guest_images::workloads().into_iter().map(|w| w.kernel));
     v
 }
 
@@ -436,7 +452,8 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     }
     m.on_triple_fault = on_triple_fault;
     m.diagnostics = Box::new(std::io::stderr());
-    m.engine = Engine::new(engine)?;
+    let jit_options = jit::JitOptions { count_blocks: stats, ..jit::JitOptions::from_env() };
+    m.engine = Engine::with_options(engine, jit_options)?;
     let name = match &guest {
         Guest::Image(image) => {
             m.load_image(image).map_err(|e| format!("image `{}`: {e}", image.name))?;
@@ -547,6 +564,44 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::from(exit.status() as u8))
+}
+
+/// `bt86 bench`: the workloads under the interpreter, the translator and QEMU (see
+/// `bt86::bench`); prints a table of guest MIPS and ratios.
+fn bench(args: &[String]) -> Result<ExitCode, String> {
+    let mut opts = bt86::bench::BenchOptions {
+        workloads: Vec::new(),
+        iterations: None,
+        qemu: find_in_path("qemu-system-i386"),
+        interp: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |opt: &str| it.next().cloned().ok_or_else(|| format!("{opt} needs a value"));
+        match a.as_str() {
+            "--workload" => opts.workloads.push(value("--workload")?),
+            "--iterations" => {
+                opts.iterations =
+                    Some(parse_number("--iterations", &value("--iterations")?)?.clamp(1, 1 << 20) as u32)
+            }
+            "--qemu" => opts.qemu = Some(PathBuf::from(value("--qemu")?)),
+            "--no-qemu" => opts.qemu = None,
+            "--no-interp" => opts.interp = false,
+            other => return Err(format!("unknown bench option `{other}`")),
+        }
+    }
+    if opts.qemu.is_none() {
+        eprintln!("bench: no QEMU (qemu-system-i386 not on PATH, or --no-qemu): its column stays empty");
+    }
+    let rows = bt86::bench::run(&opts, &mut std::io::stderr()).map_err(|e| format!("bench: {e}"))?;
+    let _ = std::io::stdout().write_all(bt86::bench::table(&rows).as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `name` in a directory of PATH.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
 }
 
 /// `bt86 fuzz --seed S --count N [--out DIR] [--qemu PATH] [--jobs N] [--inject adc-carry]`:

@@ -493,6 +493,14 @@ impl GuestMemory {
         Some(HostPage { addr: self.map.as_ptr() as usize + a, writable })
     }
 
+    /// The host address of guest-physical 0 and how many bytes from there translated code may
+    /// read directly (all of RAM: ROM inside RAM lives in RAM, and there are no MMIO holes yet;
+    /// an MMIO window added inside RAM must shorten this). The address is a number: see
+    /// [`HostPage`].
+    pub fn direct_reads(&self) -> (usize, u32) {
+        (self.map.as_ptr() as usize, self.size().min(u32::MAX as usize) as u32)
+    }
+
     /// A copy of this memory: RAM contents, ROM regions and all bookkeeping, in a memory file of
     /// its own (lockstep execution runs a second CPU on it).
     pub fn try_clone(&self) -> Result<GuestMemory, MemoryError> {

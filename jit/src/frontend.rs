@@ -27,6 +27,7 @@
 use emu_core::flags::Size;
 use emu_core::isa::{self, PgClass, Props};
 use emu_core::memory::PAGE_SIZE;
+use emu_core::state::SegReg;
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 
 use crate::ir::{flag, Addr, AluOp, Block, Cond, End, Gpr, Insn, Op, Operand, ShiftOp};
@@ -86,8 +87,8 @@ pub fn build_block(code: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
             break;
         }
     }
-    liveness(&mut insns);
-    Block { eip, phys, key: *key, insns, len, end, io }
+    let flags_live_in = liveness(&mut insns);
+    Block { eip, phys, key: *key, insns, len, end, io, flags_live_in }
 }
 
 /// How many bytes a block at `phys` and `eip` may be decoded from: up to the end of the page
@@ -101,13 +102,15 @@ pub fn window(phys: u32, eip: u32, key: &ModeKey) -> usize {
     page_left.min(limit_left)
 }
 
-/// The backward pass of dead-flag elimination (see the module header).
-fn liveness(insns: &mut [Insn]) {
+/// The backward pass of dead-flag elimination (see the module header); returns the flags live
+/// at the block's entry.
+fn liveness(insns: &mut [Insn]) -> u8 {
     let mut live = flag::ALL;
     for i in insns.iter_mut().rev() {
         i.live_out = live;
         live = if i.may_exit { flag::ALL } else { (live & !i.writes) | i.reads };
     }
+    live
 }
 
 /// A general-purpose register of iced-x86 as an IR register.
@@ -187,6 +190,11 @@ fn lower(i: &Instruction, key: &ModeKey) -> Option<Op> {
     }
     let size = osize(i);
     let in_limit = |t: u64| t <= u64::from(key.cs_limit);
+    // Stack operations through a stack segment whose accesses are all slow: callouts.
+    let stack_slow = key.seg_class(SegReg::Ss) == crate::mode::SegClass::Slow;
+    if stack_slow && matches!(i.mnemonic(), Mnemonic::Push | Mnemonic::Pop | Mnemonic::Call | Mnemonic::Ret) {
+        return None;
+    }
     Some(match i.mnemonic() {
         Mnemonic::Mov => {
             if !matches!(i.op0_kind(), OpKind::Register | OpKind::Memory) {
@@ -298,6 +306,17 @@ fn lower(i: &Instruction, key: &ModeKey) -> Option<Op> {
             dst: gpr(i.op0_register())?,
             src: operand(i, 1, size)?,
         },
+        Mnemonic::Imul if i.op_count() >= 2 => {
+            let dst = gpr(i.op0_register())?;
+            let imm = if i.op_count() == 3 { Some(i.immediate(2) as u32 & size.mask()) } else { None };
+            Op::Imul { size, dst, src: operand(i, 1, size)?, imm }
+        }
+        Mnemonic::Leave => {
+            if stack_slow {
+                return None;
+            }
+            Op::Leave { size: if i.code() == Code::Leaved { Size::D } else { Size::W } }
+        }
         Mnemonic::Nop | Mnemonic::Pause => Op::Nop,
         Mnemonic::Jmp => match i.op0_kind() {
             OpKind::NearBranch16 | OpKind::NearBranch32 if in_limit(i.near_branch_target()) => {
@@ -334,7 +353,7 @@ fn lower(i: &Instruction, key: &ModeKey) -> Option<Op> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use emu_core::state::{CpuState, SegReg};
+    use emu_core::state::CpuState;
     use iced_x86::code_asm::*;
 
     fn flat_key() -> ModeKey {

@@ -289,6 +289,22 @@ pub enum Op {
         /// Source.
         src: Operand,
     },
+    /// IMUL r, r/m and IMUL r, r/m, imm (16 or 32 bits): the low half of the signed product.
+    Imul {
+        /// Size.
+        size: Size,
+        /// Destination (also the first factor without an immediate).
+        dst: Gpr,
+        /// The other factor (register or memory).
+        src: Operand,
+        /// The immediate of the three-operand form.
+        imm: Option<u32>,
+    },
+    /// LEAVE: ESP ← EBP, then POP EBP.
+    Leave {
+        /// Operand size of the pop.
+        size: Size,
+    },
     /// An instruction that does nothing architecturally visible besides EIP.
     Nop,
     /// Run the instruction through its emu-core handler (see [`Insn::stop`]).
@@ -358,8 +374,15 @@ impl Op {
                 mem(dst)
             }
             Op::Setcc { dst, .. } => mem(dst),
-            Op::Movx { src, .. } | Op::Cmov { src, .. } | Op::JmpInd { src, .. } => mem(src),
-            Op::Push { .. } | Op::Pop { .. } | Op::Call { .. } | Op::CallInd { .. } | Op::Ret { .. } => true,
+            Op::Movx { src, .. } | Op::Cmov { src, .. } | Op::JmpInd { src, .. } | Op::Imul { src, .. } => {
+                mem(src)
+            }
+            Op::Push { .. }
+            | Op::Pop { .. }
+            | Op::Call { .. }
+            | Op::CallInd { .. }
+            | Op::Ret { .. }
+            | Op::Leave { .. } => true,
             Op::Lea { .. } | Op::Nop | Op::Callout | Op::Jmp { .. } | Op::Jcc { .. } => false,
         }
     }
@@ -420,6 +443,9 @@ pub struct Block {
     pub end: End,
     /// Its only instruction is port I/O (a block of its own, see the frontend).
     pub io: bool,
+    /// Flags it may read (or expose) before overwriting them: 0 means a predecessor need not
+    /// write its flag record before jumping here.
+    pub flags_live_in: u8,
 }
 
 impl fmt::Display for Block {

@@ -68,6 +68,10 @@ mod unsupported {
         pub unit: bool,
         /// Print every block's IR.
         pub dump: bool,
+        /// Print every block's host code.
+        pub dump_code: bool,
+        /// Count block entries.
+        pub count_blocks: bool,
     }
 
     /// A limit on one run.

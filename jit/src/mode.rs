@@ -7,7 +7,8 @@
 //! the mode id interns a [`ModeKey`]:
 //!
 //! - code size (CS.D, and never in virtual-8086 mode), stack size (SS.B), CPL, CR0.PE, CR0.PG,
-//!   EFLAGS.VM: these change how instructions decode and which TLB rights an access needs;
+//!   EFLAGS.VM, the A20 gate: these change how instructions decode, which TLB rights an access
+//!   needs, and whether a linear address is a physical one;
 //! - CS base and limit: EIP values (branch targets, return addresses) are offsets in CS, and a
 //!   block never runs past the limit;
 //! - a [`SegClass`] for each segment register, which decides how the block's memory accesses
@@ -72,6 +73,7 @@ mod bit {
     pub const PROTECTED: u32 = 1 << 4;
     pub const PAGING: u32 = 1 << 5;
     pub const V86: u32 = 1 << 6;
+    pub const A20: u32 = 1 << 7;
     pub const SEG_SHIFT: u32 = 8;
 }
 
@@ -106,6 +108,9 @@ impl ModeKey {
         if s.v86() {
             bits |= bit::V86;
         }
+        if s.a20 {
+            bits |= bit::A20;
+        }
         for seg in SegReg::ALL {
             bits |= (SegClass::of(s, s.seg(seg)) as u32) << (bit::SEG_SHIFT + 2 * seg as u32);
         }
@@ -136,6 +141,11 @@ impl ModeKey {
     /// Paging is on.
     pub fn paging(&self) -> bool {
         self.bits & bit::PAGING != 0
+    }
+
+    /// Linear addresses are physical addresses (paging off, A20 on): reads of RAM need no TLB.
+    pub fn identity(&self) -> bool {
+        self.bits & (bit::PAGING | bit::A20) == bit::A20
     }
 
     /// How accesses through `seg` are made.

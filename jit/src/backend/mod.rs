@@ -97,6 +97,13 @@ pub struct CodeEnv {
     pub first_exit: u32,
     /// Direct exits may be chained (off in lockstep, where every block returns).
     pub chaining: bool,
+    /// Count block entries (for the statistics; costs a memory increment per block).
+    pub count_blocks: bool,
+    /// Host address of guest-physical 0 (the RAM mapping), for direct reads while linear
+    /// addresses are physical (`ModeKey::identity`).
+    pub ram_base: usize,
+    /// Guest-physical bytes from 0 that may be read directly there (0: none).
+    pub ram_direct: u32,
 }
 
 /// A chainable exit of a compiled block.
@@ -106,6 +113,13 @@ pub struct ChainSite {
     pub offset: usize,
     /// Guest EIP it leads to (in the block's page).
     pub target: u32,
+    /// The block leaves its last flag record unwritten on this path: chain it only to a block
+    /// that overwrites every flag before anything can read them (`Block::flags_live_in == 0`).
+    pub dead_flags: bool,
+    /// For a flags-dead site: its out-of-line budget check (offset of its first instruction,
+    /// and offset of the rel32 of its jump to the target's body). Chaining points the site at
+    /// the check and the check's jump at the target; unchained, the site falls through.
+    pub stub: Option<(usize, usize)>,
 }
 
 /// A compiled block.
@@ -115,6 +129,9 @@ pub struct Compiled {
     pub code: Vec<u8>,
     /// Its chainable exits, in exit-id order.
     pub chain_sites: Vec<ChainSite>,
+    /// Where its body starts, after the budget check: flags-dead chain sites, which checked
+    /// for the longest block already, enter there.
+    pub body_offset: usize,
 }
 
 /// The runtime's fixed code: the entry trampoline and the shared exits.

@@ -8,8 +8,10 @@
 //! ```text
 //!   guest  EAX ECX EDX EBX ESP EBP ESI EDI      rbp  = &CpuState (`.alias state`)
 //!   host   eax ecx edx ebx r12 r13 r14 r15      rsp  = the trampoline's frame (below)
-//!   temps  rsi (effective address)  rdi (linear address)  r8 (TLB slot → host address)
-//!          r9 (scratch)  r10, r11 (operand values)
+//!   temps  rsi (effective address)  rdi (linear address, then an operand value)
+//!          r8 (TLB slot → host address)  r9 (scratch)  r10 (operand value)
+//!   r11    the guest's retired-instruction count (`.alias retired`), written back to the state
+//!          (with the TSC advanced by as much) only where control leaves generated code
 //! ```
 //!
 //! Guest AL/CL/DL/BL are the host's low bytes; AH/CH/DH/BH go through a temporary (a high-byte
@@ -19,8 +21,9 @@
 //! Block layout:
 //!
 //! ```text
-//!   entry:   if state.retired + N > limit: goto budget        (N = guest instructions)
-//!            frame.blocks += 1                                 (for the statistics)
+//!   entry:   if retired + N > limit: goto budget              (N = guest instructions;
+//!                                                              r11 = retired − limit)
+//!            frame.blocks += 1                                 (with --stats only)
 //!            <instruction 0> … <instruction n-1>               (fast paths only)
 //!            <exits>                                          (chained jmp, or jump cache)
 //!   budget:  state.eip = start; return BUDGET
@@ -29,8 +32,10 @@
 //! ```
 //!
 //! Guest retired-instruction and TSC counts are kept exact: each path adds the number of inline
-//! instructions it retired since the last such update, at every exit and before every callout
-//! (a callout counts its own instruction).
+//! instructions it retired since the last such update to r11 (a `lea`, which leaves the flags
+//! alone) at every exit and before every callout; r11 goes back to the state at every callout
+//! and exit to the dispatcher (a callout counts its own instruction). Keeping the count in a
+//! register rather than memory keeps chained blocks free of a store-to-load dependency.
 //!
 //! Flags: an ALU operation whose flags are needed stores the lazy record (op, size, dst, src,
 //! result) emu-core reads; one whose flags are all dead stores nothing. The host's EFLAGS are
@@ -64,14 +69,13 @@ const RSI: u8 = 6;
 const RDI: u8 = 7;
 const R9: u8 = 9;
 const R10: u8 = 10;
-const R11: u8 = 11;
 const R12: u8 = 12;
 
 /// Host register of each guest GPR.
 const GUEST: [u8; 8] = [RAX, RCX, RDX, RBX, R12, 13, 14, 15];
 /// Operand temporaries.
 const TA: u8 = R10;
-const TB: u8 = R11;
+const TB: u8 = RDI;
 
 /// Frame slots (offsets from rsp inside generated code).
 const F_CTX: i32 = 0;
@@ -161,9 +165,15 @@ impl Backend for X64 {
             ; mov QWORD [rsp + F_BLOCKS], 0
         );
         load_guest(&mut a);
-        dynasm!(a ; .arch x64 ; jmp rsi);
+        dynasm!(a
+            ; .arch x64
+            ; mov r11, [rbp + S_RETIRED]
+            ; sub r11, [rsp + F_LIMIT]
+            ; jmp rsi
+        );
         let exit = a.offset().0;
         store_guest(&mut a);
+        write_back_retired(&mut a);
         let exit_nostore = a.offset().0;
         dynasm!(a
             ; .arch x64
@@ -188,8 +198,9 @@ impl Backend for X64 {
         let mut e = Emitter::new(block, env, base);
         e.block();
         let sites = std::mem::take(&mut e.sites);
+        let body_offset = e.body_offset;
         let code = e.a.finalize().map_err(|err| BackendError(format!("block {:08x}: {err:?}", block.eip)))?;
-        Ok(Compiled { code, chain_sites: sites })
+        Ok(Compiled { code, chain_sites: sites, body_offset })
     }
 
     fn chain_bytes(&self, site: usize, target: Option<usize>) -> [u8; 4] {
@@ -201,12 +212,61 @@ impl Backend for X64 {
     }
 }
 
+/// Host registers (a bit mask) instruction `op` writes.
+fn writes_regs(op: &Op) -> u16 {
+    let reg = |o: &Operand| match o {
+        Operand::Reg(g) => 1u16 << GUEST[g.num as usize],
+        _ => 0,
+    };
+    let gpr = |g: &Gpr| 1u16 << GUEST[g.num as usize];
+    let esp = 1u16 << R12;
+    match op {
+        Op::Mov { dst, .. } | Op::IncDec { dst, .. } | Op::Neg { dst, .. } | Op::Not { dst, .. } => reg(dst),
+        Op::Shift { dst, .. } | Op::Setcc { dst, .. } => reg(dst),
+        Op::Alu { op, dst, .. } => {
+            if op.writes() {
+                reg(dst)
+            } else {
+                0
+            }
+        }
+        Op::Lea { dst, .. } | Op::Movx { dst, .. } | Op::Cmov { dst, .. } | Op::Imul { dst, .. } => gpr(dst),
+        Op::Pop { dst, .. } => gpr(dst) | esp,
+        Op::Push { .. } | Op::Call { .. } | Op::CallInd { .. } | Op::Ret { .. } => esp,
+        Op::Leave { .. } => esp | 1 << GUEST[5],
+        Op::Nop | Op::Callout | Op::Jmp { .. } | Op::Jcc { .. } | Op::JmpInd { .. } => 0,
+    }
+}
+
 /// Loads the eight guest registers from the state into their host registers.
 fn load_guest(a: &mut Asm) {
     for (n, &h) in GUEST.iter().enumerate() {
         let off = S_REGS + 4 * n as i32;
         dynasm!(a ; .arch x64 ; mov Rd(h), [rbp + off]);
     }
+}
+
+/// Writes the retired count back to the state (r11 holds it relative to the limit), advancing
+/// the TSC by as much. Uses rax and rdi: the guest registers must already be stored.
+fn write_back_retired(a: &mut Asm) {
+    dynasm!(a
+        ; .arch x64
+        ; mov rax, [rsp + F_LIMIT]
+        ; add rax, r11
+        ; mov rdi, rax
+        ; sub rdi, [rbp + S_RETIRED]
+        ; add [rbp + S_TSC], rdi
+        ; mov [rbp + S_RETIRED], rax
+    );
+}
+
+/// Reloads r11 (the retired count relative to the limit) from the state.
+fn reload_retired(a: &mut Asm) {
+    dynasm!(a
+        ; .arch x64
+        ; mov r11, [rbp + S_RETIRED]
+        ; sub r11, [rsp + F_LIMIT]
+    );
 }
 
 /// Stores the eight guest registers into the state.
@@ -223,11 +283,19 @@ struct SlowPath {
     back: DynamicLabel,
     index: usize,
     /// Inline instructions retired before this one (not yet added to the state).
-    pending: u32,
+    count: u32,
+    /// The lazy-flags record not yet written when the slow path is taken.
+    flags: Option<Pending>,
     /// Host flags the fast path leaves valid at the join (the slow path must match).
     join_flags: u8,
     /// The instruction branches: its callout never rejoins.
     branch: bool,
+}
+
+/// Where a probed memory access goes: `[r8]`, or `[r8 + index]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MemRef {
+    index: Option<u8>,
 }
 
 /// A value operand of a host instruction.
@@ -250,6 +318,79 @@ impl Val {
     }
 }
 
+/// The second operand of a derived record field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Src2 {
+    Reg(u8),
+    Imm(u32),
+}
+
+impl Src2 {
+    fn of(v: Val) -> Option<Src2> {
+        match v {
+            Val::Host(r) => Some(Src2::Reg(r)),
+            Val::Imm(x) => Some(Src2::Imm(x)),
+            Val::Temp(_) => None,
+        }
+    }
+}
+
+/// Where a field of a pending lazy-flags record comes from when it is finally written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    /// Already in the state (written when the producer ran), or one emu-core ignores.
+    Stored,
+    /// A constant.
+    Imm(u32),
+    /// A pinned guest register.
+    Reg(u8),
+    /// Register + operand.
+    Add(u8, Src2),
+    /// Register − operand.
+    Sub(u8, Src2),
+    /// Register & operand.
+    And(u8, Src2),
+}
+
+impl From<Src2> for Field {
+    fn from(s: Src2) -> Field {
+        match s {
+            Src2::Reg(r) => Field::Reg(r),
+            Src2::Imm(v) => Field::Imm(v),
+        }
+    }
+}
+
+impl Field {
+    fn regs(self) -> u16 {
+        let src = |s: Src2| if let Src2::Reg(r) = s { 1u16 << r } else { 0 };
+        match self {
+            Field::Stored | Field::Imm(_) => 0,
+            Field::Reg(r) => 1 << r,
+            Field::Add(r, s) | Field::Sub(r, s) | Field::And(r, s) => 1 << r | src(s),
+        }
+    }
+}
+
+/// A lazy-flags record (emu-core's `LazyFlags`) whose fields are still in registers: written
+/// only when something could look at it — a slow path (out of line), a callout, an exit, a
+/// materialization for a consumer — or before an instruction overwrites a register it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pending {
+    kind: FlagOp,
+    size: Size,
+    res: Field,
+    src: Field,
+    dst: Field,
+}
+
+impl Pending {
+    /// Host registers the record is computed from.
+    fn regs(&self) -> u16 {
+        self.res.regs() | self.src.regs() | self.dst.regs()
+    }
+}
+
 struct Emitter<'a> {
     a: Asm,
     /// The address the code will run at.
@@ -257,17 +398,23 @@ struct Emitter<'a> {
     b: &'a Block,
     env: &'a CodeEnv,
     /// Inline instructions retired since the last update of the state's counters.
-    pending: u32,
+    count: u32,
+    /// The latest flag producer's lazy record, not yet written to the state.
+    pending: Option<Pending>,
     /// Guest flags the host's EFLAGS currently hold.
     host_flags: u8,
     /// The current instruction.
     cur: usize,
-    /// Its slow path, once something needs it.
-    cur_slow: Option<DynamicLabel>,
+    /// Its slow path, once something needs it, with the record pending when it is taken.
+    cur_slow: Option<(DynamicLabel, Option<Pending>)>,
     slow: Vec<SlowPath>,
     sites: Vec<ChainSite>,
     stop: DynamicLabel,
     budget: DynamicLabel,
+    /// Where the body starts, after the budget check.
+    body_offset: usize,
+    /// Out-of-line checks of flags-dead chain sites: (stub label, fall-back label, target).
+    dead_stubs: Vec<(DynamicLabel, DynamicLabel, u32)>,
 }
 
 macro_rules! cc_arms {
@@ -289,7 +436,8 @@ impl<'a> Emitter<'a> {
             base,
             b,
             env,
-            pending: 0,
+            count: 0,
+            pending: None,
             host_flags: 0,
             cur: 0,
             cur_slow: None,
@@ -297,6 +445,8 @@ impl<'a> Emitter<'a> {
             sites: Vec::new(),
             stop,
             budget,
+            body_offset: 0,
+            dead_stubs: Vec::new(),
         }
     }
 
@@ -307,12 +457,13 @@ impl<'a> Emitter<'a> {
         let budget = self.budget;
         dynasm!(self.a
             ; .arch x64
-            ; mov rsi, [rbp + S_RETIRED]
-            ; add rsi, n
-            ; cmp rsi, [rsp + F_LIMIT]
-            ; ja =>budget
-            ; add QWORD [rsp + F_BLOCKS], 1
+            ; cmp r11, -n
+            ; jg =>budget
         );
+        self.body_offset = self.a.offset().0;
+        if self.env.count_blocks {
+            dynasm!(self.a ; .arch x64 ; add QWORD [rsp + F_BLOCKS], 1);
+        }
         for i in 0..self.b.insns.len() {
             self.insn(i);
         }
@@ -340,6 +491,32 @@ impl<'a> Emitter<'a> {
         for s in std::mem::take(&mut self.slow) {
             self.slow_path(&s);
         }
+        // Flags-dead chain sites jump here once linked: budget for the longest block, then the
+        // target's body (patched in); otherwise back to writing the record.
+        let most = crate::frontend::MAX_BLOCK_INSNS as i32;
+        let stubs = std::mem::take(&mut self.dead_stubs);
+        let mut dead_sites = self
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.dead_flags)
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+            .into_iter();
+        for (stub, back, _target) in stubs {
+            let site = dead_sites.next().expect("one site per stub");
+            let stub_at = self.a.offset().0;
+            dynasm!(self.a
+                ; .arch x64
+                ; =>stub
+                ; cmp r11, -most
+                ; jg =>back
+            );
+            self.a.push(0xE9);
+            let jump = self.a.offset().0;
+            self.a.push_i32(0);
+            self.sites[site].stub = Some((stub_at, jump));
+        }
         let (stop, nostore) = (self.stop, self.env.exit_nostore);
         dynasm!(self.a
             ; .arch x64
@@ -352,7 +529,8 @@ impl<'a> Emitter<'a> {
     fn insn(&mut self, i: usize) {
         self.cur = i;
         self.cur_slow = None;
-        let pending_before = self.pending;
+        let count_before = self.count;
+        self.before(i);
         let insn = &self.b.insns[i];
         let op = insn.op;
         match op {
@@ -380,6 +558,27 @@ impl<'a> Emitter<'a> {
             Op::Shift { op, size, dst, count } => self.shift(op, size, dst, count),
             Op::Setcc { cc, dst } => self.setcc(cc, dst),
             Op::Cmov { cc, size, dst, src } => self.cmov(cc, size, dst, src),
+            Op::Imul { size, dst, src, imm } => self.imul(size, dst, src, imm),
+            Op::Leave { size } => {
+                // ESP ← EBP; EBP ← pop (the load first: a fault changes nothing).
+                dynasm!(self.a ; .arch x64 ; mov esi, r13d);
+                if !self.b.key.stack32() {
+                    dynasm!(self.a ; .arch x64 ; movzx esi, si);
+                }
+                let m = self.probe(SegReg::Ss, size, false, RSI);
+                self.load(TA, size, m);
+                let n = size.bytes() as i32;
+                if self.b.key.stack32() {
+                    dynasm!(self.a ; .arch x64 ; lea r12d, [rsi + n]);
+                } else {
+                    dynasm!(self.a
+                        ; .arch x64
+                        ; lea r9d, [rsi + n]
+                        ; mov r12w, r9w
+                    );
+                }
+                self.write_gpr(Gpr { num: 5, size, high: false }, TA);
+            }
             Op::Nop => {}
             Op::Callout => self.callout(),
             Op::Jmp { target } => {
@@ -398,39 +597,43 @@ impl<'a> Emitter<'a> {
                 self.check_target(size);
                 let ret = Val::Imm(self.b.insns[i].next_eip & size.mask());
                 self.push_val(size, ret);
+                self.materialize(true);
                 self.sync_including_current();
                 self.indirect_exit();
             }
             Op::JmpInd { size, src } => {
                 self.fetch(TA, &src, size);
                 self.check_target(size);
+                self.materialize(true);
                 self.sync_including_current();
                 self.indirect_exit();
             }
             Op::Ret { size, pop } => {
                 self.stack_ea(0);
-                self.probe(SegReg::Ss, size, false);
-                self.load(TA, size);
+                let m = self.probe(SegReg::Ss, size, false, RSI);
+                self.load(TA, size, m);
                 self.check_target(size);
                 self.commit_sp(size.bytes() as i32 + i32::from(pop));
+                self.materialize(true);
                 self.sync_including_current();
                 self.indirect_exit();
             }
         }
-        if let Some(label) = self.cur_slow.take() {
+        if let Some((label, flags)) = self.cur_slow.take() {
             let back = self.a.new_dynamic_label();
             dynasm!(self.a ; .arch x64 ; =>back);
             self.slow.push(SlowPath {
                 label,
                 back,
                 index: i,
-                pending: pending_before,
+                count: count_before,
+                flags,
                 join_flags: self.host_flags,
                 branch: op.is_branch(),
             });
         }
         if op != Op::Callout && !op.is_branch() {
-            self.pending += 1;
+            self.count += 1;
         }
     }
 
@@ -443,31 +646,26 @@ impl<'a> Emitter<'a> {
 
     /// The slow path of the current instruction (created on first use).
     fn slow_label(&mut self) -> DynamicLabel {
-        if let Some(l) = self.cur_slow {
+        if let Some((l, _)) = self.cur_slow {
             return l;
         }
         let l = self.a.new_dynamic_label();
-        self.cur_slow = Some(l);
+        self.cur_slow = Some((l, self.pending));
         l
     }
 
-    /// Adds the inline instructions retired so far to the state's counters.
+    /// Adds the inline instructions retired so far to the count in r11 (flags untouched).
     fn sync(&mut self) {
-        let k = self.pending as i32;
+        let k = self.count as i32;
         if k > 0 {
-            dynasm!(self.a
-                ; .arch x64
-                ; add QWORD [rbp + S_RETIRED], k
-                ; add QWORD [rbp + S_TSC], k
-            );
-            self.host_flags = 0;
+            dynasm!(self.a ; .arch x64 ; lea r11, [r11 + k]);
         }
-        self.pending = 0;
+        self.count = 0;
     }
 
     /// [`Emitter::sync`] for a branch, counting the branch itself.
     fn sync_including_current(&mut self) {
-        self.pending += 1;
+        self.count += 1;
         self.sync();
     }
 
@@ -481,6 +679,7 @@ impl<'a> Emitter<'a> {
         let lin = key.cs_base.wrapping_add(target);
         let exit = self.env.exit;
         if !self.env.chaining {
+            self.materialize(true);
             dynasm!(self.a
                 ; .arch x64
                 ; mov DWORD [rbp + S_EIP], target as i32
@@ -490,12 +689,20 @@ impl<'a> Emitter<'a> {
             return;
         }
         if (start ^ lin) & !0xFFF == 0 && target <= key.cs_limit {
-            let id = self.env.first_exit + self.sites.len() as u32;
-            // jmp rel32: to the next instruction until the runtime chains it.
-            self.a.push(0xE9);
-            let offset = self.a.offset().0;
-            self.a.push_i32(0);
-            self.sites.push(ChainSite { offset, target });
+            if self.pending.is_some() {
+                // A successor that overwrites every flag before anything can see them does not
+                // need the record: the first site is chained only to such blocks, through an
+                // out-of-line check that the next block's own budget check cannot fail with the
+                // record unwritten (it checks for the longest block). Unchained, it falls
+                // through to writing the record.
+                let stub = self.a.new_dynamic_label();
+                let back = self.a.new_dynamic_label();
+                self.chain_site(target, true);
+                dynasm!(self.a ; .arch x64 ; =>back);
+                self.dead_stubs.push((stub, back, target));
+                self.materialize(true);
+            }
+            let id = self.chain_site(target, false);
             dynasm!(self.a
                 ; .arch x64
                 ; mov DWORD [rbp + S_EIP], target as i32
@@ -503,9 +710,20 @@ impl<'a> Emitter<'a> {
             );
             self.jmp_to(exit);
         } else {
+            self.materialize(true);
             dynasm!(self.a ; .arch x64 ; mov Rd(TA), target as i32);
             self.indirect_exit();
         }
+    }
+
+    /// A `jmp rel32` to the next instruction, until the runtime chains it; returns its exit id.
+    fn chain_site(&mut self, target: u32, dead_flags: bool) -> u32 {
+        let id = self.env.first_exit + self.sites.len() as u32;
+        self.a.push(0xE9);
+        let offset = self.a.offset().0;
+        self.a.push_i32(0);
+        self.sites.push(ChainSite { offset, target, dead_flags, stub: None });
+        id
     }
 
     /// Leaves the block for the EIP in `TA` through the jump cache:
@@ -516,6 +734,7 @@ impl<'a> Emitter<'a> {
     ///   state.eip = eip; return JUMP_CACHE_MISS
     /// ```
     fn indirect_exit(&mut self) {
+        self.materialize(true);
         let exit = self.env.exit;
         if !self.env.chaining {
             dynasm!(self.a
@@ -571,6 +790,7 @@ impl<'a> Emitter<'a> {
     /// leaves the status in eax (registers not reloaded).
     fn call_callout(&mut self, index: usize) {
         store_guest(&mut self.a);
+        write_back_retired(&mut self.a);
         let at = self.b.insns[index].eip as i32;
         let id = (self.env.callout_base + index as u32) as i32;
         let f = self.env.callout as i64;
@@ -587,6 +807,7 @@ impl<'a> Emitter<'a> {
 
     /// An instruction run entirely by emu-core.
     fn callout(&mut self) {
+        self.materialize(true);
         self.sync();
         let i = self.cur;
         self.call_callout(i);
@@ -599,6 +820,7 @@ impl<'a> Emitter<'a> {
                 ; test eax, eax
                 ; jnz =>stop
             );
+            reload_retired(&mut self.a);
             load_guest(&mut self.a);
         }
     }
@@ -608,13 +830,11 @@ impl<'a> Emitter<'a> {
     fn slow_path(&mut self, s: &SlowPath) {
         let label = s.label;
         dynasm!(self.a ; .arch x64 ; =>label);
-        let k = s.pending as i32;
+        self.pending = s.flags;
+        self.materialize(true);
+        let k = s.count as i32;
         if k > 0 {
-            dynasm!(self.a
-                ; .arch x64
-                ; add QWORD [rbp + S_RETIRED], k
-                ; add QWORD [rbp + S_TSC], k
-            );
+            dynasm!(self.a ; .arch x64 ; lea r11, [r11 + k]);
         }
         self.call_callout(s.index);
         let stop = self.stop;
@@ -624,14 +844,14 @@ impl<'a> Emitter<'a> {
         }
         // The callout retired the instruction; the join point counts it (and the ones before
         // it) as pending, so take them back.
-        let back_out = k + 1;
+        let back_out = -(k + 1);
         dynasm!(self.a
             ; .arch x64
             ; test eax, eax
             ; jnz =>stop
-            ; sub QWORD [rbp + S_RETIRED], back_out
-            ; sub QWORD [rbp + S_TSC], back_out
         );
+        reload_retired(&mut self.a);
+        dynasm!(self.a ; .arch x64 ; lea r11, [r11 + back_out]);
         load_guest(&mut self.a);
         if s.join_flags != 0 {
             self.regen_flags();
@@ -679,7 +899,131 @@ impl<'a> Emitter<'a> {
     /// Makes the host's EFLAGS hold at least the guest flags `need`.
     fn ensure_flags(&mut self, need: u8) {
         if self.host_flags & need != need {
+            self.materialize(true);
             self.regen_flags();
+        }
+    }
+
+    /// Writes the pending lazy-flags record to the state. `clobber`: the host flags may be
+    /// destroyed (a packed sequence, two 64-bit stores); otherwise they are kept (field by
+    /// field, with flag-preserving instructions where possible).
+    fn materialize(&mut self, clobber: bool) {
+        let Some(p) = self.pending.take() else { return };
+        let clobber = clobber || self.host_flags == 0 || matches!(p.res, Field::And(..));
+        let op = lazy_op(p.kind, p.size);
+        if clobber {
+            // [op | res << 32] and [src | dst << 32]: two stores.
+            self.field_to(p.res, p.size, R9);
+            dynasm!(self.a
+                ; .arch x64
+                ; shl r9, 32
+                ; or r9, op
+                ; mov [rbp + S_LAZY_OP], r9
+            );
+            match (p.src, p.dst) {
+                (Field::Stored, Field::Stored) => {}
+                (src, Field::Stored) => {
+                    self.field_to(src, p.size, R9);
+                    dynasm!(self.a ; .arch x64 ; mov [rbp + S_LAZY_SRC], r9d);
+                }
+                (Field::Stored, dst) => {
+                    self.field_to(dst, p.size, R9);
+                    dynasm!(self.a ; .arch x64 ; mov [rbp + S_LAZY_DST], r9d);
+                }
+                (src, dst) => {
+                    self.field_to(dst, p.size, RSI);
+                    self.field_to(src, p.size, R9);
+                    dynasm!(self.a
+                        ; .arch x64
+                        ; shl rsi, 32
+                        ; or rsi, r9
+                        ; mov [rbp + S_LAZY_SRC], rsi
+                    );
+                }
+            }
+            self.host_flags = 0;
+        } else {
+            for (f, off) in [(p.res, S_LAZY_RES), (p.src, S_LAZY_SRC), (p.dst, S_LAZY_DST)] {
+                if f != Field::Stored {
+                    self.field_to(f, p.size, R9);
+                    dynasm!(self.a ; .arch x64 ; mov [rbp + off], r9d);
+                }
+            }
+            dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_OP], op);
+        }
+    }
+
+    /// The value of a record field into `t`, zero-extended from `size`. Only `And` touches the
+    /// host flags.
+    fn field_to(&mut self, f: Field, size: Size, t: u8) {
+        let (reg, extend) = match f {
+            Field::Stored => unreachable!("a stored field is not computed"),
+            Field::Imm(v) => {
+                dynasm!(self.a ; .arch x64 ; mov Rd(t), (v & size.mask()) as i32);
+                return;
+            }
+            Field::Reg(r) => (r, true),
+            Field::Add(r, Src2::Reg(x)) => {
+                dynasm!(self.a ; .arch x64 ; lea Rd(t), [Rq(r) + Rq(x)]);
+                (t, true)
+            }
+            Field::Add(r, Src2::Imm(v)) => {
+                dynasm!(self.a ; .arch x64 ; lea Rd(t), [Rq(r) + v as i32]);
+                (t, true)
+            }
+            Field::Sub(r, Src2::Reg(x)) => {
+                // r - x = r + !x + 1, without touching the flags.
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov Rd(t), Rd(x)
+                    ; not Rd(t)
+                    ; lea Rd(t), [Rq(r) + Rq(t) + 1]
+                );
+                (t, true)
+            }
+            Field::Sub(r, Src2::Imm(v)) => {
+                dynasm!(self.a ; .arch x64 ; lea Rd(t), [Rq(r) - v as i32]);
+                (t, true)
+            }
+            Field::And(r, s) => {
+                dynasm!(self.a ; .arch x64 ; mov Rd(t), Rd(r));
+                match s {
+                    Src2::Reg(x) => dynasm!(self.a ; .arch x64 ; and Rd(t), Rd(x)),
+                    Src2::Imm(v) => dynasm!(self.a ; .arch x64 ; and Rd(t), v as i32),
+                }
+                self.host_flags = 0;
+                (t, true)
+            }
+        };
+        if extend {
+            match size {
+                Size::D => {
+                    if reg != t {
+                        dynasm!(self.a ; .arch x64 ; mov Rd(t), Rd(reg));
+                    }
+                }
+                Size::W => dynasm!(self.a ; .arch x64 ; movzx Rd(t), Rw(reg)),
+                Size::B => dynasm!(self.a ; .arch x64 ; movzx Rd(t), Rb(reg)),
+            }
+        }
+    }
+
+    /// Before instruction `i`: the pending record is written first if the instruction may
+    /// observe it (callout) or overwrites a register it is computed from, unless the
+    /// instruction replaces every flag (then the record dies with it; its slow path, if any,
+    /// writes it first).
+    fn before(&mut self, i: usize) {
+        let Some(p) = self.pending else { return };
+        let insn = &self.b.insns[i];
+        if insn.op == Op::Callout {
+            self.materialize(true);
+            return;
+        }
+        if insn.writes == flag::ALL && !insn.op.is_branch() {
+            return;
+        }
+        if p.regs() & writes_regs(&insn.op) != 0 {
+            self.materialize(false);
         }
     }
 
@@ -718,40 +1062,70 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// The inline TLB fast path for an access of `size` bytes at offset `rsi` in `seg`; on a
-    /// hit the host address is in r8, on a miss (or a failed segment check) control goes to
-    /// the instruction's slow path:
+    /// The effective address of `addr` as a register: the base register itself for a plain
+    /// `[reg]` (32-bit addressing, no index or displacement), else computed into rsi.
+    fn ea_reg(&mut self, addr: &Addr) -> u8 {
+        match (addr.base, addr.index, addr.disp, addr.addr16) {
+            (Some(b), None, 0, false) => GUEST[b as usize],
+            _ => {
+                self.ea(addr, RSI);
+                RSI
+            }
+        }
+    }
+
+    /// The inline fast path for an access of `size` bytes at offset `ea` in `seg`; on success
+    /// the access goes to the returned address, on a miss (or a failed segment check) control
+    /// goes to the instruction's slow path. Reads while linear addresses are physical:
     ///
     /// ```text
     ///   lin  = seg.base + off            (Simple: after off + size - 1 <= seg.limit)
+    ///   if lin > ram_size - size: goto slow
+    ///   access [ram_base + lin]
+    /// ```
+    ///
+    /// Everything else goes through the TLB's fast view:
+    ///
+    /// ```text
     ///   f    = &fast_tlb[(lin >> 12) % TLB_ENTRIES]
     ///   if ((lin + size - 1) & !0xFFF) != f.tags[kind]: goto slow
-    ///   r8   = f.addend + lin
+    ///   access [f.addend + lin]          (one compare, one add)
     /// ```
-    fn probe(&mut self, seg: SegReg, size: Size, write: bool) {
+    fn probe(&mut self, seg: SegReg, size: Size, write: bool, ea: u8) -> MemRef {
         let slow = self.slow_label();
         self.host_flags = 0;
         let n = size.bytes() as i32;
         let lin = match self.b.key.seg_class(seg) {
-            SegClass::Flat => RSI,
+            SegClass::Flat => ea,
             SegClass::Simple => {
                 let (limit, base) = (seg_limit(seg), seg_base(seg));
                 dynasm!(self.a
                     ; .arch x64
-                    ; lea r9, [rsi + n - 1]
+                    ; lea r9, [Rq(ea) + n - 1]
                     ; mov r8d, [rbp + limit]
                     ; cmp r9, r8
                     ; ja =>slow
                     ; mov edi, [rbp + base]
-                    ; add edi, esi
+                    ; add edi, Rd(ea)
                 );
                 RDI
             }
             SegClass::Slow => {
                 dynasm!(self.a ; .arch x64 ; jmp =>slow);
-                return;
+                return MemRef { index: None };
             }
         };
+        if !write && self.b.key.identity() && self.env.ram_direct >= 4096 {
+            let last = (self.env.ram_direct - n as u32) as i32;
+            let base = self.env.ram_base as i64;
+            dynasm!(self.a
+                ; .arch x64
+                ; cmp Rd(lin), last
+                ; ja =>slow
+                ; mov r8, QWORD base
+            );
+            return MemRef { index: Some(lin) };
+        }
         let kind = match (write, self.b.key.user()) {
             (false, false) => fast_kind::READ_SUPERVISOR,
             (true, false) => fast_kind::WRITE_SUPERVISOR,
@@ -777,28 +1151,52 @@ impl<'a> Emitter<'a> {
             ; cmp r8d, [r9 + tag]
             ; jne =>slow
             ; mov r8, [r9 + FAST_ADDEND]
-            ; add r8, Rq(lin)
         );
+        MemRef { index: Some(lin) }
     }
 
-    /// Loads `size` bytes at [r8] into `dst`, zero-extended.
-    fn load(&mut self, dst: u8, size: Size) {
-        match size {
-            Size::B => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), BYTE [r8]),
-            Size::W => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), WORD [r8]),
-            Size::D => dynasm!(self.a ; .arch x64 ; mov Rd(dst), [r8]),
+    /// The access as one host address in r8 (for a read-modify-write, whose index register
+    /// may not survive until the write).
+    fn flatten(&mut self, m: MemRef) -> MemRef {
+        if let Some(i) = m.index {
+            dynasm!(self.a ; .arch x64 ; add r8, Rq(i));
+        }
+        MemRef { index: None }
+    }
+
+    /// Loads `size` bytes at `m` into `dst`, zero-extended.
+    fn load(&mut self, dst: u8, size: Size, m: MemRef) {
+        match (size, m.index) {
+            (Size::B, None) => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), BYTE [r8]),
+            (Size::W, None) => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), WORD [r8]),
+            (Size::D, None) => dynasm!(self.a ; .arch x64 ; mov Rd(dst), [r8]),
+            (Size::B, Some(i)) => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), BYTE [r8 + Rq(i)]),
+            (Size::W, Some(i)) => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), WORD [r8 + Rq(i)]),
+            (Size::D, Some(i)) => dynasm!(self.a ; .arch x64 ; mov Rd(dst), [r8 + Rq(i)]),
         }
     }
 
-    /// Stores `v` (`size` bytes) at [r8].
-    fn store(&mut self, v: Val, size: Size) {
-        match (v, size) {
-            (Val::Imm(x), Size::B) => dynasm!(self.a ; .arch x64 ; mov BYTE [r8], x as i8),
-            (Val::Imm(x), Size::W) => dynasm!(self.a ; .arch x64 ; mov WORD [r8], x as i16),
-            (Val::Imm(x), Size::D) => dynasm!(self.a ; .arch x64 ; mov DWORD [r8], x as i32),
-            (Val::Host(r) | Val::Temp(r), Size::B) => dynasm!(self.a ; .arch x64 ; mov [r8], Rb(r)),
-            (Val::Host(r) | Val::Temp(r), Size::W) => dynasm!(self.a ; .arch x64 ; mov [r8], Rw(r)),
-            (Val::Host(r) | Val::Temp(r), Size::D) => dynasm!(self.a ; .arch x64 ; mov [r8], Rd(r)),
+    /// Stores `v` (`size` bytes) at `m`.
+    fn store(&mut self, v: Val, size: Size, m: MemRef) {
+        match (v, size, m.index) {
+            (Val::Imm(x), Size::B, None) => dynasm!(self.a ; .arch x64 ; mov BYTE [r8], x as i8),
+            (Val::Imm(x), Size::W, None) => dynasm!(self.a ; .arch x64 ; mov WORD [r8], x as i16),
+            (Val::Imm(x), Size::D, None) => dynasm!(self.a ; .arch x64 ; mov DWORD [r8], x as i32),
+            (Val::Host(r) | Val::Temp(r), Size::B, None) => dynasm!(self.a ; .arch x64 ; mov [r8], Rb(r)),
+            (Val::Host(r) | Val::Temp(r), Size::W, None) => dynasm!(self.a ; .arch x64 ; mov [r8], Rw(r)),
+            (Val::Host(r) | Val::Temp(r), Size::D, None) => dynasm!(self.a ; .arch x64 ; mov [r8], Rd(r)),
+            (Val::Imm(x), Size::B, Some(i)) => dynasm!(self.a ; .arch x64 ; mov BYTE [r8 + Rq(i)], x as i8),
+            (Val::Imm(x), Size::W, Some(i)) => dynasm!(self.a ; .arch x64 ; mov WORD [r8 + Rq(i)], x as i16),
+            (Val::Imm(x), Size::D, Some(i)) => dynasm!(self.a ; .arch x64 ; mov DWORD [r8 + Rq(i)], x as i32),
+            (Val::Host(r) | Val::Temp(r), Size::B, Some(i)) => {
+                dynasm!(self.a ; .arch x64 ; mov [r8 + Rq(i)], Rb(r))
+            }
+            (Val::Host(r) | Val::Temp(r), Size::W, Some(i)) => {
+                dynasm!(self.a ; .arch x64 ; mov [r8 + Rq(i)], Rw(r))
+            }
+            (Val::Host(r) | Val::Temp(r), Size::D, Some(i)) => {
+                dynasm!(self.a ; .arch x64 ; mov [r8 + Rq(i)], Rd(r))
+            }
         }
     }
 
@@ -869,9 +1267,9 @@ impl<'a> Emitter<'a> {
             Operand::Reg(g) => self.read_gpr(t, g),
             Operand::Imm(v) => dynasm!(self.a ; .arch x64 ; mov Rd(t), v as i32),
             Operand::Mem(addr) => {
-                self.ea(&addr, RSI);
-                self.probe(addr.seg, size, false);
-                self.load(t, size);
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, size, false, ea);
+                self.load(t, size, m);
             }
         }
     }
@@ -923,9 +1321,10 @@ impl<'a> Emitter<'a> {
                 Val::Temp(TA)
             }
             Operand::Mem(addr) => {
-                self.ea(&addr, RSI);
-                self.probe(addr.seg, size, write);
-                self.load(TA, size);
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, size, write, ea);
+                let m = self.flatten(m);
+                self.load(TA, size, m);
                 Val::Temp(TA)
             }
             Operand::Imm(_) => unreachable!("an immediate is never a destination"),
@@ -936,7 +1335,7 @@ impl<'a> Emitter<'a> {
     fn rmw_end(&mut self, dst: &Operand, size: Size) {
         match *dst {
             Operand::Reg(g) if g.high => self.write_gpr(g, TA),
-            Operand::Mem(_) => self.store(Val::Temp(TA), size),
+            Operand::Mem(_) => self.store(Val::Temp(TA), size, MemRef { index: None }),
             _ => {}
         }
     }
@@ -967,13 +1366,16 @@ impl<'a> Emitter<'a> {
                 }
             }
             (Operand::Reg(d), Operand::Mem(addr)) if !d.high => {
-                self.ea(&addr, RSI);
-                self.probe(addr.seg, size, false);
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, size, false, ea);
                 let d = GUEST[d.num as usize];
-                match size {
-                    Size::D => dynasm!(self.a ; .arch x64 ; mov Rd(d), [r8]),
-                    Size::W => dynasm!(self.a ; .arch x64 ; mov Rw(d), WORD [r8]),
-                    Size::B => dynasm!(self.a ; .arch x64 ; mov Rb(d), BYTE [r8]),
+                match (size, m.index) {
+                    (Size::D, None) => dynasm!(self.a ; .arch x64 ; mov Rd(d), [r8]),
+                    (Size::W, None) => dynasm!(self.a ; .arch x64 ; mov Rw(d), WORD [r8]),
+                    (Size::B, None) => dynasm!(self.a ; .arch x64 ; mov Rb(d), BYTE [r8]),
+                    (Size::D, Some(i)) => dynasm!(self.a ; .arch x64 ; mov Rd(d), [r8 + Rq(i)]),
+                    (Size::W, Some(i)) => dynasm!(self.a ; .arch x64 ; mov Rw(d), WORD [r8 + Rq(i)]),
+                    (Size::B, Some(i)) => dynasm!(self.a ; .arch x64 ; mov Rb(d), BYTE [r8 + Rq(i)]),
                 }
             }
             (Operand::Reg(d), _) => {
@@ -982,9 +1384,9 @@ impl<'a> Emitter<'a> {
             }
             (Operand::Mem(addr), _) => {
                 let v = self.src_val(&src, size, TA);
-                self.ea(&addr, RSI);
-                self.probe(addr.seg, size, true);
-                self.store(v, size);
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, size, true, ea);
+                self.store(v, size, m);
             }
             (Operand::Imm(_), _) => unreachable!("an immediate is never a destination"),
         }
@@ -1009,6 +1411,24 @@ impl<'a> Emitter<'a> {
             AluOp::And | AluOp::Test => rr!(and),
             AluOp::Sub | AluOp::Cmp => rr!(sub),
             AluOp::Xor => rr!(xor),
+        }
+    }
+
+    /// `cmp d, s` or `test d, s` on the host at `size`.
+    fn host_cmp(&mut self, test: bool, size: Size, d: u8, s: Val) {
+        match (test, s, size) {
+            (false, Val::Imm(v), Size::D) => dynasm!(self.a ; .arch x64 ; cmp Rd(d), v as i32),
+            (false, Val::Imm(v), Size::W) => dynasm!(self.a ; .arch x64 ; cmp Rw(d), v as i16),
+            (false, Val::Imm(v), Size::B) => dynasm!(self.a ; .arch x64 ; cmp Rb(d), v as i8),
+            (false, Val::Host(r) | Val::Temp(r), Size::D) => dynasm!(self.a ; .arch x64 ; cmp Rd(d), Rd(r)),
+            (false, Val::Host(r) | Val::Temp(r), Size::W) => dynasm!(self.a ; .arch x64 ; cmp Rw(d), Rw(r)),
+            (false, Val::Host(r) | Val::Temp(r), Size::B) => dynasm!(self.a ; .arch x64 ; cmp Rb(d), Rb(r)),
+            (true, Val::Imm(v), Size::D) => dynasm!(self.a ; .arch x64 ; test Rd(d), v as i32),
+            (true, Val::Imm(v), Size::W) => dynasm!(self.a ; .arch x64 ; test Rw(d), v as i16),
+            (true, Val::Imm(v), Size::B) => dynasm!(self.a ; .arch x64 ; test Rb(d), v as i8),
+            (true, Val::Host(r) | Val::Temp(r), Size::D) => dynasm!(self.a ; .arch x64 ; test Rd(d), Rd(r)),
+            (true, Val::Host(r) | Val::Temp(r), Size::W) => dynasm!(self.a ; .arch x64 ; test Rw(d), Rw(r)),
+            (true, Val::Host(r) | Val::Temp(r), Size::B) => dynasm!(self.a ; .arch x64 ; test Rb(d), Rb(r)),
         }
     }
 
@@ -1041,10 +1461,24 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// A producer that writes every flag and whose flags are dead: the old record dies too.
+    fn flags_dead(&mut self) {
+        if self.b.insns[self.cur].writes == flag::ALL {
+            self.pending = None;
+        }
+    }
+
+    /// The instruction may take a slow path (its record must then be fully derivable from
+    /// registers or written eagerly, see [`Pending`]).
+    fn has_slow_path(&self) -> bool {
+        self.b.insns[self.cur].op.touches_memory()
+    }
+
     fn alu(&mut self, op: AluOp, size: Size, dst: Operand, src: Operand) {
         let live = self.live();
         let mem = matches!(dst, Operand::Mem(_)) || matches!(src, Operand::Mem(_));
         if !op.writes() && live == 0 && !mem {
+            self.flags_dead();
             return; // CMP/TEST whose flags nobody reads.
         }
         let carry_in = matches!(op, AluOp::Adc | AluOp::Sbb);
@@ -1059,20 +1493,63 @@ impl<'a> Emitter<'a> {
             AluOp::Sub | AluOp::Sbb | AluOp::Cmp => FlagOp::Sub,
             _ => FlagOp::Logic,
         };
-        let store_flags = live != 0;
-        if store_flags && kind != FlagOp::Logic {
-            self.lazy_field(S_LAZY_DST, a, size);
-            self.lazy_field(S_LAZY_SRC, b, size);
+        // The record stays pending when it can be computed from pinned registers later.
+        let deferred = match (a, Src2::of(b)) {
+            // AND/OR/XOR: emu-core's record needs only the result, in the destination register
+            // (whatever the source was, and even after a slow path).
+            (Val::Host(d), _) if matches!(op, AluOp::And | AluOp::Or | AluOp::Xor) => {
+                Some(Pending { kind, size, res: Field::Reg(d), src: Field::Stored, dst: Field::Stored })
+            }
+            (Val::Host(d), Some(s)) if !carry_in && !mem => {
+                let same = s == Src2::Reg(d);
+                Some(match op {
+                    AluOp::Add if !same => {
+                        Pending { kind, size, res: Field::Reg(d), src: Field::from(s), dst: Field::Sub(d, s) }
+                    }
+                    AluOp::Sub if !same => {
+                        Pending { kind, size, res: Field::Reg(d), src: Field::from(s), dst: Field::Add(d, s) }
+                    }
+                    AluOp::Cmp => {
+                        Pending { kind, size, res: Field::Sub(d, s), src: Field::from(s), dst: Field::Reg(d) }
+                    }
+                    AluOp::And | AluOp::Or | AluOp::Xor => {
+                        Pending { kind, size, res: Field::Reg(d), src: Field::Stored, dst: Field::Stored }
+                    }
+                    AluOp::Test => {
+                        let res = if same { Field::Reg(d) } else { Field::And(d, s) };
+                        Pending { kind, size, res, src: Field::Stored, dst: Field::Stored }
+                    }
+                    _ => return self.alu_eager(op, kind, size, &dst, a, b, live, carry_in),
+                })
+            }
+            _ => None,
+        };
+        match deferred {
+            Some(p) => {
+                if op.writes() {
+                    self.host_op(op, size, a, b, carry_in);
+                } else {
+                    // The result is not needed (the record derives it): CMP/TEST themselves.
+                    let d = a.reg().expect("a register");
+                    self.host_cmp(op == AluOp::Test, size, d, b);
+                }
+                self.host_flags = if kind == FlagOp::Logic { flag::ALL & !flag::AF } else { flag::ALL };
+                self.pending = if live != 0 { Some(p) } else { None };
+            }
+            None => self.alu_eager(op, kind, size, &dst, a, b, live, carry_in),
         }
+    }
+
+    /// `op a, b` on the host (CMP and TEST on a copy in r9); returns where the result is.
+    fn host_op(&mut self, op: AluOp, size: Size, a: Val, b: Val, carry_in: bool) -> Val {
         if carry_in {
             dynasm!(self.a ; .arch x64 ; bt DWORD [rsp + F_TMP], 0);
         }
-        let res = if op.writes() {
+        if op.writes() {
             let d = a.reg().expect("a destination is a register");
             self.host_alu(op, size, d, b);
             a
         } else {
-            // CMP/TEST: the result into r9 (zero-extended first), the operands untouched.
             match (a, size) {
                 (Val::Temp(r), _) | (Val::Host(r), Size::D) => dynasm!(self.a ; .arch x64 ; mov r9d, Rd(r)),
                 (Val::Host(r), Size::W) => dynasm!(self.a ; .arch x64 ; movzx r9d, Rw(r)),
@@ -1081,12 +1558,34 @@ impl<'a> Emitter<'a> {
             }
             self.host_alu(op, size, R9, b);
             Val::Temp(R9)
-        };
+        }
+    }
+
+    /// An ALU operation whose record is written as it runs (memory or high-byte operands, ADC,
+    /// SBB, an operand that is also the destination).
+    #[allow(clippy::too_many_arguments)]
+    fn alu_eager(
+        &mut self,
+        op: AluOp,
+        kind: FlagOp,
+        size: Size,
+        dst: &Operand,
+        a: Val,
+        b: Val,
+        live: u8,
+        carry_in: bool,
+    ) {
+        let store_flags = live != 0;
+        if store_flags && kind != FlagOp::Logic {
+            self.lazy_field(S_LAZY_DST, a, size);
+            self.lazy_field(S_LAZY_SRC, b, size);
+        }
+        let res = self.host_op(op, size, a, b, carry_in);
         self.host_flags = if kind == FlagOp::Logic { flag::ALL & !flag::AF } else { flag::ALL };
         if op.writes() {
-            self.rmw_end(&dst, size);
+            self.rmw_end(dst, size);
             if matches!(dst, Operand::Reg(g) if g.high) {
-                // The write-back clobbered the host flags: keep the result for the lazy record.
+                // The write-back clobbered the host flags.
                 self.host_flags = 0;
             }
         }
@@ -1094,14 +1593,32 @@ impl<'a> Emitter<'a> {
             self.lazy_field(S_LAZY_RES, res, size);
             self.lazy_kind(kind, size);
         }
+        self.pending = None;
     }
 
     fn inc_dec(&mut self, dec: bool, size: Size, dst: Operand) {
         let live = self.live();
         let cf_live = self.b.insns[self.cur].live_out & flag::CF != 0;
+        let in_reg = matches!(dst, Operand::Reg(g) if !g.high);
+        if live != 0 && cf_live && in_reg {
+            // INC/DEC keep CF: emu-core's lazy INC/DEC record takes it from EFLAGS. While the
+            // record is lazy EFLAGS' low byte matters only for CF (bit 1 is reserved and
+            // reads 1, the other arithmetic bits are the record's), so one byte store does, with
+            // no read-modify-write of EFLAGS (no store-to-load chain). Nothing can fault before
+            // this instruction's record takes over.
+            self.ensure_flags(flag::CF);
+            dynasm!(self.a
+                ; .arch x64
+                ; setc r9b
+                ; movzx r9d, r9b
+                ; lea r9d, [r9 + fl::RESERVED1 as i32]
+                ; mov [rbp + S_EFLAGS], r9b
+            );
+        }
         let prior_cf = self.host_flags & flag::CF;
-        if live != 0 && cf_live {
-            // INC/DEC keep CF: emu-core's lazy INC/DEC record takes it from EFLAGS.
+        let a = self.rmw_begin(&dst, size, true);
+        if live != 0 && cf_live && !in_reg {
+            // After the memory access (which may still fault): a full read-modify-write.
             self.ensure_flags(flag::CF);
             dynasm!(self.a
                 ; .arch x64
@@ -1110,10 +1627,8 @@ impl<'a> Emitter<'a> {
                 ; and DWORD [rbp + S_EFLAGS], !(fl::CF as i32)
                 ; or [rbp + S_EFLAGS], r9d
             );
-            self.host_flags = 0;
         }
-        let a = self.rmw_begin(&dst, size, true);
-        if live != 0 {
+        if live != 0 && !in_reg {
             self.lazy_field(S_LAZY_DST, a, size);
             dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_SRC], 1);
         }
@@ -1132,9 +1647,16 @@ impl<'a> Emitter<'a> {
         if matches!(dst, Operand::Reg(g) if g.high) {
             self.host_flags = 0;
         }
-        if live != 0 {
+        let kind = if dec { FlagOp::Dec } else { FlagOp::Inc };
+        if live == 0 {
+            // Dead: the previous record (whose CF may still count) stays.
+        } else if in_reg {
+            let old = if dec { Field::Add(d, Src2::Imm(1)) } else { Field::Sub(d, Src2::Imm(1)) };
+            self.pending = Some(Pending { kind, size, res: Field::Reg(d), src: Field::Imm(1), dst: old });
+        } else {
             self.lazy_field(S_LAZY_RES, a, size);
-            self.lazy_kind(if dec { FlagOp::Dec } else { FlagOp::Inc }, size);
+            self.lazy_kind(kind, size);
+            self.pending = None;
         }
     }
 
@@ -1142,7 +1664,6 @@ impl<'a> Emitter<'a> {
         let live = self.live();
         let a = self.rmw_begin(&dst, size, true);
         if live != 0 {
-            dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_DST], 0);
             self.lazy_field(S_LAZY_SRC, a, size);
         }
         let d = a.reg().expect("a destination is a register");
@@ -1156,9 +1677,21 @@ impl<'a> Emitter<'a> {
         if matches!(dst, Operand::Reg(g) if g.high) {
             self.host_flags = 0;
         }
-        if live != 0 {
+        if live == 0 {
+            self.pending = None;
+        } else if let (Val::Host(d), false) = (a, self.has_slow_path()) {
+            self.pending = Some(Pending {
+                kind: FlagOp::Sub,
+                size,
+                res: Field::Reg(d),
+                src: Field::Stored,
+                dst: Field::Imm(0),
+            });
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_DST], 0);
             self.lazy_field(S_LAZY_RES, a, size);
             self.lazy_kind(FlagOp::Sub, size);
+            self.pending = None;
         }
     }
 
@@ -1176,6 +1709,10 @@ impl<'a> Emitter<'a> {
     fn shift(&mut self, op: ShiftOp, size: Size, dst: Operand, count: u8) {
         let live = self.live();
         let a = self.rmw_begin(&dst, size, true);
+        if live != 0 {
+            // emu-core's lazy shift record: the operand before the shift, the count, the result.
+            self.lazy_field(S_LAZY_DST, a, size);
+        }
         let d = a.reg().expect("a destination is a register");
         let c = count as i8;
         match (op, size) {
@@ -1189,56 +1726,78 @@ impl<'a> Emitter<'a> {
             (ShiftOp::Sar, Size::W) => dynasm!(self.a ; .arch x64 ; sar Rw(d), c),
             (ShiftOp::Sar, Size::B) => dynasm!(self.a ; .arch x64 ; sar Rb(d), c),
         }
-        if live != 0 {
-            // Eager flags: CF PF ZF SF from the host (defined for 1 <= count < width), OF as
-            // emu-core chooses it (shift.rs), AF = 0.
-            dynasm!(self.a
-                ; .arch x64
-                ; pushfq
-                ; pop r9
-                ; and r9d, (fl::CF | fl::PF | fl::ZF | fl::SF) as i32
-            );
-            match op {
-                ShiftOp::Shl => dynasm!(self.a
-                    ; .arch x64
-                    ; mov r11d, r9d
-                    ; shr r11d, 7
-                    ; xor r11d, r9d
-                    ; and r11d, 1
-                    ; shl r11d, 11
-                    ; or r9d, r11d
-                ),
-                ShiftOp::Shr => {
-                    match (a, size) {
-                        (Val::Temp(r), _) | (Val::Host(r), Size::D) => {
-                            dynasm!(self.a ; .arch x64 ; mov r11d, Rd(r))
-                        }
-                        (Val::Host(r), Size::W) => dynasm!(self.a ; .arch x64 ; movzx r11d, Rw(r)),
-                        (Val::Host(r), Size::B) => dynasm!(self.a ; .arch x64 ; movzx r11d, Rb(r)),
-                        (Val::Imm(_), _) => unreachable!(),
-                    }
-                    let top2 = (size.bits() - 2) as i8;
-                    dynasm!(self.a
-                        ; .arch x64
-                        ; shr r11d, top2
-                        ; and r11d, 1
-                        ; shl r11d, 11
-                        ; or r9d, r11d
-                    );
-                }
-                ShiftOp::Sar => {}
-            }
-            dynasm!(self.a
-                ; .arch x64
-                ; and DWORD [rbp + S_EFLAGS], !ARITH
-                ; or [rbp + S_EFLAGS], r9d
-                ; mov DWORD [rbp + S_LAZY_OP], 0
-            );
-            self.host_flags = 0;
-        } else {
+        // The host defines CF PF ZF SF for 1 <= count < width, and OF for a count of 1 exactly as
+        // emu-core chooses it for larger counts too (isa/shift.rs); AF is the host's to choose.
+        self.host_flags = flag::CF | flag::PF | flag::ZF | flag::SF | if count == 1 { flag::OF } else { 0 };
+        self.rmw_end(&dst, size);
+        if matches!(dst, Operand::Reg(g) if g.high) {
             self.host_flags = 0;
         }
-        self.rmw_end(&dst, size);
+        let kind = match op {
+            ShiftOp::Shl => FlagOp::Shl,
+            ShiftOp::Shr => FlagOp::Shr,
+            ShiftOp::Sar => FlagOp::Sar,
+        };
+        if live == 0 {
+            self.pending = None;
+        } else if let (Val::Host(d), false) = (a, self.has_slow_path()) {
+            self.pending = Some(Pending {
+                kind,
+                size,
+                res: Field::Reg(d),
+                src: Field::Imm(u32::from(count)),
+                dst: Field::Stored,
+            });
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_SRC], i32::from(count));
+            self.lazy_field(S_LAZY_RES, a, size);
+            self.lazy_kind(kind, size);
+            self.pending = None;
+        }
+    }
+
+    fn imul(&mut self, size: Size, dst: Gpr, src: Operand, imm: Option<u32>) {
+        let live = self.live();
+        let s = match self.src_val(&src, size, TB) {
+            Val::Host(r) | Val::Temp(r) => r,
+            Val::Imm(v) => {
+                dynasm!(self.a ; .arch x64 ; mov Rd(TB), v as i32);
+                TB
+            }
+        };
+        let d = GUEST[dst.num as usize];
+        match (imm, size) {
+            (None, Size::W) => dynasm!(self.a ; .arch x64 ; imul Rw(d), Rw(s)),
+            (None, _) => dynasm!(self.a ; .arch x64 ; imul Rd(d), Rd(s)),
+            (Some(v), Size::W) => dynasm!(self.a ; .arch x64 ; imul Rw(d), Rw(s), v as i16),
+            (Some(v), _) => dynasm!(self.a ; .arch x64 ; imul Rd(d), Rd(s), v as i32),
+        }
+        // CF and OF are defined by the host as by the guest; SF ZF PF are not.
+        self.host_flags = flag::CF | flag::OF;
+        if live == 0 {
+            self.pending = None;
+            return;
+        }
+        // emu-core's lazy multiply record: overflow in `src`, the low half in `res`.
+        dynasm!(self.a
+            ; .arch x64
+            ; seto r9b
+            ; movzx r9d, r9b
+            ; mov [rbp + S_LAZY_SRC], r9d
+        );
+        if self.has_slow_path() {
+            self.lazy_field(S_LAZY_RES, Val::Host(d), size);
+            self.lazy_kind(FlagOp::Mul, size);
+            self.pending = None;
+        } else {
+            self.pending = Some(Pending {
+                kind: FlagOp::Mul,
+                size,
+                res: Field::Reg(d),
+                src: Field::Stored,
+                dst: Field::Stored,
+            });
+        }
     }
 
     fn setcc(&mut self, cc: Cond, dst: Operand) {
@@ -1253,9 +1812,9 @@ impl<'a> Emitter<'a> {
                 match dst {
                     Operand::Reg(g) => self.write_gpr(g, TA),
                     Operand::Mem(addr) => {
-                        self.ea(&addr, RSI);
-                        self.probe(addr.seg, Size::B, true);
-                        self.store(Val::Temp(TA), Size::B);
+                        let ea = self.ea_reg(&addr);
+                        let m = self.probe(addr.seg, Size::B, true, ea);
+                        self.store(Val::Temp(TA), Size::B, m);
                     }
                     Operand::Imm(_) => unreachable!(),
                 }
@@ -1339,12 +1898,14 @@ impl<'a> Emitter<'a> {
             15 => dynasm!(self.a ; .arch x64 ; jg =>taken),
         );
         let next = self.b.insns[self.cur].next_eip;
-        let pending = self.pending + 1;
-        self.pending = pending;
+        let count = self.count + 1;
+        let flags = self.pending;
+        self.count = count;
         self.sync();
         self.direct_exit(next);
         dynasm!(self.a ; .arch x64 ; =>taken);
-        self.pending = pending;
+        self.pending = flags;
+        self.count = count;
         self.sync();
         self.direct_exit(target);
     }
@@ -1352,8 +1913,8 @@ impl<'a> Emitter<'a> {
     fn push_val(&mut self, size: Size, v: Val) {
         let n = size.bytes() as i32;
         self.stack_ea(-n);
-        self.probe(SegReg::Ss, size, true);
-        self.store(v, size);
+        let m = self.probe(SegReg::Ss, size, true, RSI);
+        self.store(v, size, m);
         if self.b.key.stack32() {
             dynasm!(self.a ; .arch x64 ; mov r12d, esi);
         } else {
@@ -1368,11 +1929,30 @@ impl<'a> Emitter<'a> {
 
     fn pop(&mut self, size: Size, dst: Gpr) {
         self.stack_ea(0);
-        self.probe(SegReg::Ss, size, false);
-        self.load(TA, size);
+        let m = self.probe(SegReg::Ss, size, false, RSI);
+        self.load(TA, size, m);
         self.commit_sp(size.bytes() as i32);
         self.write_gpr(dst, TA);
     }
+}
+
+/// Host code as text (Intel syntax, one instruction per line with its offset), for dumps and
+/// golden tests.
+pub fn disassemble(code: &[u8], base: usize) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let mut d = Decoder::with_ip(64, code, base as u64, DecoderOptions::NONE);
+    let mut f = IntelFormatter::new();
+    f.options_mut().set_hex_prefix("");
+    f.options_mut().set_hex_suffix("h");
+    f.options_mut().set_space_after_operand_separator(true);
+    let mut out = String::new();
+    let mut text = String::new();
+    for i in &mut d {
+        text.clear();
+        f.format(&i, &mut text);
+        out.push_str(&format!("  {:04x}  {text}\n", i.ip() as usize - base));
+    }
+    out
 }
 
 #[cfg(test)]

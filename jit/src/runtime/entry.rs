@@ -12,8 +12,11 @@
 //!   (`Ctx::fast_tlb`, which never moves while its `Tlb` lives), the jump cache (owned by the
 //!   runtime, never moved), guest RAM through TLB addends (each made by `Tlb::set_fast` from
 //!   `GuestMemory::host_page`, so only pages wholly inside the live RAM mapping; an access is
-//!   used only when its last byte is in the same page, which the tag compare checks), and its
-//!   own frame on the host stack.
+//!   used only when its last byte is in the same page, which the tag compare checks), guest RAM
+//!   directly while paging is off (`GuestMemory::direct_reads`: an access is used only when its
+//!   last byte is below the RAM size it was compiled for, which the runtime keeps equal to the
+//!   live mapping's by flushing every block when guest memory changes), and its own frame on
+//!   the host stack.
 //! - All of these are reached from one `&mut Cpu` that [`enter`]'s caller gives up for the
 //!   duration of the call: no Rust reference to any of them is alive while generated code runs.
 //!   Generated code calls back only [`callout`] and [`arith_flags`], passing back the pointers it

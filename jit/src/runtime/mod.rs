@@ -67,11 +67,15 @@ pub struct JitOptions {
     pub unit: bool,
     /// Print every block's IR to stderr as it is translated.
     pub dump: bool,
+    /// Print every block's host code too.
+    pub dump_code: bool,
+    /// Count block entries, for the chain-hit statistic (a memory increment per block).
+    pub count_blocks: bool,
 }
 
 impl JitOptions {
     /// The defaults, adjusted by the environment variable `BT86_JIT`, a comma-separated list
-    /// of debugging switches: `dump` (print each block's IR), `nochain` (no chaining, no jump
+    /// of debugging switches: `dump` (print each block's IR), `code` (and its host code), `nochain` (no chaining, no jump
     /// cache), `unit` (return after every block).
     pub fn from_env() -> JitOptions {
         let mut o = JitOptions::default();
@@ -79,6 +83,10 @@ impl JitOptions {
             for w in v.split(',') {
                 match w.trim() {
                     "dump" => o.dump = true,
+                    "code" => {
+                        o.dump = true;
+                        o.dump_code = true;
+                    }
                     "nochain" => o.chaining = false,
                     "unit" => o.unit = true,
                     _ => {}
@@ -91,7 +99,15 @@ impl JitOptions {
 
 impl Default for JitOptions {
     fn default() -> JitOptions {
-        JitOptions { arena_size: 32 << 20, chaining: true, smc_limit: 64, unit: false, dump: false }
+        JitOptions {
+            arena_size: 32 << 20,
+            chaining: true,
+            smc_limit: 64,
+            unit: false,
+            dump: false,
+            dump_code: false,
+            count_blocks: false,
+        }
     }
 }
 
@@ -124,10 +140,14 @@ struct BlockMeta {
     mode: u32,
     /// Entry address, or `None` when its first instruction must be interpreted.
     entry: Option<usize>,
+    /// Offset of the body, past the budget check.
+    body: usize,
     insns: u32,
     /// Bytes of guest code it was made from.
     len: u32,
     io: bool,
+    /// Flags live at entry (0: predecessors may skip writing their record).
+    flags_live_in: u8,
     /// Its chainable exits (ids).
     exits: std::ops::Range<u32>,
     /// Exits of other blocks chained to it.
@@ -138,9 +158,10 @@ struct BlockMeta {
 /// A block compiled into the arena.
 struct Placed {
     addr: usize,
+    body: usize,
     first_exit: u32,
-    /// Chain sites: offset in the code, target EIP.
-    sites: Vec<(usize, u32)>,
+    /// Chain sites, as the backend reports them.
+    sites: Vec<crate::backend::ChainSite>,
 }
 
 /// A chainable exit.
@@ -153,6 +174,11 @@ struct ExitSite {
     addr: usize,
     /// The block it is chained to.
     linked: Option<u32>,
+    /// Chain only to a block with no flags live at entry (see `ChainSite::dead_flags`).
+    dead_flags: bool,
+    /// For a flags-dead site: the address of its out-of-line budget check, and of the rel32 of
+    /// the check's jump to the target.
+    stub: Option<(usize, usize)>,
 }
 
 /// Most distinct modes before the cache is flushed (mode ids are never reused otherwise).
@@ -187,6 +213,8 @@ pub struct Jit {
     pending_link: Option<u32>,
     /// What the TLB's fast view and the jump cache were last valid for.
     seen_memory: (usize, usize),
+    /// Guest RAM for direct reads: host address of physical 0, bytes readable.
+    ram: (usize, u32),
     seen_epoch: u64,
     seen_a20: bool,
     seen_tlb_flushes: u64,
@@ -234,6 +262,7 @@ impl Jit {
             smc_pages: HashSet::new(),
             pending_link: None,
             seen_memory: (0, 0),
+            ram: (0, 0),
             seen_epoch: 0,
             seen_a20: true,
             seen_tlb_flushes: 0,
@@ -267,6 +296,7 @@ impl Jit {
                     cpu.state.nmi_blocked = true;
                     self.pending_link = None;
                     self.shared.stats.count_fallback(Fallback::Interrupt);
+                    io.sync_time(cpu.state.retired);
                     let r = cpu.inject_external(2);
                     nonretired += 1;
                     self.after_interpreter(cpu);
@@ -378,7 +408,9 @@ impl Jit {
         let e =
             Entry { trampoline: self.entry, jump_cache: &self.jump_cache, shared: &mut self.shared, limit };
         let (why, blocks) = entry::enter(e, cpu, io, code);
-        self.shared.stats.chain_hits += blocks.saturating_sub(1);
+        if self.options.count_blocks {
+            self.shared.stats.chain_hits += blocks.saturating_sub(1);
+        }
         why
     }
 
@@ -459,9 +491,11 @@ impl Jit {
                     eip,
                     mode,
                     entry: None,
+                    body: 0,
                     insns: 0,
                     len,
                     io: false,
+                    flags_live_in: flag_all(),
                     exits: 0..0,
                     incoming: Vec::new(),
                     alive: true,
@@ -475,10 +509,17 @@ impl Jit {
             self.flush(cpu);
             return Err(Fallback::ArenaFull);
         };
-        let Placed { addr: code_addr, first_exit, sites } = compiled;
+        let Placed { addr: code_addr, first_exit, sites, body } = compiled;
         let exits = first_exit..first_exit + sites.len() as u32;
-        for (offset, target) in sites {
-            self.exits.push(ExitSite { block: id, target, addr: code_addr + offset, linked: None });
+        for s in sites {
+            self.exits.push(ExitSite {
+                block: id,
+                target: s.target,
+                addr: code_addr + s.offset,
+                linked: None,
+                dead_flags: s.dead_flags,
+                stub: s.stub.map(|(at, jump)| (code_addr + at, code_addr + jump)),
+            });
         }
         let st = &mut self.shared.stats;
         st.blocks_translated += 1;
@@ -490,9 +531,11 @@ impl Jit {
                 eip,
                 mode,
                 entry: Some(code_addr),
+                body,
                 insns: block.insns.len() as u32,
                 len: block.len,
                 io: block.io,
+                flags_live_in: block.flags_live_in,
                 exits,
                 incoming: Vec::new(),
                 alive: true,
@@ -513,6 +556,9 @@ impl Jit {
             callout_base: self.shared.callouts.len() as u32,
             first_exit: self.exits.len() as u32,
             chaining: self.options.chaining,
+            count_blocks: self.options.count_blocks,
+            ram_base: self.ram.0,
+            ram_direct: self.ram.1,
         };
         let compiled = match self.backend.compile(block, &env, self.arena.cursor()) {
             Ok(c) => c,
@@ -522,14 +568,19 @@ impl Jit {
             }
         };
         let addr = self.arena.alloc(&compiled.code)?;
+        if self.options.dump_code {
+            eprintln!("  host code at {addr:#x}:");
+            eprint!("{}", crate::backend::x64::disassemble(&compiled.code, addr));
+        }
         self.shared.stats.code_bytes += compiled.code.len() as u64;
         for i in &block.insns {
             self.shared.callouts.push(callout_info(i));
         }
         Some(Placed {
             addr,
+            body: compiled.body_offset,
             first_exit: env.first_exit,
-            sites: compiled.chain_sites.iter().map(|s| (s.offset, s.target)).collect(),
+            sites: compiled.chain_sites,
         })
     }
 
@@ -548,6 +599,22 @@ impl Jit {
     /// Patches exit `exit` to jump straight to block `target`, when that is valid: both alive,
     /// same mode, same page, and the target is an ordinary translated block.
     fn link(&mut self, exit: u32, target: u32) {
+        self.link_site(exit, target);
+        // The flags-dead site just before, for the same edge, when the target allows it.
+        if exit > 0 && (exit as usize) < self.exits.len() {
+            let prev = self.exits[exit as usize - 1];
+            let site = self.exits[exit as usize];
+            if prev.dead_flags
+                && prev.block == site.block
+                && prev.target == site.target
+                && self.blocks[target as usize].flags_live_in == 0
+            {
+                self.link_site(exit - 1, target);
+            }
+        }
+    }
+
+    fn link_site(&mut self, exit: u32, target: u32) {
         let Some(site) = self.exits.get(exit as usize).copied() else { return };
         let (src, dst) = (&self.blocks[site.block as usize], &self.blocks[target as usize]);
         let Some(entry) = dst.entry else { return };
@@ -561,8 +628,19 @@ impl Jit {
         {
             return;
         }
-        let bytes = self.backend.chain_bytes(site.addr, Some(entry));
-        if self.arena.patch(site.addr, &bytes).is_ok() {
+        // A flags-dead site goes through its budget check, which enters the target past its own.
+        let (addr, to) = match site.stub {
+            Some((stub, jump)) => {
+                let bytes = self.backend.chain_bytes(jump, Some(entry + dst.body));
+                if self.arena.patch(jump, &bytes).is_err() {
+                    return;
+                }
+                (site.addr, stub)
+            }
+            None => (site.addr, entry),
+        };
+        let bytes = self.backend.chain_bytes(addr, Some(to));
+        if self.arena.patch(addr, &bytes).is_ok() {
             self.exits[exit as usize].linked = Some(target);
             self.blocks[target as usize].incoming.push(exit);
             self.shared.stats.chain_links += 1;
@@ -580,6 +658,7 @@ impl Jit {
             cpu.mem.clear_jit_code();
             cpu.tlb.flush_fast();
             self.seen_memory = memory;
+            self.ram = cpu.mem.direct_reads();
         }
         if cpu.state.a20 != self.seen_a20 {
             cpu.tlb.flush_fast();
@@ -711,6 +790,11 @@ impl Jit {
     }
 }
 
+/// Every flag.
+fn flag_all() -> u8 {
+    crate::ir::flag::ALL
+}
+
 /// How a callout for instruction `i` behaves.
 fn callout_info(i: &crate::ir::Insn) -> CalloutInfo {
     let info = isa::lookup(i.insn.code());
@@ -738,6 +822,7 @@ fn callout_info(i: &crate::ir::Insn) -> CalloutInfo {
             pop: false,
         },
         Op::Pop { .. } | Op::Ret { .. } => MemUse { operand: false, push: 0, pop: true },
+        Op::Leave { .. } => MemUse { operand: false, push: 0, pop: false },
         _ => MemUse {
             operand: (0..i.insn.op_count()).any(|n| i.insn.op_kind(n) == OpKind::Memory)
                 && !matches!(i.op, Op::Lea { .. }),
