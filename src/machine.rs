@@ -566,6 +566,8 @@ impl Machine {
             // look at input or device deadline (crate::engine).
             let (r, n) = self.engine_steps(steps, max_steps, deadline);
             steps += n;
+            // The time of the last step's instruction (the engine keeps the bus up to date).
+            now = self.bus.now;
             if let Some(report) = self.engine.take_divergence() {
                 return Exit::Divergence(report);
             }

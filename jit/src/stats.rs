@@ -87,8 +87,8 @@ pub struct JitStats {
     pub callouts_sensitive: u64,
     /// … port I/O.
     pub callouts_io: u64,
-    /// Callouts by mnemonic.
-    pub callouts_by_mnemonic: BTreeMap<String, u64>,
+    /// Callouts by mnemonic (`iced_x86::Mnemonic as usize`; slow paths in a second half).
+    pub callouts_by_mnemonic: Vec<u64>,
     /// Interpreter steps taken by the dispatcher, by reason.
     pub fallbacks: BTreeMap<Fallback, u64>,
 }
@@ -102,9 +102,31 @@ impl JitStats {
             CalloutKind::Sensitive => self.callouts_sensitive += 1,
             CalloutKind::Io => self.callouts_io += 1,
         }
-        let name = format!("{m:?}").to_lowercase();
-        let name = if kind == CalloutKind::SlowPath { format!("{name} (slow path)") } else { name };
-        *self.callouts_by_mnemonic.entry(name).or_default() += 1;
+        let n = iced_x86::Mnemonic::values().len();
+        if self.callouts_by_mnemonic.is_empty() {
+            self.callouts_by_mnemonic = vec![0; 2 * n];
+        }
+        let slot = m as usize + if kind == CalloutKind::SlowPath { n } else { 0 };
+        self.callouts_by_mnemonic[slot] += 1;
+    }
+
+    /// The most frequent callouts: (name, count), most first.
+    pub fn top_callouts(&self, k: usize) -> Vec<(String, u64)> {
+        let n = iced_x86::Mnemonic::values().len();
+        let mut v: Vec<(String, u64)> = self
+            .callouts_by_mnemonic
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .filter_map(|(i, &c)| {
+                let m = iced_x86::Mnemonic::values().nth(i % n)?;
+                let name = format!("{m:?}").to_lowercase();
+                Some((if i >= n { format!("{name} (slow path)") } else { name }, c))
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(k);
+        v
     }
 
     /// Counts an interpreter step.
@@ -127,8 +149,11 @@ impl JitStats {
         self.callouts_innocuous += other.callouts_innocuous;
         self.callouts_sensitive += other.callouts_sensitive;
         self.callouts_io += other.callouts_io;
-        for (k, v) in &other.callouts_by_mnemonic {
-            *self.callouts_by_mnemonic.entry(k.clone()).or_default() += v;
+        if self.callouts_by_mnemonic.len() < other.callouts_by_mnemonic.len() {
+            self.callouts_by_mnemonic.resize(other.callouts_by_mnemonic.len(), 0);
+        }
+        for (a, b) in self.callouts_by_mnemonic.iter_mut().zip(&other.callouts_by_mnemonic) {
+            *a += b;
         }
         for (k, v) in &other.fallbacks {
             *self.fallbacks.entry(*k).or_default() += v;
@@ -159,10 +184,9 @@ impl fmt::Display for JitStats {
             "callouts:             {} slow paths, {} innocuous, {} sensitive/privileged, {} I/O",
             self.callouts_slow_path, self.callouts_innocuous, self.callouts_sensitive, self.callouts_io
         )?;
-        let mut top: Vec<(&String, &u64)> = self.callouts_by_mnemonic.iter().collect();
-        top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let top = self.top_callouts(8);
         if !top.is_empty() {
-            let list: Vec<String> = top.iter().take(8).map(|(k, v)| format!("{k} {v}")).collect();
+            let list: Vec<String> = top.iter().map(|(k, v)| format!("{k} {v}")).collect();
             writeln!(f, "  most called out:    {}", list.join(", "))?;
         }
         let fb: Vec<String> = Fallback::ALL

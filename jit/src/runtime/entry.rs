@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     pub nonretired: u64,
     /// A panic caught in a callout.
     pub panic: Option<Box<dyn Any + Send>>,
+    /// A callout wrote to a port (the platform must look before the run goes on).
+    pub port_written: bool,
     /// Counters.
     pub stats: JitStats,
 }
@@ -209,12 +211,20 @@ fn run_callout(cpu: &mut Cpu, io: &mut dyn PortIo, sh: &mut Shared, id: u32) -> 
     let Some(c) = sh.callouts.get(id as usize) else { return 1 };
     let (insn, next_eip, kind, mem) = (c.insn, c.next_eip, c.kind, c.mem);
     let mut stop = c.stop || c.io || c.branch;
-    if c.io {
+    if c.stop || c.io {
+        // The platform's notion of now: this instruction's time (it may do I/O, or halt).
         io.sync_time(cpu.state.retired);
     }
     let lins = if kind == CalloutKind::SlowPath { super::linears(cpu, &insn, mem) } else { [None; 2] };
     let before = cpu.state.retired;
-    let r = cpu.execute(io, &insn);
+    let r = if c.io {
+        let mut watch = super::Watch { io, touched: false };
+        let r = cpu.execute(&mut watch, &insn);
+        sh.port_written |= watch.touched;
+        r
+    } else {
+        cpu.execute(io, &insn)
+    };
     sh.stats.count_callout(kind, insn.mnemonic());
     if cpu.state.retired == before {
         sh.nonretired += 1;

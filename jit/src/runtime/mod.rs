@@ -181,6 +181,42 @@ struct ExitSite {
     stub: Option<(usize, usize)>,
 }
 
+/// A small, fast hasher for the runtime's integer keys (FxHash's multiply-rotate): the keys are
+/// the runtime's own, so nothing adversarial reaches it, and SipHash showed up in profiles.
+#[derive(Clone, Copy, Debug, Default)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+type FxBuild = std::hash::BuildHasherDefault<Fx>;
+type FxMap<K, V> = HashMap<K, V, FxBuild>;
+
 /// Most distinct modes before the cache is flushed (mode ids are never reused otherwise).
 const MAX_MODES: usize = 4096;
 /// Most blocks (alive or dead) before the cache is flushed.
@@ -200,10 +236,10 @@ pub struct Jit {
     stubs_len: usize,
     options: JitOptions,
     blocks: Vec<BlockMeta>,
-    map: HashMap<(u32, u32, u32), u32>,
-    pages: HashMap<u32, Vec<u32>>,
+    map: FxMap<(u32, u32, u32), u32>,
+    pages: FxMap<u32, Vec<u32>>,
     exits: Vec<ExitSite>,
-    modes: HashMap<ModeKey, u32>,
+    modes: FxMap<ModeKey, u32>,
     jump_cache: Box<[JumpCacheEntry]>,
     shared: Box<Shared>,
     /// Invalidations per physical page, and the pages given up on.
@@ -252,10 +288,10 @@ impl Jit {
             arena,
             options,
             blocks: Vec::new(),
-            map: HashMap::new(),
-            pages: HashMap::new(),
+            map: FxMap::default(),
+            pages: FxMap::default(),
             exits: Vec::new(),
-            modes: HashMap::new(),
+            modes: FxMap::default(),
             jump_cache: vec![JumpCacheEntry::EMPTY; abi::JUMP_CACHE_ENTRIES].into_boxed_slice(),
             shared: Box::default(),
             smc_counts: HashMap::new(),
@@ -313,6 +349,7 @@ impl Jit {
                 }
             }
             if cpu.state.halted {
+                io.sync_time(cpu.state.retired);
                 let r = cpu.step(io);
                 return RunOutcome { result: r, steps: taken + 1 };
             }
@@ -369,7 +406,8 @@ impl Jit {
                 return RunOutcome { result: r, steps: taken };
             }
             self.after_exit(cpu);
-            if io_block || self.options.unit {
+            let wrote = std::mem::take(&mut self.shared.port_written);
+            if (io_block && wrote) || self.options.unit {
                 return RunOutcome { result: StepResult::Retired, steps: taken };
             }
         }
@@ -869,15 +907,15 @@ pub(crate) fn refresh_fast(cpu: &mut Cpu, lin: u32) {
     }
 }
 
-/// A port space that notes writes (the platform must look at them before the run goes on).
-struct Watch<'a> {
-    io: &'a mut dyn PortIo,
-    touched: bool,
+/// A port space that notes writes (the platform must look at them before the run goes on;
+/// reads change devices too, but nothing the run loop acts on between two steps).
+pub(crate) struct Watch<'a> {
+    pub io: &'a mut dyn PortIo,
+    pub touched: bool,
 }
 
 impl PortIo for Watch<'_> {
     fn io_read(&mut self, port: u16, size: Size) -> u32 {
-        self.touched = true;
         self.io.io_read(port, size)
     }
 
