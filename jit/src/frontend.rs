@@ -8,7 +8,9 @@
 //! JMP/Jcc/CALL/RET). Everything else is a callout to the very handler the interpreter runs.
 //!
 //! A block ends (SDM Vol. 3A §6.8.3, §6.9 for why interrupt-related instructions end one):
-//! - after an inline branch;
+//! - after an inline branch — except a conditional one, past which the block goes on with its
+//!   fall-through (an extended basic block; the taken path is a side exit), up to
+//!   [`MAX_SIDE_EXITS`] of them;
 //! - after a callout of an instruction that is not innocuous, or that branches, does I/O or may
 //!   change the mode (segment loads, far transfers, INT/IRET, POPF, STI/CLI, MOV SS, HLT, CR
 //!   and MSR writes …): the dispatcher looks at interrupts and the mode key before going on;
@@ -36,6 +38,9 @@ use crate::mode::ModeKey;
 /// Most instructions in one block.
 pub const MAX_BLOCK_INSNS: usize = 64;
 
+/// Most conditional branches a block continues past (each one's taken path is a side exit).
+pub const MAX_SIDE_EXITS: usize = 8;
+
 /// Builds the block at `eip` (guest-physical `phys`) for mode `key`, decoding from `code`:
 /// the guest bytes from `phys` to the end of its page or of the CS limit, whichever is nearer.
 /// An empty block means the first instruction must be interpreted.
@@ -47,6 +52,7 @@ pub fn build_block(code: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
     let mut io = false;
     let mut len = 0u32;
     let mut insn = Instruction::default();
+    let mut side_exits = 0;
     while decoder.can_decode() {
         decoder.decode_out(&mut insn);
         if insn.is_invalid() {
@@ -75,6 +81,13 @@ pub fn build_block(code: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
         len = next.wrapping_sub(eip);
         io = is_io;
         if op.is_branch() {
+            // An extended basic block: past a conditional branch the block goes on with its
+            // fall-through, the taken path leaving as a side exit.
+            if matches!(op, Op::Jcc { .. }) && side_exits < MAX_SIDE_EXITS && insns.len() < MAX_BLOCK_INSNS {
+                side_exits += 1;
+                end = End::Next(next_eip);
+                continue;
+            }
             end = End::Branch;
             break;
         }
@@ -86,6 +99,10 @@ pub fn build_block(code: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
         if insns.len() >= MAX_BLOCK_INSNS {
             break;
         }
+    }
+    if matches!(insns.last(), Some(Insn { op: Op::Jcc { .. }, .. })) {
+        // The block ends at a conditional branch after all: both of its ways are exits.
+        end = End::Branch;
     }
     let flags_live_in = liveness(&mut insns);
     Block { eip, phys, key: *key, insns, len, end, io, flags_live_in }

@@ -415,6 +415,34 @@ struct Emitter<'a> {
     body_offset: usize,
     /// Out-of-line checks of flags-dead chain sites: (stub label, fall-back label, target).
     dead_stubs: Vec<(DynamicLabel, DynamicLabel, u32)>,
+    /// Taken paths of conditional branches inside the block.
+    side_exits: Vec<SideExit>,
+    /// The loop copy of the body (see [`Emitter::block`]).
+    loop_label: DynamicLabel,
+    loop_state: LoopState,
+}
+
+/// The taken path of a conditional branch in the middle of a block.
+struct SideExit {
+    label: DynamicLabel,
+    /// Inline instructions retired on the way (the branch included).
+    count: u32,
+    /// The record pending there.
+    flags: Option<Pending>,
+    target: u32,
+}
+
+/// A block that branches back to its own start gets a second copy of its body, entered only
+/// from those back edges, which starts with the flag record the back edge leaves pending: the
+/// loop then runs without writing that record on every iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoopState {
+    /// No back edge seen yet.
+    Open,
+    /// The first copy has a back edge leaving this record pending.
+    Wanted(Option<Pending>),
+    /// The loop copy is being emitted, starting with this record.
+    Emitting(Option<Pending>),
 }
 
 macro_rules! cc_arms {
@@ -431,6 +459,7 @@ impl<'a> Emitter<'a> {
         let mut a = Asm::new(base);
         let stop = a.new_dynamic_label();
         let budget = a.new_dynamic_label();
+        let loop_label = a.new_dynamic_label();
         Emitter {
             a,
             base,
@@ -447,6 +476,9 @@ impl<'a> Emitter<'a> {
             budget,
             body_offset: 0,
             dead_stubs: Vec::new(),
+            side_exits: Vec::new(),
+            loop_label,
+            loop_state: LoopState::Open,
         }
     }
 
@@ -464,6 +496,33 @@ impl<'a> Emitter<'a> {
         if self.env.count_blocks {
             dynasm!(self.a ; .arch x64 ; add QWORD [rsp + F_BLOCKS], 1);
         }
+        self.body();
+        if let LoopState::Wanted(flags) = self.loop_state {
+            // The loop copy: entered only from back edges that leave `flags` pending. Its own
+            // budget check writes that record before it leaves.
+            self.loop_state = LoopState::Emitting(flags);
+            let (l, out) = (self.loop_label, self.a.new_dynamic_label());
+            dynasm!(self.a
+                ; .arch x64
+                ; =>l
+                ; cmp r11, -n
+                ; jg =>out
+            );
+            self.pending = flags;
+            self.host_flags = 0;
+            self.count = 0;
+            self.body();
+            dynasm!(self.a ; .arch x64 ; =>out);
+            self.pending = flags;
+            self.materialize(true);
+            let budget = self.budget;
+            dynasm!(self.a ; .arch x64 ; jmp =>budget);
+        }
+        self.tail();
+    }
+
+    /// The instructions and the fall-through exit.
+    fn body(&mut self) {
         for i in 0..self.b.insns.len() {
             self.insn(i);
         }
@@ -474,7 +533,6 @@ impl<'a> Emitter<'a> {
             }
             End::Branch | End::Stop => {}
         }
-        self.tail();
     }
 
     /// Out-of-line code: the budget exit, slow paths, the callout stop.
@@ -488,6 +546,14 @@ impl<'a> Emitter<'a> {
             ; mov esi, reason::BUDGET as i32
         );
         self.jmp_to(exit);
+        for x in std::mem::take(&mut self.side_exits) {
+            let label = x.label;
+            dynasm!(self.a ; .arch x64 ; =>label);
+            self.pending = x.flags;
+            self.count = x.count;
+            self.sync();
+            self.exit_or_loop(x.target);
+        }
         for s in std::mem::take(&mut self.slow) {
             self.slow_path(&s);
         }
@@ -583,7 +649,7 @@ impl<'a> Emitter<'a> {
             Op::Callout => self.callout(),
             Op::Jmp { target } => {
                 self.sync_including_current();
-                self.direct_exit(target);
+                self.exit_or_loop(target);
             }
             Op::Jcc { cc, target } => self.jcc(cc, target),
             Op::Call { size, target } => {
@@ -1900,13 +1966,46 @@ impl<'a> Emitter<'a> {
         let next = self.b.insns[self.cur].next_eip;
         let count = self.count + 1;
         let flags = self.pending;
+        if self.cur + 1 < self.b.insns.len() {
+            // A side exit: the fall-through goes on in this block. One back to the block's start
+            // asks for the loop copy now (it is emitted before the side exits are).
+            if target == self.b.eip && self.env.chaining && self.loop_state == LoopState::Open {
+                self.loop_state = LoopState::Wanted(flags);
+            }
+            self.side_exits.push(SideExit { label: taken, count, flags, target });
+            self.count = count;
+            return;
+        }
         self.count = count;
         self.sync();
-        self.direct_exit(next);
+        self.exit_or_loop(next);
         dynasm!(self.a ; .arch x64 ; =>taken);
         self.pending = flags;
         self.count = count;
         self.sync();
+        self.exit_or_loop(target);
+    }
+
+    /// A terminal exit to `target`: back to the loop copy of this block when `target` is its
+    /// own start and the record pending here is the one the copy starts with (see
+    /// [`Emitter::block`]); otherwise out.
+    fn exit_or_loop(&mut self, target: u32) {
+        if target == self.b.eip && self.env.chaining {
+            match self.loop_state {
+                LoopState::Open => {
+                    self.loop_state = LoopState::Wanted(self.pending);
+                    let l = self.loop_label;
+                    dynasm!(self.a ; .arch x64 ; jmp =>l);
+                    return;
+                }
+                LoopState::Wanted(p) | LoopState::Emitting(p) if p == self.pending => {
+                    let l = self.loop_label;
+                    dynasm!(self.a ; .arch x64 ; jmp =>l);
+                    return;
+                }
+                _ => {}
+            }
+        }
         self.direct_exit(target);
     }
 
