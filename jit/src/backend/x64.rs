@@ -84,6 +84,8 @@ const F_TLB: i32 = 16;
 const F_JC: i32 = 24;
 const F_TMP: i32 = 32;
 const F_BLOCKS: i32 = 40;
+/// The memory operand of a flag producer whose record is pending (`Src2::Slot`).
+const F_SRC: i32 = 48;
 /// Frame size: with the six callee-saved pushes and the return address, rsp stays 16-aligned.
 const FRAME: i32 = 56;
 
@@ -290,6 +292,11 @@ struct SlowPath {
     join_flags: u8,
     /// The instruction branches: its callout never rejoins.
     branch: bool,
+    /// The fast path keeps its memory source in the frame (`F_SRC`): refill it from the record
+    /// emu-core wrote before rejoining.
+    refill_src: bool,
+    /// The fast path leaves the RAM base in r8 at the join: so must the slow path.
+    join_r8: bool,
 }
 
 /// Where a probed memory access goes: `[r8]`, or `[r8 + index]`.
@@ -323,6 +330,8 @@ impl Val {
 enum Src2 {
     Reg(u8),
     Imm(u32),
+    /// A value kept in the frame at this offset (a memory operand, read once).
+    Slot(i32),
 }
 
 impl Src2 {
@@ -350,6 +359,8 @@ enum Field {
     Sub(u8, Src2),
     /// Register & operand.
     And(u8, Src2),
+    /// A value kept in the frame at this offset.
+    Slot(i32),
 }
 
 impl From<Src2> for Field {
@@ -357,6 +368,7 @@ impl From<Src2> for Field {
         match s {
             Src2::Reg(r) => Field::Reg(r),
             Src2::Imm(v) => Field::Imm(v),
+            Src2::Slot(o) => Field::Slot(o),
         }
     }
 }
@@ -365,7 +377,7 @@ impl Field {
     fn regs(self) -> u16 {
         let src = |s: Src2| if let Src2::Reg(r) = s { 1u16 << r } else { 0 };
         match self {
-            Field::Stored | Field::Imm(_) => 0,
+            Field::Stored | Field::Imm(_) | Field::Slot(_) => 0,
             Field::Reg(r) => 1 << r,
             Field::Add(r, s) | Field::Sub(r, s) | Field::And(r, s) => 1 << r | src(s),
         }
@@ -417,6 +429,10 @@ struct Emitter<'a> {
     dead_stubs: Vec<(DynamicLabel, DynamicLabel, u32)>,
     /// Taken paths of conditional branches inside the block.
     side_exits: Vec<SideExit>,
+    /// The current instruction keeps its memory source in `F_SRC`.
+    refill_src: bool,
+    /// r8 holds the RAM base (a direct read set it, nothing has changed it since).
+    r8_ram: bool,
     /// The loop copy of the body (see [`Emitter::block`]).
     loop_label: DynamicLabel,
     loop_state: LoopState,
@@ -477,6 +493,8 @@ impl<'a> Emitter<'a> {
             body_offset: 0,
             dead_stubs: Vec::new(),
             side_exits: Vec::new(),
+            refill_src: false,
+            r8_ram: false,
             loop_label,
             loop_state: LoopState::Open,
         }
@@ -523,6 +541,7 @@ impl<'a> Emitter<'a> {
 
     /// The instructions and the fall-through exit.
     fn body(&mut self) {
+        self.r8_ram = false;
         for i in 0..self.b.insns.len() {
             self.insn(i);
         }
@@ -546,6 +565,7 @@ impl<'a> Emitter<'a> {
             ; mov esi, reason::BUDGET as i32
         );
         self.jmp_to(exit);
+        self.r8_ram = false;
         for x in std::mem::take(&mut self.side_exits) {
             let label = x.label;
             dynasm!(self.a ; .arch x64 ; =>label);
@@ -595,6 +615,7 @@ impl<'a> Emitter<'a> {
     fn insn(&mut self, i: usize) {
         self.cur = i;
         self.cur_slow = None;
+        self.refill_src = false;
         let count_before = self.count;
         self.before(i);
         let insn = &self.b.insns[i];
@@ -696,6 +717,8 @@ impl<'a> Emitter<'a> {
                 flags,
                 join_flags: self.host_flags,
                 branch: op.is_branch(),
+                refill_src: self.refill_src,
+                join_r8: self.r8_ram,
             });
         }
         if op != Op::Callout && !op.is_branch() {
@@ -855,6 +878,7 @@ impl<'a> Emitter<'a> {
     /// Stores the guest registers and EIP and calls the callout for instruction `index`;
     /// leaves the status in eax (registers not reloaded).
     fn call_callout(&mut self, index: usize) {
+        self.r8_ram = false;
         store_guest(&mut self.a);
         write_back_retired(&mut self.a);
         let at = self.b.insns[index].eip as i32;
@@ -918,9 +942,20 @@ impl<'a> Emitter<'a> {
         );
         reload_retired(&mut self.a);
         dynasm!(self.a ; .arch x64 ; lea r11, [r11 + back_out]);
+        if s.refill_src {
+            dynasm!(self.a
+                ; .arch x64
+                ; mov r9d, [rbp + S_LAZY_SRC]
+                ; mov [rsp + F_SRC], r9d
+            );
+        }
         load_guest(&mut self.a);
         if s.join_flags != 0 {
             self.regen_flags();
+        }
+        if s.join_r8 {
+            let base = self.env.ram_base as i64;
+            dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
         }
         let back = s.back;
         dynasm!(self.a ; .arch x64 ; jmp =>back);
@@ -1029,6 +1064,27 @@ impl<'a> Emitter<'a> {
                 return;
             }
             Field::Reg(r) => (r, true),
+            Field::Slot(o) => {
+                dynasm!(self.a ; .arch x64 ; mov Rd(t), [rsp + o]);
+                (t, true)
+            }
+            Field::Add(r, Src2::Slot(o)) => {
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov Rd(t), [rsp + o]
+                    ; lea Rd(t), [Rq(r) + Rq(t)]
+                );
+                (t, true)
+            }
+            Field::Sub(r, Src2::Slot(o)) => {
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov Rd(t), [rsp + o]
+                    ; not Rd(t)
+                    ; lea Rd(t), [Rq(r) + Rq(t) + 1]
+                );
+                (t, true)
+            }
             Field::Add(r, Src2::Reg(x)) => {
                 dynasm!(self.a ; .arch x64 ; lea Rd(t), [Rq(r) + Rq(x)]);
                 (t, true)
@@ -1056,6 +1112,7 @@ impl<'a> Emitter<'a> {
                 match s {
                     Src2::Reg(x) => dynasm!(self.a ; .arch x64 ; and Rd(t), Rd(x)),
                     Src2::Imm(v) => dynasm!(self.a ; .arch x64 ; and Rd(t), v as i32),
+                    Src2::Slot(o) => dynasm!(self.a ; .arch x64 ; and Rd(t), [rsp + o]),
                 }
                 self.host_flags = 0;
                 (t, true)
@@ -1174,6 +1231,7 @@ impl<'a> Emitter<'a> {
                     ; mov edi, [rbp + base]
                     ; add edi, Rd(ea)
                 );
+                self.r8_ram = false;
                 RDI
             }
             SegClass::Slow => {
@@ -1188,10 +1246,14 @@ impl<'a> Emitter<'a> {
                 ; .arch x64
                 ; cmp Rd(lin), last
                 ; ja =>slow
-                ; mov r8, QWORD base
             );
+            if !self.r8_ram {
+                dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
+                self.r8_ram = true;
+            }
             return MemRef { index: Some(lin) };
         }
+        self.r8_ram = false;
         let kind = match (write, self.b.key.user()) {
             (false, false) => fast_kind::READ_SUPERVISOR,
             (true, false) => fast_kind::WRITE_SUPERVISOR,
@@ -1224,6 +1286,7 @@ impl<'a> Emitter<'a> {
     /// The access as one host address in r8 (for a read-modify-write, whose index register
     /// may not survive until the write).
     fn flatten(&mut self, m: MemRef) -> MemRef {
+        self.r8_ram = false;
         if let Some(i) = m.index {
             dynasm!(self.a ; .arch x64 ; add r8, Rq(i));
         }
@@ -1559,14 +1622,27 @@ impl<'a> Emitter<'a> {
             AluOp::Sub | AluOp::Sbb | AluOp::Cmp => FlagOp::Sub,
             _ => FlagOp::Logic,
         };
+        // A memory source of ADD/SUB/CMP/TEST is kept in the frame, so the record can stay
+        // pending (a slow path refills the slot from the record emu-core wrote).
+        let b_src = match (a, b) {
+            (Val::Host(_), Val::Temp(t))
+                if matches!(src, Operand::Mem(_))
+                    && matches!(op, AluOp::Add | AluOp::Sub | AluOp::Cmp | AluOp::Test) =>
+            {
+                dynasm!(self.a ; .arch x64 ; mov [rsp + F_SRC], Rd(t));
+                self.refill_src = true;
+                Some(Src2::Slot(F_SRC))
+            }
+            _ => Src2::of(b),
+        };
         // The record stays pending when it can be computed from pinned registers later.
-        let deferred = match (a, Src2::of(b)) {
+        let deferred = match (a, b_src) {
             // AND/OR/XOR: emu-core's record needs only the result, in the destination register
             // (whatever the source was, and even after a slow path).
             (Val::Host(d), _) if matches!(op, AluOp::And | AluOp::Or | AluOp::Xor) => {
                 Some(Pending { kind, size, res: Field::Reg(d), src: Field::Stored, dst: Field::Stored })
             }
-            (Val::Host(d), Some(s)) if !carry_in && !mem => {
+            (Val::Host(d), Some(s)) if !carry_in && (!mem || matches!(s, Src2::Slot(_))) => {
                 let same = s == Src2::Reg(d);
                 Some(match op {
                     AluOp::Add if !same => {
