@@ -170,6 +170,9 @@ impl PortIo for TimedBus<'_> {
 /// still looks at its wall-clock limit a few hundred times a second).
 const MAX_RUN_STEPS: u64 = 1 << 22;
 
+/// Most steps one translator run may take in real time (a few tens of microseconds).
+const MAX_RUN_STEPS_REALTIME: u64 = 1 << 16;
+
 /// Steps between two looks at serial input (the run loop's `INPUT_POLL_STEPS`).
 pub(crate) fn steps_to_next_poll(steps_done: u64, poll: u64) -> u64 {
     let next = steps_done + 1;
@@ -194,6 +197,9 @@ impl Machine {
         // looks only check the wall-clock limit, and runs are capped to keep that prompt.
         let to_poll = if self.input_active() {
             steps_to_next_poll(steps_done, crate::machine::INPUT_POLL_STEPS)
+        } else if self.clock.mode() == crate::clock::TimeMode::Realtime {
+            // Device deadlines follow the host clock: come back often to look at it.
+            MAX_RUN_STEPS_REALTIME
         } else {
             MAX_RUN_STEPS
         };

@@ -128,6 +128,39 @@ fn random_programs_agree_block_by_block() {
 }
 
 #[test]
+fn random_bytes_neither_crash_nor_diverge() {
+    // Random registers, then 512 random bytes as code, with no IDT: whatever the bytes do
+    // (write anywhere, jump anywhere, fault), both engines end the same way, and bt86 lives.
+    let mut rng = bt86::fuzz::Rng::new(0x5EED);
+    let mut ended = [0usize; 3];
+    for _ in 0..600 {
+        let mut a = CodeAssembler::new(32).unwrap();
+        for r in [eax, ecx, edx, ebx, ebp, esi, edi] {
+            // Mostly addresses inside RAM, so that memory operands often succeed.
+            let v = if rng.below(4) == 0 { rng.value() } else { 0x10_0000 + rng.below(0x30_0000) };
+            a.mov(r, v).unwrap();
+        }
+        a.mov(esp, 0x18_0000u32).unwrap();
+        let mut code = a.assemble(u64::from(FLAT_KERNEL_CODE)).unwrap();
+        code.extend((0..512).map(|_| rng.below(256) as u8));
+        let elf = guest_images::flat_kernel("random", "random bytes", &code).elf;
+        let (interp, _) = run(&elf, Engine::interp(), 20_000);
+        let (jit, _) = run(&elf, Engine::new(EngineKind::Jit).unwrap(), 20_000);
+        assert_eq!(jit, interp, "random code: the translator differs");
+        ended[match interp.0 {
+            Exit::TripleFault(_) => 0,
+            Exit::StepLimit => 1,
+            _ => 2,
+        }] += 1;
+    }
+    println!(
+        "random code ended: {} triple faults, {} step limits, {} otherwise",
+        ended[0], ended[1], ended[2]
+    );
+    assert!(ended[0] > 0, "some random code faults: {ended:?}");
+}
+
+#[test]
 fn code_that_rewrites_itself_every_few_instructions() {
     // Each iteration stores the loop counter into the immediate of an `add ebx, imm32` a few
     // instructions ahead (in the same block), so the block must stop after the store and the

@@ -392,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn a_loop_body_is_inline_and_ends_at_its_branch() {
+    fn a_loop_body_is_inline_and_its_branch_is_a_side_exit() {
         let b = block(|a| {
             let mut top = a.create_label();
             a.set_label(&mut top)?;
@@ -402,8 +402,10 @@ mod tests {
             a.jb(top)?;
             a.nop()
         });
-        assert_eq!(b.insns.len(), 4);
-        assert_eq!(b.end, End::Branch);
+        // An extended basic block: the taken JB leaves, the fall-through NOP is still inside.
+        assert_eq!(b.insns.len(), 5);
+        assert!(matches!(b.insns[3].op, Op::Jcc { .. }));
+        assert_eq!(b.end, End::Next(b.insns[4].next_eip));
         assert!(b.insns.iter().all(|i| i.op != Op::Callout));
         // ADD's flags are overwritten by CMP before anything could see them.
         assert_eq!(b.insns[1].live_out, 0);

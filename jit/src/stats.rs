@@ -1,6 +1,8 @@
 //! The translator's counters (`bt86 run --stats`): what was translated, how blocks were entered,
 //! what called out to emu-core and why, what was invalidated, and why execution fell back to
 //! the interpreter.
+//!
+//! Bookkeeping only: no SDM section applies.
 
 use std::collections::BTreeMap;
 use std::fmt;

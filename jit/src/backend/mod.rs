@@ -1,5 +1,8 @@
 //! Backends: IR blocks → host machine code, behind one trait ([`Backend`]).
 //!
+//! Host references: the System V AMD64 ABI (and, for the next backend, AAPCS64) at the
+//! boundary between generated code and Rust; the guest side follows the IR, not an SDM section.
+//!
 //! A backend turns a [`Block`] into position-dependent code for the address the runtime will
 //! copy it to, and reports where its chainable exits are so the runtime can patch them. The
 //! contract between generated code and the runtime — the context block, the jump cache, the

@@ -1,6 +1,10 @@
 //! The code arena: one anonymous mapping that holds all generated code, filled from the front
 //! and flushed as a whole when full.
 //!
+//! Host references: mmap(2)/mprotect(2)/munmap(2) (Linux man pages). Intel SDM Vol. 3A §11.6
+//! (self- and cross-modifying code) is why nothing more is needed: the same thread writes the
+//! code and later jumps to it.
+//!
 //! This module is one of the three places in bt86 allowed to hold `unsafe` (with guest RAM's
 //! mapping and the JIT entry). Its invariants:
 //!

@@ -1,6 +1,9 @@
 //! The JIT entry: the context block generated code runs with, the call into generated code,
 //! and the functions generated code calls back (callouts and flag materialization).
 //!
+//! Host references: the System V AMD64 ABI for the `sysv64` calls both ways; the guest state
+//! it hands over is emu-core's (`CpuState`, `Tlb`), whose layout offsets are asserted.
+//!
 //! This module is one of the three places in bt86 allowed to hold `unsafe` (with guest RAM's
 //! mapping and the code arena). The argument, once, for every block below:
 //!

@@ -221,6 +221,9 @@ type FxMap<K, V> = HashMap<K, V, FxBuild>;
 const MAX_MODES: usize = 4096;
 /// Most blocks (alive or dead) before the cache is flushed.
 const MAX_BLOCKS: usize = 1 << 20;
+/// Most chain sites before the cache is flushed: an exit id travels in the upper 24 bits of
+/// the exit reason.
+const MAX_EXITS: usize = 1 << 23;
 /// The arena is flushed before a translation when less than this is free (more than any
 /// block's code).
 const MIN_FREE: usize = 64 << 10;
@@ -466,7 +469,7 @@ impl Jit {
         if self.smc_pages.contains(&(pa >> 12)) {
             return Err(Fallback::SmcPage);
         }
-        if self.arena.free() < MIN_FREE || self.blocks.len() >= MAX_BLOCKS {
+        if self.arena.free() < MIN_FREE || self.blocks.len() >= MAX_BLOCKS || self.exits.len() >= MAX_EXITS {
             self.flush(cpu);
         }
         let mode = self.mode_id(cpu, key);
@@ -692,7 +695,9 @@ impl Jit {
         let memory = (cpu.mem.host_page(0).map_or(0, |h| h.addr), cpu.mem.size());
         if memory != self.seen_memory {
             // Another guest memory: nothing cached is about it.
-            self.flush(cpu);
+            if !self.blocks.is_empty() {
+                self.flush(cpu);
+            }
             cpu.mem.clear_jit_code();
             cpu.tlb.flush_fast();
             self.seen_memory = memory;
