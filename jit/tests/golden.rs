@@ -146,6 +146,32 @@ fn crc32_inner_loop() {
 }
 
 #[test]
+fn string_search_forward_branch_stays_in_the_block() {
+    // JNE MISS jumps forward into the block (flags dead there): the taken path takes back the
+    // instructions it skipped and rejoins instead of leaving; JBE POS is the loop copy's back
+    // edge.
+    let text = render(&flat(), 32, 0x10_2051, |a| {
+        let (mut pos, mut cmp, mut miss) = (a.create_label(), a.create_label(), a.create_label());
+        a.set_label(&mut pos)?;
+        a.xor(edx, edx)?;
+        a.set_label(&mut cmp)?;
+        a.mov(cl, byte_ptr(esi + edx))?;
+        a.cmp(cl, byte_ptr(edx + 0x22_0040))?;
+        a.jne(miss)?;
+        a.inc(edx)?;
+        a.cmp(edx, 6)?;
+        a.jb(cmp)?;
+        a.inc(eax)?;
+        a.set_label(&mut miss)?;
+        a.inc(esi)?;
+        a.cmp(esi, ebx)?;
+        a.jbe(pos)?;
+        a.ret()
+    });
+    check("string_search_forward_branch_stays_in_the_block", &text);
+}
+
+#[test]
 fn callouts_and_a_return() {
     // MUL is called out (innocuous, the block goes on); RET goes through the jump cache.
     let text = render(&flat(), 32, 0x10_3000, |a| {

@@ -446,6 +446,18 @@ struct SideExit {
     /// The record pending there.
     flags: Option<Pending>,
     target: u32,
+    /// A forward branch to an instruction of this block goes on there instead of leaving.
+    join: Option<Join>,
+}
+
+/// Where the taken path of a forward branch inside the block rejoins the fall-through path.
+#[derive(Clone, Copy, Debug)]
+enum Join {
+    /// At this instruction, once the fall-through path gets there.
+    Wanted(usize),
+    /// At this label, with r11 adjusted by this many instructions (those skipped: the count
+    /// the fall-through path carries there includes them).
+    Bound(DynamicLabel, i32),
 }
 
 /// A block that branches back to its own start gets a second copy of its body, entered only
@@ -569,6 +581,13 @@ impl<'a> Emitter<'a> {
         for x in std::mem::take(&mut self.side_exits) {
             let label = x.label;
             dynasm!(self.a ; .arch x64 ; =>label);
+            if let Some(Join::Bound(join, delta)) = x.join {
+                if delta != 0 {
+                    dynasm!(self.a ; .arch x64 ; lea r11, [r11 + delta]);
+                }
+                dynasm!(self.a ; .arch x64 ; jmp =>join);
+                continue;
+            }
             self.pending = x.flags;
             self.count = x.count;
             self.sync();
@@ -616,6 +635,7 @@ impl<'a> Emitter<'a> {
         self.cur = i;
         self.cur_slow = None;
         self.refill_src = false;
+        self.join(i);
         let count_before = self.count;
         self.before(i);
         let insn = &self.b.insns[i];
@@ -2048,7 +2068,8 @@ impl<'a> Emitter<'a> {
             if target == self.b.eip && self.env.chaining && self.loop_state == LoopState::Open {
                 self.loop_state = LoopState::Wanted(flags);
             }
-            self.side_exits.push(SideExit { label: taken, count, flags, target });
+            let join = self.internal_target(target).map(Join::Wanted);
+            self.side_exits.push(SideExit { label: taken, count, flags, target, join });
             self.count = count;
             return;
         }
@@ -2060,6 +2081,41 @@ impl<'a> Emitter<'a> {
         self.count = count;
         self.sync();
         self.exit_or_loop(target);
+    }
+
+    /// The index of the instruction at `target` when a conditional branch there can stay in the
+    /// block: it is further on, no callout lies between (the count of retired instructions is
+    /// then one the taken path can adjust by a constant), and no flag is live where it starts
+    /// (so neither path has a record to hand over: the join starts with none).
+    fn internal_target(&self, target: u32) -> Option<usize> {
+        if !self.env.chaining {
+            return None;
+        }
+        let insns = &self.b.insns;
+        let j = (self.cur + 1..insns.len()).find(|&j| insns[j].eip == target)?;
+        let t = &insns[j];
+        let live_in = if t.may_exit { flag::ALL } else { (t.live_out & !t.writes) | t.reads };
+        let plain = insns[self.cur + 1..j].iter().all(|x| x.op != Op::Callout);
+        (live_in == 0 && plain).then_some(j)
+    }
+
+    /// Binds the join point of forward branches to instruction `i` (see [`Join`]), if any.
+    fn join(&mut self, i: usize) {
+        if !self.side_exits.iter().any(|x| matches!(x.join, Some(Join::Wanted(j)) if j == i)) {
+            return;
+        }
+        // The flags are dead here (see `internal_target`); nothing else is assumed.
+        self.pending = None;
+        self.host_flags = 0;
+        self.r8_ram = false;
+        let l = self.a.new_dynamic_label();
+        dynasm!(self.a ; .arch x64 ; =>l);
+        let count = self.count as i32;
+        for x in &mut self.side_exits {
+            if matches!(x.join, Some(Join::Wanted(j)) if j == i) {
+                x.join = Some(Join::Bound(l, x.count as i32 - count));
+            }
+        }
     }
 
     /// A terminal exit to `target`: back to the loop copy of this block when `target` is its
