@@ -292,3 +292,44 @@ fn data_in_another_line_of_a_code_page_does_not_invalidate_code() {
         assert_eq!(stats.invalidations > 0, expect_invalidations, "offset {offset}: {stats}");
     }
 }
+
+#[test]
+fn branches_inside_a_block_keep_exact_counts() {
+    // One block holds both loops: JZ SKIP rejoins it forward, JNZ INNER loops back to its
+    // middle, JNZ OUTER to its start. Runs cut short at arbitrary instruction counts must stop
+    // at exactly the same instruction in every engine.
+    let elf = kernel(|a, _| {
+        let (mut outer, mut inner, mut skip) = (a.create_label(), a.create_label(), a.create_label());
+        a.xor(eax, eax)?;
+        a.mov(edx, 300u32)?;
+        a.set_label(&mut outer)?;
+        a.mov(ecx, 37u32)?;
+        a.set_label(&mut inner)?;
+        a.add(eax, ecx)?;
+        a.test(al, 1u32)?;
+        a.jz(skip)?;
+        a.xor(eax, 0x55u32)?;
+        a.set_label(&mut skip)?;
+        a.sub(ecx, 1u32)?;
+        a.jnz(inner)?;
+        a.dec(edx)?;
+        a.jnz(outer)?;
+        Ok(outer)
+    });
+    let mut want = 0u32;
+    for _ in 0..300 {
+        for c in (1..=37u32).rev() {
+            want = want.wrapping_add(c);
+            if want & 1 != 0 {
+                want ^= 0x55;
+            }
+        }
+    }
+    let ((_, out, _), _) = everywhere(&elf, 10_000_000, JitOptions::default());
+    assert_eq!(out, hex(want));
+    for max in [1_000, 1_001, 1_002, 1_003, 12_345, 33_333] {
+        let ((exit, _, retired), _) = everywhere(&elf, max, JitOptions::default());
+        assert_eq!(exit, Exit::StepLimit, "{max}");
+        assert!(retired <= max, "{max}: {retired}");
+    }
+}

@@ -172,6 +172,28 @@ fn string_search_forward_branch_stays_in_the_block() {
 }
 
 #[test]
+fn a_loop_nest_in_one_block() {
+    // JZ SKIP rejoins forward; JNZ INNER loops back to the middle of the block after checking
+    // that the budget covers the rest of it; JNZ OUTER goes to the loop copy.
+    let text = render(&flat(), 32, 0x10_1000, |a| {
+        let (mut outer, mut inner, mut skip) = (a.create_label(), a.create_label(), a.create_label());
+        a.set_label(&mut outer)?;
+        a.mov(ecx, 37u32)?;
+        a.set_label(&mut inner)?;
+        a.add(eax, ecx)?;
+        a.test(al, 1u32)?;
+        a.jz(skip)?;
+        a.xor(eax, 0x55u32)?;
+        a.set_label(&mut skip)?;
+        a.sub(ecx, 1u32)?;
+        a.jnz(inner)?;
+        a.dec(edx)?;
+        a.jnz(outer)
+    });
+    check("a_loop_nest_in_one_block", &text);
+}
+
+#[test]
 fn callouts_and_a_return() {
     // MUL is called out (innocuous, the block goes on); RET goes through the jump cache.
     let text = render(&flat(), 32, 0x10_3000, |a| {

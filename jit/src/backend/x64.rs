@@ -436,6 +436,10 @@ struct Emitter<'a> {
     /// The loop copy of the body (see [`Emitter::block`]).
     loop_label: DynamicLabel,
     loop_state: LoopState,
+    /// Instructions a later conditional branch of the block loops back to (see [`Join`]).
+    loop_heads: Vec<bool>,
+    /// The join points bound so far in the body being emitted: label and count there.
+    joins: Vec<Option<(DynamicLabel, u32)>>,
 }
 
 /// The taken path of a conditional branch in the middle of a block.
@@ -450,14 +454,19 @@ struct SideExit {
     join: Option<Join>,
 }
 
-/// Where the taken path of a forward branch inside the block rejoins the fall-through path.
+/// Where the taken path of a conditional branch to another instruction of the block rejoins
+/// the fall-through path.
 #[derive(Clone, Copy, Debug)]
 enum Join {
-    /// At this instruction, once the fall-through path gets there.
+    /// Forward, at this instruction, once the fall-through path gets there.
     Wanted(usize),
     /// At this label, with r11 adjusted by this many instructions (those skipped: the count
     /// the fall-through path carries there includes them).
     Bound(DynamicLabel, i32),
+    /// Backward (a loop inside the block), at this label with r11 adjusted so, provided the
+    /// budget still covers this many instructions (the rest of the block from there, counted
+    /// from the branch); otherwise the side exit.
+    Back(DynamicLabel, i32, i32),
 }
 
 /// A block that branches back to its own start gets a second copy of its body, entered only
@@ -509,6 +518,8 @@ impl<'a> Emitter<'a> {
             r8_ram: false,
             loop_label,
             loop_state: LoopState::Open,
+            loop_heads: loop_heads(b, env),
+            joins: Vec::new(),
         }
     }
 
@@ -554,6 +565,7 @@ impl<'a> Emitter<'a> {
     /// The instructions and the fall-through exit.
     fn body(&mut self) {
         self.r8_ram = false;
+        self.joins = vec![None; self.b.insns.len()];
         for i in 0..self.b.insns.len() {
             self.insn(i);
         }
@@ -581,12 +593,16 @@ impl<'a> Emitter<'a> {
         for x in std::mem::take(&mut self.side_exits) {
             let label = x.label;
             dynasm!(self.a ; .arch x64 ; =>label);
-            if let Some(Join::Bound(join, delta)) = x.join {
-                if delta != 0 {
-                    dynasm!(self.a ; .arch x64 ; lea r11, [r11 + delta]);
+            match x.join {
+                Some(Join::Bound(join, delta)) => {
+                    if delta != 0 {
+                        dynasm!(self.a ; .arch x64 ; lea r11, [r11 + delta]);
+                    }
+                    dynasm!(self.a ; .arch x64 ; jmp =>join);
+                    continue;
                 }
-                dynasm!(self.a ; .arch x64 ; jmp =>join);
-                continue;
+                Some(Join::Back(join, delta, need)) => self.back_join(join, delta, need),
+                _ => {}
             }
             self.pending = x.flags;
             self.count = x.count;
@@ -2068,15 +2084,22 @@ impl<'a> Emitter<'a> {
             if target == self.b.eip && self.env.chaining && self.loop_state == LoopState::Open {
                 self.loop_state = LoopState::Wanted(flags);
             }
-            let join = self.internal_target(target).map(Join::Wanted);
+            let join = match self.loop_back(target, count) {
+                Some(back) => Some(back),
+                None => self.internal_target(target).map(Join::Wanted),
+            };
             self.side_exits.push(SideExit { label: taken, count, flags, target, join });
             self.count = count;
             return;
         }
+        let back = self.loop_back(target, count);
         self.count = count;
         self.sync();
         self.exit_or_loop(next);
         dynasm!(self.a ; .arch x64 ; =>taken);
+        if let Some(Join::Back(join, delta, need)) = back {
+            self.back_join(join, delta, need);
+        }
         self.pending = flags;
         self.count = count;
         self.sync();
@@ -2093,15 +2116,38 @@ impl<'a> Emitter<'a> {
         }
         let insns = &self.b.insns;
         let j = (self.cur + 1..insns.len()).find(|&j| insns[j].eip == target)?;
-        let t = &insns[j];
-        let live_in = if t.may_exit { flag::ALL } else { (t.live_out & !t.writes) | t.reads };
         let plain = insns[self.cur + 1..j].iter().all(|x| x.op != Op::Callout);
-        (live_in == 0 && plain).then_some(j)
+        (live_in(&insns[j]) == 0 && plain).then_some(j)
     }
 
-    /// Binds the join point of forward branches to instruction `i` (see [`Join`]), if any.
+    /// The join of a branch back to an instruction of this block (a loop head, see
+    /// [`loop_heads`]) taken with `count` instructions pending.
+    fn loop_back(&self, target: u32, count: u32) -> Option<Join> {
+        let insns = &self.b.insns;
+        let j = (1..=self.cur).find(|&j| insns[j].eip == target && self.loop_heads[j])?;
+        let (label, at) = self.joins[j]?;
+        let rest = (insns.len() - j) as i32;
+        Some(Join::Back(label, count as i32 - at as i32, count as i32 + rest))
+    }
+
+    /// The taken path of a branch back to a loop head: on to it when the budget still covers
+    /// the rest of the block from there, else on to the side exit that follows.
+    fn back_join(&mut self, join: DynamicLabel, delta: i32, need: i32) {
+        let out = self.a.new_dynamic_label();
+        dynasm!(self.a
+            ; .arch x64
+            ; cmp r11, -need
+            ; jg =>out
+            ; lea r11, [r11 + delta]
+            ; jmp =>join
+            ; =>out
+        );
+    }
+
+    /// Binds the join point of branches to instruction `i` (see [`Join`]), if any.
     fn join(&mut self, i: usize) {
-        if !self.side_exits.iter().any(|x| matches!(x.join, Some(Join::Wanted(j)) if j == i)) {
+        let wanted = self.side_exits.iter().any(|x| matches!(x.join, Some(Join::Wanted(j)) if j == i));
+        if !wanted && !self.loop_heads[i] {
             return;
         }
         // The flags are dead here (see `internal_target`); nothing else is assumed.
@@ -2110,6 +2156,7 @@ impl<'a> Emitter<'a> {
         self.r8_ram = false;
         let l = self.a.new_dynamic_label();
         dynasm!(self.a ; .arch x64 ; =>l);
+        self.joins[i] = Some((l, self.count));
         let count = self.count as i32;
         for x in &mut self.side_exits {
             if matches!(x.join, Some(Join::Wanted(j)) if j == i) {
@@ -2169,6 +2216,34 @@ impl<'a> Emitter<'a> {
 
 /// Host code as text (Intel syntax, one instruction per line with its offset), for dumps and
 /// golden tests.
+/// The flags live where instruction `i` starts.
+fn live_in(i: &crate::ir::Insn) -> u8 {
+    if i.may_exit {
+        flag::ALL
+    } else {
+        (i.live_out & !i.writes) | i.reads
+    }
+}
+
+/// Instructions of `b` (not the first: that is the loop copy's business) that a conditional
+/// branch further on jumps back to, with no callout in between (the branch can then adjust
+/// the count of retired instructions by a constant) and no flag live at the head (neither
+/// path has a record to hand over).
+fn loop_heads(b: &Block, env: &CodeEnv) -> Vec<bool> {
+    let mut heads = vec![false; b.insns.len()];
+    if !env.chaining {
+        return heads;
+    }
+    for (k, i) in b.insns.iter().enumerate() {
+        let Op::Jcc { target, .. } = i.op else { continue };
+        let Some(j) = (1..=k).find(|&j| b.insns[j].eip == target) else { continue };
+        if live_in(&b.insns[j]) == 0 && b.insns[j..k].iter().all(|x| x.op != Op::Callout) {
+            heads[j] = true;
+        }
+    }
+    heads
+}
+
 pub fn disassemble(code: &[u8], base: usize) -> String {
     use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
     let mut d = Decoder::with_ip(64, code, base as u64, DecoderOptions::NONE);
