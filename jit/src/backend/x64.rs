@@ -26,6 +26,10 @@
 //!            frame.blocks += 1                                 (with --stats only)
 //!            <instruction 0> … <instruction n-1>               (fast paths only)
 //!            <exits>                                          (chained jmp, or jump cache)
+//!   side_k:  the taken path of conditional branch k: out (chained), or back into the
+//!            block at the instruction it targets when no flag is live there (forward:
+//!            r11 -= instructions skipped; backward, a loop inside the block: only if
+//!            retired + the rest of the block from there <= limit)
 //!   budget:  state.eip = start; return BUDGET
 //!   slow_k:  the slow path of instruction k: run it in emu-core (callout), then rejoin
 //!   stop:    return CALLOUT (the state is current)
