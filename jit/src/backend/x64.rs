@@ -442,8 +442,13 @@ struct Emitter<'a> {
     loop_state: LoopState,
     /// Instructions a later conditional branch of the block loops back to (see [`Join`]).
     loop_heads: Vec<bool>,
-    /// The join points bound so far in the body being emitted: label and count there.
-    joins: Vec<Option<(DynamicLabel, u32)>>,
+    /// The join points bound so far in the body being emitted: label, count and epoch there.
+    joins: Vec<Option<(DynamicLabel, u32, u32)>>,
+    /// Entries of the loop copy by count (see [`Emitter::loop_entry`]); emitted yet?
+    loop_entries: Vec<(u32, DynamicLabel, bool)>,
+    /// How many times the count has gone to r11 so far: a join needs the same on both sides
+    /// (the count each carries is then relative to the same point).
+    epoch: u32,
 }
 
 /// The taken path of a conditional branch in the middle of a block.
@@ -456,6 +461,8 @@ struct SideExit {
     target: u32,
     /// A forward branch to an instruction of this block goes on there instead of leaving.
     join: Option<Join>,
+    /// [`Emitter::epoch`] at the branch.
+    epoch: u32,
 }
 
 /// Where the taken path of a conditional branch to another instruction of the block rejoins
@@ -524,6 +531,8 @@ impl<'a> Emitter<'a> {
             loop_state: LoopState::Open,
             loop_heads: loop_heads(b, env),
             joins: Vec::new(),
+            epoch: 0,
+            loop_entries: Vec::new(),
         }
     }
 
@@ -547,6 +556,11 @@ impl<'a> Emitter<'a> {
             // budget check writes that record before it leaves.
             self.loop_state = LoopState::Emitting(flags);
             let (l, out) = (self.loop_label, self.a.new_dynamic_label());
+            if let Some(e) = self.loop_entries.first_mut() {
+                let (k, entry) = (e.0 as i32, e.1);
+                e.2 = true;
+                dynasm!(self.a ; .arch x64 ; =>entry ; lea r11, [r11 + k]);
+            }
             dynasm!(self.a
                 ; .arch x64
                 ; =>l
@@ -562,6 +576,10 @@ impl<'a> Emitter<'a> {
             self.materialize(true);
             let budget = self.budget;
             dynasm!(self.a ; .arch x64 ; jmp =>budget);
+            for e in std::mem::take(&mut self.loop_entries).into_iter().filter(|e| !e.2) {
+                let (k, entry) = (e.0 as i32, e.1);
+                dynasm!(self.a ; .arch x64 ; =>entry ; lea r11, [r11 + k] ; jmp =>l);
+            }
         }
         self.tail();
     }
@@ -788,6 +806,7 @@ impl<'a> Emitter<'a> {
         let k = self.count as i32;
         if k > 0 {
             dynasm!(self.a ; .arch x64 ; lea r11, [r11 + k]);
+            self.epoch += 1;
         }
         self.count = 0;
     }
@@ -2060,39 +2079,34 @@ impl<'a> Emitter<'a> {
 
     fn jcc(&mut self, cc: Cond, target: u32) {
         self.ensure_flags(cc.reads());
-        let taken = self.a.new_dynamic_label();
-        cc_arms!(cc,
-            0 => dynasm!(self.a ; .arch x64 ; jo =>taken),
-            1 => dynasm!(self.a ; .arch x64 ; jno =>taken),
-            2 => dynasm!(self.a ; .arch x64 ; jb =>taken),
-            3 => dynasm!(self.a ; .arch x64 ; jae =>taken),
-            4 => dynasm!(self.a ; .arch x64 ; je =>taken),
-            5 => dynasm!(self.a ; .arch x64 ; jne =>taken),
-            6 => dynasm!(self.a ; .arch x64 ; jbe =>taken),
-            7 => dynasm!(self.a ; .arch x64 ; ja =>taken),
-            8 => dynasm!(self.a ; .arch x64 ; js =>taken),
-            9 => dynasm!(self.a ; .arch x64 ; jns =>taken),
-            10 => dynasm!(self.a ; .arch x64 ; jp =>taken),
-            11 => dynasm!(self.a ; .arch x64 ; jnp =>taken),
-            12 => dynasm!(self.a ; .arch x64 ; jl =>taken),
-            13 => dynasm!(self.a ; .arch x64 ; jge =>taken),
-            14 => dynasm!(self.a ; .arch x64 ; jle =>taken),
-            15 => dynasm!(self.a ; .arch x64 ; jg =>taken),
-        );
         let next = self.b.insns[self.cur].next_eip;
+        if self.loops_to_copy(target) {
+            // Back to the loop copy, through the `lea` that adds this branch's count to r11
+            // just before it (see `loop_entry`).
+            if self.loop_state == LoopState::Open {
+                self.loop_state = LoopState::Wanted(self.pending);
+            }
+            self.count += 1;
+            let l = self.loop_entry(self.count);
+            self.branch_on(cc, l);
+            if self.cur + 1 == self.b.insns.len() {
+                self.sync();
+                self.exit_or_loop(next);
+            }
+            return;
+        }
+        let taken = self.a.new_dynamic_label();
+        self.branch_on(cc, taken);
         let count = self.count + 1;
         let flags = self.pending;
         if self.cur + 1 < self.b.insns.len() {
-            // A side exit: the fall-through goes on in this block. One back to the block's start
-            // asks for the loop copy now (it is emitted before the side exits are).
-            if target == self.b.eip && self.env.chaining && self.loop_state == LoopState::Open {
-                self.loop_state = LoopState::Wanted(flags);
-            }
+            // A side exit: the fall-through goes on in this block.
             let join = match self.loop_back(target, count) {
                 Some(back) => Some(back),
                 None => self.internal_target(target).map(Join::Wanted),
             };
-            self.side_exits.push(SideExit { label: taken, count, flags, target, join });
+            let epoch = self.epoch;
+            self.side_exits.push(SideExit { label: taken, count, flags, target, join, epoch });
             self.count = count;
             return;
         }
@@ -2108,6 +2122,50 @@ impl<'a> Emitter<'a> {
         self.count = count;
         self.sync();
         self.exit_or_loop(target);
+    }
+
+    /// `jcc` to `label`.
+    fn branch_on(&mut self, cc: Cond, label: DynamicLabel) {
+        cc_arms!(cc,
+            0 => dynasm!(self.a ; .arch x64 ; jo =>label),
+            1 => dynasm!(self.a ; .arch x64 ; jno =>label),
+            2 => dynasm!(self.a ; .arch x64 ; jb =>label),
+            3 => dynasm!(self.a ; .arch x64 ; jae =>label),
+            4 => dynasm!(self.a ; .arch x64 ; je =>label),
+            5 => dynasm!(self.a ; .arch x64 ; jne =>label),
+            6 => dynasm!(self.a ; .arch x64 ; jbe =>label),
+            7 => dynasm!(self.a ; .arch x64 ; ja =>label),
+            8 => dynasm!(self.a ; .arch x64 ; js =>label),
+            9 => dynasm!(self.a ; .arch x64 ; jns =>label),
+            10 => dynasm!(self.a ; .arch x64 ; jp =>label),
+            11 => dynasm!(self.a ; .arch x64 ; jnp =>label),
+            12 => dynasm!(self.a ; .arch x64 ; jl =>label),
+            13 => dynasm!(self.a ; .arch x64 ; jge =>label),
+            14 => dynasm!(self.a ; .arch x64 ; jle =>label),
+            15 => dynasm!(self.a ; .arch x64 ; jg =>label),
+        );
+    }
+
+    /// The entry of the loop copy for back edges with `count` instructions pending: a `lea`
+    /// adding them to r11, placed right before the copy's budget check for the first such count
+    /// (emitted later, out of line, for others).
+    fn loop_entry(&mut self, count: u32) -> DynamicLabel {
+        if let Some(&(_, l, _)) = self.loop_entries.iter().find(|e| e.0 == count) {
+            return l;
+        }
+        let l = self.a.new_dynamic_label();
+        self.loop_entries.push((count, l, false));
+        l
+    }
+
+    /// A branch to `target` here can go straight to the loop copy (see [`Emitter::block`]).
+    fn loops_to_copy(&self, target: u32) -> bool {
+        target == self.b.eip
+            && self.env.chaining
+            && match self.loop_state {
+                LoopState::Open => true,
+                LoopState::Wanted(p) | LoopState::Emitting(p) => p == self.pending,
+            }
     }
 
     /// The index of the instruction at `target` when a conditional branch there can stay in the
@@ -2129,7 +2187,10 @@ impl<'a> Emitter<'a> {
     fn loop_back(&self, target: u32, count: u32) -> Option<Join> {
         let insns = &self.b.insns;
         let j = (1..=self.cur).find(|&j| insns[j].eip == target && self.loop_heads[j])?;
-        let (label, at) = self.joins[j]?;
+        let (label, at, epoch) = self.joins[j]?;
+        if epoch != self.epoch {
+            return None;
+        }
         let rest = (insns.len() - j) as i32;
         Some(Join::Back(label, count as i32 - at as i32, count as i32 + rest))
     }
@@ -2150,8 +2211,10 @@ impl<'a> Emitter<'a> {
 
     /// Binds the join point of branches to instruction `i` (see [`Join`]), if any.
     fn join(&mut self, i: usize) {
-        let wanted = self.side_exits.iter().any(|x| matches!(x.join, Some(Join::Wanted(j)) if j == i));
-        if !wanted && !self.loop_heads[i] {
+        let epoch = self.epoch;
+        let wanted = |x: &SideExit| matches!(x.join, Some(Join::Wanted(j)) if j == i) && x.epoch == epoch;
+        let wanted_here = self.side_exits.iter().any(wanted);
+        if !wanted_here && !self.loop_heads[i] {
             return;
         }
         // The flags are dead here (see `internal_target`); nothing else is assumed.
@@ -2160,10 +2223,10 @@ impl<'a> Emitter<'a> {
         self.r8_ram = false;
         let l = self.a.new_dynamic_label();
         dynasm!(self.a ; .arch x64 ; =>l);
-        self.joins[i] = Some((l, self.count));
+        self.joins[i] = Some((l, self.count, epoch));
         let count = self.count as i32;
         for x in &mut self.side_exits {
-            if matches!(x.join, Some(Join::Wanted(j)) if j == i) {
+            if matches!(x.join, Some(Join::Wanted(j)) if j == i) && x.epoch == epoch {
                 x.join = Some(Join::Bound(l, x.count as i32 - count));
             }
         }
