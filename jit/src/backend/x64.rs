@@ -1803,18 +1803,13 @@ impl<'a> Emitter<'a> {
         let in_reg = matches!(dst, Operand::Reg(g) if !g.high);
         if live != 0 && cf_live && in_reg {
             // INC/DEC keep CF: emu-core's lazy INC/DEC record takes it from EFLAGS. While the
-            // record is lazy EFLAGS' low byte matters only for CF (bit 1 is reserved and
-            // reads 1, the other arithmetic bits are the record's), so one byte store does, with
-            // no read-modify-write of EFLAGS (no store-to-load chain). Nothing can fault before
+            // record is lazy EFLAGS' low byte matters only for CF (the other arithmetic bits
+            // are the record's; bit 1 is reserved and `CpuState::eflags` always reads it as 1,
+            // whatever the field holds), so one `setc` to memory does, with no
+            // read-modify-write of EFLAGS (no store-to-load chain). Nothing can fault before
             // this instruction's record takes over.
             self.ensure_flags(flag::CF);
-            dynasm!(self.a
-                ; .arch x64
-                ; setc r9b
-                ; movzx r9d, r9b
-                ; lea r9d, [r9 + fl::RESERVED1 as i32]
-                ; mov [rbp + S_EFLAGS], r9b
-            );
+            dynasm!(self.a ; .arch x64 ; setc BYTE [rbp + S_EFLAGS]);
         }
         let prior_cf = self.host_flags & flag::CF;
         let a = self.rmw_begin(&dst, size, true);
