@@ -55,6 +55,16 @@ impl Clock {
         }
     }
 
+    /// Virtual mode: the first retired-instruction count at which `now` reaches `deadline` (an
+    /// instruction starting at a smaller count runs before the deadline). `None` in real time,
+    /// where time does not follow the count.
+    pub fn retired_at(&self, deadline: Nanos) -> Option<u64> {
+        match self.mode {
+            TimeMode::Virtual => Some(deadline.saturating_sub(self.idle).div_ceil(NS_PER_INSTRUCTION)),
+            TimeMode::Realtime => None,
+        }
+    }
+
     /// The CPU is halted until `deadline`: skip to it (virtual) or wait for it, at most
     /// `max_wait` of host time so input can be polled (real time). Returns the new `now`.
     pub fn idle_until(&mut self, retired: u64, deadline: Nanos, max_wait: Duration) -> Nanos {
@@ -94,6 +104,18 @@ mod tests {
         assert_eq!(c.now(1001), 50_010);
         // A deadline in the past changes nothing.
         assert_eq!(c.idle_until(1001, 10, Duration::ZERO), 50_010);
+    }
+
+    #[test]
+    fn retired_at_is_the_first_count_at_the_deadline() {
+        let mut c = Clock::new(TimeMode::Virtual);
+        c.idle_until(0, 5, Duration::ZERO);
+        for deadline in [0, 5, 6, 14, 15, 16, 1_000_005] {
+            let r = c.retired_at(deadline).unwrap();
+            assert!(c.now(r) >= deadline, "{deadline}");
+            assert!(r == 0 || c.now(r - 1) < deadline, "{deadline}");
+        }
+        assert_eq!(Clock::new(TimeMode::Realtime).retired_at(100), None);
     }
 
     #[test]

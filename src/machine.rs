@@ -75,7 +75,7 @@ pub const DEFAULT_RTC_EPOCH: u64 = 1_704_067_200;
 /// (about one character time at 115,200 baud).
 const INPUT_INTERVAL: Nanos = 100_000;
 /// Steps between looks at serial input while the CPU runs.
-const INPUT_POLL_STEPS: u64 = 4096;
+pub(crate) const INPUT_POLL_STEPS: u64 = 4096;
 
 /// Why a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,13 +108,16 @@ pub enum Exit {
     /// The guest asked for a reset (keyboard controller, port 0x92) with
     /// [`Machine::no_reboot`] set — how a Linux guest ends after a panic with `panic=-1`.
     Reboot,
+    /// Lockstep execution found the translator and the interpreter disagreeing (the report).
+    Divergence(String),
 }
 
 impl Exit {
     /// The process exit status bt86 reports for this ending: isa-debug-exit's `(v << 1) | 1`,
     /// 0 for a power-off, a clean halt or a quit, 2 for a step limit (a guest that did not
     /// finish), 3 for a triple fault (also when the guest kept resetting), 4 when the
-    /// wall-clock limit passed, 5 when the guest asked for a reset under `--no-reboot`.
+    /// wall-clock limit passed, 5 when the guest asked for a reset under `--no-reboot`, 6 for a
+    /// lockstep divergence.
     pub fn status(&self) -> i32 {
         match self {
             Exit::DebugExit { value } => ((value << 1) | 1) as i32,
@@ -123,6 +126,7 @@ impl Exit {
             Exit::TripleFault(_) | Exit::ResetLimit { .. } => 3,
             Exit::TimeLimit => 4,
             Exit::Reboot => 5,
+            Exit::Divergence(_) => 6,
         }
     }
 }
@@ -350,6 +354,10 @@ impl PortIo for PcBus {
         }
         false
     }
+
+    fn set_ferr(&mut self, asserted: bool) {
+        self.sync_ferr(asserted);
+    }
 }
 
 /// A PC: CPU, RAM, devices, clock, console input.
@@ -384,6 +392,8 @@ pub struct Machine {
     /// [`Machine::on_triple_fault`]) stops the run with [`Exit::Reboot`] instead of booting
     /// again (QEMU's `-no-reboot`).
     pub no_reboot: bool,
+    /// What executes guest code (see [`crate::engine`]).
+    pub engine: crate::engine::Engine,
 }
 
 /// See [`Machine::trace`].
@@ -441,6 +451,7 @@ impl Machine {
             wall_limit: None,
             trace: None,
             no_reboot: false,
+            engine: crate::engine::Engine::default(),
         })
     }
 
@@ -540,6 +551,12 @@ impl Machine {
         None
     }
 
+    /// Serial input may still arrive (the run loop must look for it every
+    /// [`INPUT_POLL_STEPS`] steps exactly, for runs to be reproducible).
+    pub(crate) fn input_active(&self) -> bool {
+        self.serial_input.is_some() && !self.input_ended
+    }
+
     /// How long to wait for input: blocking for piped input in virtual time, never otherwise.
     fn input_wait(&self) -> Option<Duration> {
         (self.clock.mode() == TimeMode::Virtual).then_some(Duration::from_secs(24 * 3600))
@@ -563,15 +580,16 @@ impl Machine {
         self.bus.advance(now);
         let mut deadline = self.bus.next_deadline(now);
         let mut steps = 0u64;
+        let mut next_poll = INPUT_POLL_STEPS;
         while steps < max_steps {
-            steps += 1;
             now = self.clock.now(self.cpu.state.retired);
             if deadline.is_some_and(|d| now >= d) {
                 self.bus.advance(now);
                 deadline = self.bus.next_deadline(now);
             }
             self.bus.now = now;
-            if steps % INPUT_POLL_STEPS == 0 {
+            if steps + 1 >= next_poll {
+                next_poll = (steps + 1) / INPUT_POLL_STEPS * INPUT_POLL_STEPS + INPUT_POLL_STEPS;
                 if self.wall_limit.is_some_and(|t| Instant::now() >= t) {
                     return Exit::TimeLimit;
                 }
@@ -582,8 +600,16 @@ impl Machine {
             if let Some(t) = self.trace {
                 self.trace_step(t);
             }
-            let r = self.cpu.step(&mut self.bus);
+            // One step of the interpreter, or as many as the engine may take before the next
+            // look at input or device deadline (crate::engine).
+            let (r, n) = self.engine_steps(steps, max_steps, deadline);
+            steps += n;
+            // The time of the last step's instruction (the engine keeps the bus up to date).
+            now = self.bus.now;
             self.bus.sync_ferr(self.cpu.fpu.ferr());
+            if let Some(report) = self.engine.take_divergence() {
+                return Exit::Divergence(report);
+            }
             if let Some(value) = self.bus.debug_exit.take_exit() {
                 return Exit::DebugExit { value };
             }

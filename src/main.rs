@@ -4,7 +4,7 @@
 //! bt86 [run] [--image NAME | --raw FILE [--load ADDR] | --kernel FILE [--initrd FILE]
 //!          [--append ARGS] | --bios FILE] [--memory MIB] [--serial stdio|file:PATH|none]
 //!          [--time virtual|realtime] [--on-triple-fault stop|reset] [--max-steps N]
-//!          [--timeout SECS] [--stats]
+//!          [--timeout SECS] [--engine interp|jit|lockstep] [--stats]
 //! bt86 conformance sst DIR [--verbose]
 //! bt86 images
 //! ```
@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use bt86::boot::{bios, linux, multiboot};
 use bt86::clock::TimeMode;
+use bt86::engine::{Engine, EngineKind};
 use bt86::machine::{Exit, Machine, TripleFaultAction, DEFAULT_RAM, DEFAULT_RTC_EPOCH};
 use bt86::serial::{Console, SerialSpec, Tail};
 use guest_images::Image;
@@ -48,7 +49,12 @@ usage:
                                     boot the Linux guest under bt86 and under
                                     qemu-system-i386 -cpu pentium2; report the times
                                     (default files: guest-images/linux/)
-  bt86 images                       list the embedded guest images
+  bt86 bench [--workload NAME]... [--iterations N] [--qemu PATH | --no-qemu] [--no-interp]
+                                    guest MIPS of the interpreter, the translator and QEMU TCG
+                                    on the integer workloads (sieve, crc32, quicksort, matmul,
+                                    strsearch)
+  bt86 images [--write DIR]         list the embedded guest images (or write every
+                                    Multiboot kernel to DIR/NAME.elf, e.g. for QEMU)
 
 run options (at most one of --image, --raw, --kernel, --bios):
   --image NAME      an embedded guest image or Multiboot kernel (see `bt86 images`)
@@ -78,6 +84,10 @@ run options (at most one of --image, --raw, --kernel, --bios):
                     stop (default, exit status 3) or reset the machine and boot again,
                     at most 100 times
   --max-steps N     stop after N instructions (default 2000000000)
+  --engine interp|jit|lockstep
+                    how guest code runs: the interpreter, the binary translator (the default
+                    on x86-64 hosts), or both in lockstep, stopping at the first divergence
+                    (exit status 5)
   --stats           print execution counters to stderr when the guest stops
 ";
 
@@ -101,6 +111,16 @@ fn run_cli(args: &[String]) -> Result<ExitCode, String> {
         Some("diff") => diff(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("bench-linux") => bench_linux(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("images") if args.get(1).map(String::as_str) == Some("--write") => {
+            let dir = PathBuf::from(args.get(2).ok_or("images --write needs a directory")?);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for k in all_kernels() {
+                let path = dir.join(format!("{}.elf", k.name));
+                std::fs::write(&path, &k.elf).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Some("images") => {
             // Written with errors ignored: `bt86 images | head` closes the pipe early.
             let mut out = std::io::stdout().lock();
@@ -125,6 +145,7 @@ fn run_cli(args: &[String]) -> Result<ExitCode, String> {
 fn all_kernels() -> Vec<guest_images::Kernel> {
     let mut v = vec![guest_images::demo_kernel()];
     v.extend(guest_images::kernels());
+    v.extend(guest_images::workloads().into_iter().map(|w| w.kernel));
     v
 }
 
@@ -314,10 +335,16 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     let mut stats = false;
     let mut serial = SerialSpec::Stdio;
     let mut time: Option<TimeMode> = None;
+    let mut engine = EngineKind::host_default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |opt: &str| it.next().cloned().ok_or_else(|| format!("{opt} needs a value"));
         match a.as_str() {
+            "--engine" => {
+                let v = value("--engine")?;
+                engine = EngineKind::parse(&v)
+                    .ok_or_else(|| format!("--engine: `{v}` is not one of interp, jit, lockstep"))?;
+            }
             "--image" => image_name = Some(value("--image")?),
             "--raw" => raw = Some(value("--raw")?),
             "--kernel" => kernel = Some(value("--kernel")?),
@@ -437,6 +464,8 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
     }
     m.on_triple_fault = on_triple_fault;
     m.diagnostics = Box::new(std::io::stderr());
+    let jit_options = jit::JitOptions { count_blocks: stats, ..jit::JitOptions::from_env() };
+    m.engine = Engine::with_options(engine, jit_options)?;
     let name = match &guest {
         Guest::Image(image) => {
             m.load_image(image).map_err(|e| format!("image `{}`: {e}", image.name))?;
@@ -485,6 +514,7 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
         ),
         Exit::Quit => eprintln!("\r\nbt86: quit from the console (Ctrl-A x)"),
         Exit::Reboot => eprintln!("bt86: guest `{name}` asked for a reset (stopped: --no-reboot)"),
+        Exit::Divergence(report) => eprintln!("bt86: guest `{name}`: {report}"),
         Exit::Halted | Exit::DebugExit { .. } | Exit::PowerOff => {}
     }
     // Leave raw mode before anything else is printed.
@@ -541,6 +571,10 @@ fn run_guest(args: &[String]) -> Result<ExitCode, String> {
             tlb.flushes,
             tlb.page_flushes
         );
+        eprintln!("engine:               {}", m.engine.kind());
+        if let Some(j) = m.engine.jit_stats() {
+            eprintln!("{j}");
+        }
         eprintln!("wall time:            {secs:.3} s");
         if secs > 0.0 {
             eprintln!("guest MIPS:           {:.1}", retired as f64 / secs / 1e6);
@@ -587,6 +621,44 @@ fn bench_linux(args: &[String]) -> Result<ExitCode, String> {
     print!("{}", report(&[ours.clone(), theirs.clone()]));
     let ok = ours.done.is_some() && theirs.done.is_some();
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `bt86 bench`: the workloads under the interpreter, the translator and QEMU (see
+/// `bt86::bench`); prints a table of guest MIPS and ratios.
+fn bench(args: &[String]) -> Result<ExitCode, String> {
+    let mut opts = bt86::bench::BenchOptions {
+        workloads: Vec::new(),
+        iterations: None,
+        qemu: find_in_path("qemu-system-i386"),
+        interp: true,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |opt: &str| it.next().cloned().ok_or_else(|| format!("{opt} needs a value"));
+        match a.as_str() {
+            "--workload" => opts.workloads.push(value("--workload")?),
+            "--iterations" => {
+                opts.iterations =
+                    Some(parse_number("--iterations", &value("--iterations")?)?.clamp(1, 1 << 20) as u32)
+            }
+            "--qemu" => opts.qemu = Some(PathBuf::from(value("--qemu")?)),
+            "--no-qemu" => opts.qemu = None,
+            "--no-interp" => opts.interp = false,
+            other => return Err(format!("unknown bench option `{other}`")),
+        }
+    }
+    if opts.qemu.is_none() {
+        eprintln!("bench: no QEMU (qemu-system-i386 not on PATH, or --no-qemu): its column stays empty");
+    }
+    let rows = bt86::bench::run(&opts, &mut std::io::stderr()).map_err(|e| format!("bench: {e}"))?;
+    let _ = std::io::stdout().write_all(bt86::bench::table(&rows).as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `name` in a directory of PATH.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
 }
 
 /// `bt86 fuzz --seed S --count N [--out DIR] [--qemu PATH] [--jobs N] [--inject adc-carry]`:

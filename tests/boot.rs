@@ -19,6 +19,9 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "common/engines.rs"]
+mod engines;
+
 use bt86::boot::{bios, multiboot, BootError};
 use bt86::machine::{Exit, Machine, TripleFaultAction};
 use emu_core::state::{cr0, gpr};
@@ -441,14 +444,22 @@ fn qemu_kernel(qemu: &Path, file: &Scratch, append: Option<&str>) -> (Option<i32
 /// prints the same and exits with the same status.
 fn run_kernel_everywhere(name: &str, image: &[u8], append: Option<&str>) -> (Exit, String) {
     let file = Scratch::new(name, image);
-    let (mut m, console) = machine(RAM);
-    // Garbage where the bss goes: the loader must zero it.
-    for a in (BASE + FILE_SIZE..BASE + IMAGE_MEM).step_by(4) {
-        m.cpu.mem.write_u32(a, 0xDEAD_BEEF);
+    let mut runs = Vec::new();
+    for e in engines::engines_with_lockstep() {
+        let (mut m, console) = machine(RAM);
+        m.engine = engines::engine(e);
+        // Garbage where the bss goes: the loader must zero it.
+        for a in (BASE + FILE_SIZE..BASE + IMAGE_MEM).step_by(4) {
+            m.cpu.mem.write_u32(a, 0xDEAD_BEEF);
+        }
+        multiboot::load(&mut m, file.path(), append).expect("the kernel loads");
+        let exit = m.run(STEPS);
+        runs.push((e, exit, console.text(), m.cpu.state.retired));
     }
-    multiboot::load(&mut m, file.path(), append).expect("the kernel loads");
-    let exit = m.run(STEPS);
-    let output = console.text();
+    let (_, exit, output, retired) = runs[0].clone();
+    for (e, x, o, r) in &runs[1..] {
+        assert_eq!((x, o, r), (&exit, &output, &retired), "{name}: engine {e} differs from the interpreter");
+    }
     if let Some(q) = qemu() {
         let (status, mut q_output) = qemu_kernel(&q, &file, append);
         if append.is_none() {
@@ -680,13 +691,21 @@ fn segments_and_addresses_outside_ram_or_over_the_boot_area_are_refused() {
 
 #[test]
 fn triple_fault_stops_or_resets_and_reenters_the_kernel() {
+    for e in engines::engines_with_lockstep() {
+        triple_fault_stops_or_resets_and_reenters_the_kernel_with(e);
+    }
+}
+
+fn triple_fault_stops_or_resets_and_reenters_the_kernel_with(e: bt86::engine::EngineKind) {
     let image = triple_fault_kernel();
     let (mut m, console) = machine(RAM);
+    m.engine = engines::engine(e);
     multiboot::load_bytes(&mut m, &image, "tf", "tf").unwrap();
-    assert!(matches!(m.run(STEPS), Exit::TripleFault(_)));
+    assert!(matches!(m.run(STEPS), Exit::TripleFault(_)), "{e}");
     assert_eq!(console.text(), "boot\n");
 
     let (mut m, console) = machine(RAM);
+    m.engine = engines::engine(e);
     multiboot::load_bytes(&mut m, &image, "tf", "tf").unwrap();
     m.on_triple_fault = TripleFaultAction::Reset;
     m.max_resets = 3;

@@ -81,10 +81,31 @@ fn demo_session_in_qemu() {
 
 #[test]
 fn demo_session_in_bt86() {
+    demo_session_with("interp");
+}
+
+/// The session with the translator: it passes, and prints exactly what the interpreter prints
+/// (the input arrives at the same instruction counts, so the run is the same run).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn demo_session_in_bt86_jit() {
+    let jit = demo_session_with("jit");
+    let interp = demo_session_with("interp");
+    assert_eq!(jit.output, interp.output, "the translator's session differs from the interpreter's");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn demo_session_in_bt86_lockstep() {
+    demo_session_with("lockstep");
+}
+
+fn demo_session_with(engine: &str) -> QemuRun {
     let mut command = Command::new(env!("CARGO_BIN_EXE_bt86"));
-    command.args(["run", "--image", "demo", "--serial", "stdio"]);
+    command.args(["run", "--image", "demo", "--serial", "stdio", "--engine", engine]);
     let run = run_captured_with_input(command, Some(INPUT), None, TIMEOUT);
-    check_session("bt86", &run);
+    check_session(&format!("bt86 ({engine})"), &run);
+    run
 }
 
 /// The demo's kernel image is a multiboot ELF like the test kernels (the header tests of

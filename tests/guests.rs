@@ -7,12 +7,15 @@
 //! skipped check.
 
 mod common;
+#[path = "common/engines.rs"]
+mod engines;
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
 use std::rc::Rc;
 
+use bt86::engine::EngineKind;
 use bt86::machine::{Exit, Machine};
 use common::{qemu, qemu_verdict, run_qemu_with, self_test_verdict, KnownWrong, QemuRun};
 use guest_images::Image;
@@ -37,19 +40,40 @@ impl Write for Console {
     }
 }
 
-/// Runs `image` in a fresh bt86 machine; returns how it ended and its console output.
+/// Runs `image` in a fresh bt86 machine with the interpreter; returns how it ended and its
+/// console output.
 fn run_bt86(image: &Image, max_steps: u64) -> (Exit, String) {
+    let (exit, output, _) = run_bt86_with(image, max_steps, EngineKind::Interp);
+    (exit, output)
+}
+
+/// Runs `image` in a fresh bt86 machine with `engine`; returns how it ended, its console output
+/// and the instructions retired.
+fn run_bt86_with(image: &Image, max_steps: u64, engine: EngineKind) -> (Exit, String, u64) {
     let console = Console::default();
     let mut machine = Machine::new(RAM, Box::new(console.clone())).expect("guest RAM");
+    machine.engine = engines::engine(engine);
     machine.load_image(image).expect("image fits in RAM");
     let exit = machine.run(max_steps);
     let output = String::from_utf8_lossy(&console.0.borrow()).into_owned();
-    (exit, output)
+    (exit, output, machine.cpu.state.retired)
+}
+
+/// Runs `image` in every engine of `engines`: the interpreter's run, after checking that every
+/// other engine ended, printed and counted exactly the same.
+fn run_everywhere(image: &Image, max_steps: u64, engines: &[EngineKind]) -> (Exit, String, u64) {
+    let reference = run_bt86_with(image, max_steps, EngineKind::Interp);
+    for &e in engines.iter().filter(|&&e| e != EngineKind::Interp) {
+        let run = run_bt86_with(image, max_steps, e);
+        assert_eq!(run, reference, "{}: engine {e} differs from the interpreter", image.name);
+    }
+    reference
 }
 
 #[test]
 fn demo_prints_the_primes_below_1000_and_halts() {
-    let (exit, output) = run_bt86(&guest_images::primes(), STEP_LIMIT);
+    let (exit, output, _) =
+        run_everywhere(&guest_images::primes(), STEP_LIMIT, &engines::engines_with_lockstep());
     assert_eq!(exit, Exit::Halted, "output:\n{output}");
     assert!(output.contains("done: 168 primes (sieve and trial division agree)"), "output:\n{output}");
     // The primes sit between the banner's blank line and the "done" line.
@@ -83,7 +107,11 @@ fn bench_reference(iterations: u32) -> (u32, u32) {
 #[test]
 fn bench_loop_computes_crc32_and_fnv1() {
     for iterations in [1, 3] {
-        let (exit, output) = run_bt86(&guest_images::bench_loop(iterations), STEP_LIMIT);
+        let (exit, output, _) = run_everywhere(
+            &guest_images::bench_loop(iterations),
+            STEP_LIMIT,
+            &engines::engines_with_lockstep(),
+        );
         assert_eq!(exit, Exit::Halted, "output:\n{output}");
         let (crc, fnv) = bench_reference(iterations);
         assert_eq!(output, format!("bench: crc32 {crc:08x} fnv1 {fnv:08x}\n"), "{iterations} iterations");
@@ -95,8 +123,11 @@ fn bench_loop_instruction_count_is_exact() {
     for iterations in [1, 2, 5] {
         let image = guest_images::bench_loop(iterations);
         let count = guest_images::bench_loop_instructions(iterations);
-        assert_eq!(run_bt86(&image, count - 1).0, Exit::StepLimit, "{iterations} iterations");
-        assert_eq!(run_bt86(&image, count).0, Exit::Halted, "{iterations} iterations");
+        for e in engines::engines_with_lockstep() {
+            let (exit, _, retired) = run_bt86_with(&image, count - 1, e);
+            assert_eq!((exit, retired), (Exit::StepLimit, count - 1), "{iterations} iterations, {e}");
+            assert_eq!(run_bt86_with(&image, count, e).0, Exit::Halted, "{iterations} iterations, {e}");
+        }
     }
 }
 
@@ -106,7 +137,7 @@ fn self_tests_pass_in_bt86() {
     assert!(images.len() >= 7);
     let mut failures = Vec::new();
     for image in &images {
-        let (exit, output) = run_bt86(image, STEP_LIMIT);
+        let (exit, output, _) = run_everywhere(image, STEP_LIMIT, &engines::engines_with_lockstep());
         let status = match exit {
             Exit::DebugExit { .. } => Some(exit.status()),
             _ => None,

@@ -7,7 +7,11 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
 
+#[path = "common/engines.rs"]
+mod engines;
+
 use bt86::clock::TimeMode;
+use bt86::engine::EngineKind;
 use bt86::machine::{Exit, Machine, DEFAULT_RTC_EPOCH};
 use bt86::serial::SerialInput;
 use guest_images::Image;
@@ -51,6 +55,10 @@ fn image(build: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Ima
 }
 
 fn machine(img: &Image) -> (Machine, Capture, Capture) {
+    machine_with(img, EngineKind::Interp)
+}
+
+fn machine_with(img: &Image, engine: EngineKind) -> (Machine, Capture, Capture) {
     let (con, ser) = (Capture::default(), Capture::default());
     let mut m = Machine::with_platform(
         16 << 20,
@@ -60,6 +68,7 @@ fn machine(img: &Image) -> (Machine, Capture, Capture) {
         DEFAULT_RTC_EPOCH,
     )
     .unwrap();
+    m.engine = engines::engine(engine);
     m.load_image(img).unwrap();
     (m, con, ser)
 }
@@ -120,7 +129,13 @@ fn timer_guest(a: &mut CodeAssembler) -> Result<(), IcedError> {
 
 #[test]
 fn timer_interrupts_wake_hlt_and_idle_time_is_skipped() {
-    let (mut m, _, _) = machine(&image(timer_guest));
+    for e in engines::engines_with_lockstep() {
+        timer_interrupts_wake_hlt_with(e);
+    }
+}
+
+fn timer_interrupts_wake_hlt_with(e: EngineKind) {
+    let (mut m, _, _) = machine_with(&image(timer_guest), e);
     let exit = m.run(10_000_000);
     assert_eq!(exit, Exit::DebugExit { value: 0 });
     // 100 ticks of 10 ms: one second of virtual time, passed in a few thousand instructions.
@@ -136,14 +151,17 @@ fn timer_interrupts_wake_hlt_and_idle_time_is_skipped() {
 #[test]
 fn the_same_guest_runs_identically_twice() {
     let img = image(timer_guest);
-    let runs: Vec<(u64, u64)> = (0..2)
-        .map(|_| {
-            let (mut m, _, _) = machine(&img);
+    // Twice in each engine, and the same in every engine.
+    let runs: Vec<(u64, u64, u64)> = engines::engines_with_lockstep()
+        .into_iter()
+        .flat_map(|e| [e, e])
+        .map(|e| {
+            let (mut m, _, _) = machine_with(&img, e);
             m.run(10_000_000);
-            (m.cpu.state.retired, m.now())
+            (m.cpu.state.retired, m.now(), m.cpu.state.tsc)
         })
         .collect();
-    assert_eq!(runs[0], runs[1]);
+    assert!(runs.iter().all(|r| *r == runs[0]), "{runs:?}");
 }
 
 #[test]
@@ -289,7 +307,10 @@ fn the_demo_is_deterministic_with_scripted_input() {
     let script: &[u8] = b"help\necho same input, same run\nticks\npoweroff\n";
     let kernel = guest_images::demo_kernel();
     let mut results = Vec::new();
-    for _ in 0..2 {
+    // Twice with the interpreter, then with every other engine: all the same run.
+    let mut runs = vec![EngineKind::Interp];
+    runs.extend(engines::engines());
+    for e in runs {
         let (con, ser) = (Capture::default(), Capture::default());
         let mut m = Machine::with_platform(
             16 << 20,
@@ -299,6 +320,7 @@ fn the_demo_is_deterministic_with_scripted_input() {
             DEFAULT_RTC_EPOCH,
         )
         .unwrap();
+        m.engine = engines::engine(e);
         bt86::boot::multiboot::load_bytes(&mut m, &kernel.elf, kernel.name, kernel.name).unwrap();
         m.set_serial_input(SerialInput::from_reader(script, false));
         let exit = m.run(2_000_000_000);
@@ -306,7 +328,7 @@ fn the_demo_is_deterministic_with_scripted_input() {
         results.push((ser.text(), m.cpu.state.retired, m.now()));
     }
     assert!(results[0].0.contains("same input, same run"), "{}", results[0].0);
-    assert_eq!(results[0], results[1]);
+    assert!(results.iter().all(|r| *r == results[0]), "the runs differ");
 }
 
 /// With CR0.NE = 0 (as after reset) an unmasked x87 exception asserts FERR# at the next waiting

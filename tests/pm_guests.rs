@@ -137,11 +137,12 @@ fn passes_in_qemu(name: &str) {
 }
 
 /// Boots kernel `name` with `bt86 run --kernel` and requires every check to pass.
-fn passes_in_bt86(name: &str) {
-    kernels::passes_in_bt86(env!("CARGO_BIN_EXE_bt86"), name, MAX_STEPS, BT86_TIMEOUT);
+fn passes_in_bt86(name: &str, engine: &str) {
+    kernels::passes_in_bt86_engine(env!("CARGO_BIN_EXE_bt86"), name, MAX_STEPS, BT86_TIMEOUT, engine);
 }
 
 kernel_tests! {
+    lockstep;
     pm_descriptors => "pm-descriptors",
     pm_rings => "pm-rings",
     pm_tasks => "pm-tasks",

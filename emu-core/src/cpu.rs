@@ -634,18 +634,62 @@ impl Cpu {
         if self.state.halted {
             return StepResult::Halted;
         }
-        self.insn_eip = self.state.eip;
-        // Shadows set by the previous instruction last until this one is done.
-        self.state.int_shadow = false;
-        self.state.ss_shadow = false;
+        self.begin_instruction();
         let single_step = self.state.eflags & fl::TF != 0;
         let soft_ints = self.stats.soft_ints;
-        let result = self.next_instruction().and_then(|insn| {
-            let next = insn.next_ip() as u32;
-            self.state.eip = if self.state.code32() { next } else { next & 0xFFFF };
-            let info = isa::lookup(insn.code()).ok_or(Exception::InvalidOpcode)?;
-            (info.exec)(self, io, &insn)
-        });
+        let ferr = self.fpu.ferr();
+        let result = self.next_instruction().and_then(|insn| self.exec_decoded(io, &insn));
+        let r = self.end_instruction(result, single_step, soft_ints);
+        if self.fpu.ferr() != ferr {
+            io.set_ferr(self.fpu.ferr());
+        }
+        r
+    }
+
+    /// Executes `insn`, already decoded from CS:EIP, exactly as [`Cpu::step`] does after its
+    /// fetch: the interrupt shadows end, EIP moves past the instruction, the handler runs, and
+    /// the instruction retires or its exception is delivered. The caller has already taken any
+    /// interrupt due at this boundary. The binary translator's callouts run instructions this
+    /// way, so both engines share one definition of an instruction step.
+    pub fn execute(&mut self, io: &mut dyn PortIo, insn: &Instruction) -> StepResult {
+        self.begin_instruction();
+        let single_step = self.state.eflags & fl::TF != 0;
+        let soft_ints = self.stats.soft_ints;
+        let ferr = self.fpu.ferr();
+        let result = self.exec_decoded(io, insn);
+        let r = self.end_instruction(result, single_step, soft_ints);
+        if self.fpu.ferr() != ferr {
+            io.set_ferr(self.fpu.ferr());
+        }
+        r
+    }
+
+    /// The start of an instruction: faults are reported at its EIP, and shadows set by the
+    /// previous instruction last until this one is done.
+    #[inline]
+    fn begin_instruction(&mut self) {
+        self.insn_eip = self.state.eip;
+        self.state.int_shadow = false;
+        self.state.ss_shadow = false;
+    }
+
+    /// EIP ← next instruction, then the handler from the instruction table.
+    #[inline]
+    fn exec_decoded(&mut self, io: &mut dyn PortIo, insn: &Instruction) -> Result<(), Exception> {
+        let next = insn.next_ip() as u32;
+        self.state.eip = if self.state.code32() { next } else { next & 0xFFFF };
+        let info = isa::lookup(insn.code()).ok_or(Exception::InvalidOpcode)?;
+        (info.exec)(self, io, insn)
+    }
+
+    /// Retires the instruction (with its single-step trap) or delivers its exception.
+    #[inline]
+    fn end_instruction(
+        &mut self,
+        result: Result<(), Exception>,
+        single_step: bool,
+        soft_ints: u64,
+    ) -> StepResult {
         match result {
             Ok(()) => {
                 self.state.retired += 1;

@@ -28,6 +28,17 @@ pub enum FlagOp {
     Inc = 4,
     /// DEC: like SUB with src = 1, CF taken from `eflags`.
     Dec = 5,
+    /// SHL/SAL by `src` (1–31) of `dst`: CF is the last bit shifted out, OF = MSB(res) XOR CF,
+    /// AF = 0 (isa/shift.rs).
+    Shl = 6,
+    /// SHR by `src` (1–31) of `dst`: CF is the last bit shifted out, OF = the XOR of the two top
+    /// bits of the result, AF = 0.
+    Shr = 7,
+    /// SAR by `src` (1–31) of `dst`: CF is the last bit shifted out, OF = 0, AF = 0.
+    Sar = 8,
+    /// MUL/IMUL: CF = OF = `src` (1 when the product overflowed the low half), SZP from `res`
+    /// (the low half), AF = 0 (isa/muldiv.rs).
+    Mul = 9,
 }
 
 /// Operand size of a flag-producing operation.
@@ -163,6 +174,18 @@ impl LazyFlags {
                 (((!d & s) | (!(d ^ s) & r)) >> top) & 1 != 0
             }
             k if k == FlagOp::Logic as u32 => false,
+            k if k == FlagOp::Shl as u32 => {
+                let wide = u64::from(self.dst & size.mask()) << (self.src & 0x1F);
+                (wide >> size.bits()) & 1 != 0
+            }
+            k if k == FlagOp::Shr as u32 => {
+                (u64::from(self.dst & size.mask()) >> ((self.src & 0x1F).max(1) - 1)) & 1 != 0
+            }
+            k if k == FlagOp::Sar as u32 => {
+                let s = size.sext(self.dst) as i32;
+                (s >> ((self.src & 0x1F).max(1) - 1).min(31)) & 1 != 0
+            }
+            k if k == FlagOp::Mul as u32 => self.src & 1 != 0,
             _ => eflags & fl::CF != 0,
         }
     }
@@ -194,6 +217,9 @@ impl LazyFlags {
                     f |= fl::OF;
                 }
             }
+            k if k == FlagOp::Shl as u32 && ((r >> top) & 1 != 0) != (f & fl::CF != 0) => f |= fl::OF,
+            k if k == FlagOp::Shr as u32 && (r >> top) & 1 != (r >> (top - 1)) & 1 => f |= fl::OF,
+            k if k == FlagOp::Mul as u32 && s & 1 != 0 => f |= fl::OF,
             _ => {}
         }
         f
@@ -235,6 +261,23 @@ mod tests {
         assert_eq!(flags(FlagOp::Sub, Size::B, 0x80, 1, 0x7F), fl::OF | fl::AF);
         // sbb 0 - 0xFF - 1 = 0: borrow out set.
         assert_eq!(flags(FlagOp::Sub, Size::B, 0, 0xFF, 0) & fl::CF, fl::CF);
+    }
+
+    #[test]
+    fn lazy_shifts_and_multiplies_match_the_eager_choices() {
+        // SHL 0x81 by 1 (8-bit): CF = 1, result 0x02, OF = MSB(res) ^ CF = 1.
+        assert_eq!(flags(FlagOp::Shl, Size::B, 0x81, 1, 0x02), fl::CF | fl::OF);
+        // SHR 0x8000_0001 by 1: CF = 1, result 0x4000_0000, OF = top two bits differ = 1.
+        assert_eq!(flags(FlagOp::Shr, Size::D, 0x8000_0001, 1, 0x4000_0000), fl::CF | fl::OF | fl::PF);
+        // SHR 0xF0 by 4 (8-bit): CF = bit 3 = 0, result 0x0F: OF from bits 7 and 6 = 0.
+        assert_eq!(flags(FlagOp::Shr, Size::B, 0xF0, 4, 0x0F), fl::PF);
+        // SAR 0x8000 by 15 (16-bit): result 0xFFFF, CF = bit 14 of the sign-extended value = 0.
+        assert_eq!(flags(FlagOp::Sar, Size::W, 0x8000, 15, 0xFFFF), fl::SF | fl::PF);
+        // SAR 0xC0 by 7: result 0xFF, CF = bit 6 = 1, OF = 0.
+        assert_eq!(flags(FlagOp::Sar, Size::B, 0xC0, 7, 0xFF), fl::CF | fl::SF | fl::PF);
+        // MUL overflow: CF = OF = 1, SZP of the low half.
+        assert_eq!(flags(FlagOp::Mul, Size::D, 0, 1, 0), fl::CF | fl::OF | fl::ZF | fl::PF);
+        assert_eq!(flags(FlagOp::Mul, Size::W, 0, 0, 0x8001), fl::SF);
     }
 
     #[test]

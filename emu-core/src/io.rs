@@ -31,6 +31,16 @@ pub trait PortIo {
     fn take_nmi(&mut self) -> bool {
         false
     }
+
+    /// The CPU is about to run an instruction that may touch ports, after `retired`
+    /// instructions: a platform whose time follows the instruction count brings its notion of
+    /// "now" up to date. The binary translator calls this before port I/O in the middle of a
+    /// run; a caller stepping the interpreter one instruction at a time keeps time itself.
+    fn sync_time(&mut self, _retired: u64) {}
+
+    /// The CPU's FERR# output changed (x87 error reporting with CR0.NE clear, SDM Vol. 1
+    /// §8.7): a PC routes it to IRQ 13. Called right after the instruction that changed it.
+    fn set_ferr(&mut self, _asserted: bool) {}
 }
 
 /// A port space with nothing on it: reads return all ones, writes vanish.

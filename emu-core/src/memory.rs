@@ -36,6 +36,20 @@
 //! and remembers [`GuestMemory::page_gen`]. The first write to a marked page bumps its
 //! generation and unmarks it, so every cached derivation of the old bytes is recognisably
 //! stale. That is how self-modifying code is caught, at the cost of one bit test per write.
+//!
+//! Translated code (the `jit` crate) is tracked more finely, in 64-byte lines
+//! ([`CODE_LINE`]): [`GuestMemory::mark_jit_code`] records which lines of a page hold bytes that
+//! a translated block was made from. A write that touches such a line, by whatever path
+//! (interpreter, callout, loader), is logged ([`GuestMemory::take_smc`]) so the translator can
+//! drop the blocks made from it; writes to the other lines of the page cost nothing more.
+//!
+//! Host pages for the translator's inline TLB fast path: [`GuestMemory::host_page`] is the one
+//! place that decides whether translated code may read or write a guest page directly, and
+//! hands out the host address of the page as a plain number. A page may be written directly
+//! only while every write to it would be invisible to this module's bookkeeping: it is RAM, not
+//! ROM, already dirty, and nothing derived from its bytes is cached. Whenever one of those
+//! conditions can become false for pages that were fine before, [`GuestMemory::protection_epoch`]
+//! changes, and a translator must then forget what it knew.
 
 use std::fs::File;
 
@@ -51,6 +65,35 @@ pub const MAX_ROM_SIZE: u64 = 16 << 20;
 
 /// End of the 32-bit physical address space.
 const PHYS_END: u64 = 1 << 32;
+
+/// Granularity of self-modifying-code detection for translated code: 64 bytes, one bit per line
+/// in a page's [`u64`] line mask.
+pub const CODE_LINE: usize = 64;
+
+/// Most written code lines remembered between two [`GuestMemory::take_smc`] calls; past that the
+/// log only says "overflow" and the translator drops everything.
+const SMC_LOG_MAX: usize = 256;
+
+/// A guest page as translated code may access it directly (see the module header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostPage {
+    /// Host address of the page's first byte (a number, not a pointer: only this module and the
+    /// translator's generated code, under the translator's safety argument, turn it into
+    /// accesses).
+    pub addr: usize,
+    /// Writes may bypass this module (RAM, not ROM, already dirty, no cached derivations).
+    pub writable: bool,
+}
+
+/// Writes that touched translated code since the translator last looked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SmcLog {
+    /// Physical addresses of the written 64-byte lines (line-aligned), in order, deduplicated
+    /// against the previous entry.
+    pub lines: Vec<u32>,
+    /// More lines were written than the log holds: assume every line was.
+    pub overflow: bool,
+}
 
 /// Host-side failures while setting up guest memory.
 #[derive(Debug, Error)]
@@ -139,6 +182,14 @@ pub struct GuestMemory {
     code: Vec<u64>,
     /// Per page: bumped by the first write after `mark_code`.
     gens: Vec<u32>,
+    /// Per page: which 64-byte lines hold bytes translated code was made from.
+    jit_lines: Vec<u64>,
+    /// One bit per page with a non-zero `jit_lines` entry (so `mark` tests one word).
+    jit_pages: Vec<u64>,
+    /// Lines of translated code written since the last `take_smc`.
+    smc: SmcLog,
+    /// Changes whenever a page may stop being directly writable (see the module header).
+    epoch: u64,
     /// Writes whose first byte `a` has `a - guard_lo < guard_len` (wrapping) may touch ROM
     /// inside RAM and take the checked path; `guard_len` is 0 while no ROM is inside RAM.
     guard_lo: usize,
@@ -172,6 +223,10 @@ impl GuestMemory {
             dirty: vec![0; words],
             code: vec![0; words],
             gens: vec![0; pages],
+            jit_lines: vec![0; pages],
+            jit_pages: vec![0; words],
+            smc: SmcLog::default(),
+            epoch: 0,
             guard_lo: 0,
             guard_len: 0,
             roms: Vec::new(),
@@ -194,9 +249,31 @@ impl GuestMemory {
         let page = addr / PAGE_SIZE;
         let (word, bit) = (page / 64, 1u64 << (page % 64));
         self.dirty[word] |= bit;
+        if (self.code[word] | self.jit_pages[word]) & bit != 0 {
+            self.mark_code_write(addr);
+        }
+    }
+
+    /// A write to a page something caches derivations of: the decode cache's generation bump,
+    /// and the SMC log when the written line holds translated code.
+    #[cold]
+    fn mark_code_write(&mut self, addr: usize) {
+        let page = addr / PAGE_SIZE;
+        let (word, bit) = (page / 64, 1u64 << (page % 64));
         if self.code[word] & bit != 0 {
             self.code[word] &= !bit;
             self.gens[page] = self.gens[page].wrapping_add(1);
+        }
+        let line = 1u64 << ((addr % PAGE_SIZE) / CODE_LINE);
+        if self.jit_lines[page] & line != 0 {
+            let line_addr = (addr & !(CODE_LINE - 1)) as u32;
+            if self.smc.lines.last() != Some(&line_addr) {
+                if self.smc.lines.len() < SMC_LOG_MAX {
+                    self.smc.lines.push(line_addr);
+                } else {
+                    self.smc.overflow = true;
+                }
+            }
         }
     }
 
@@ -207,6 +284,29 @@ impl GuestMemory {
         if self.code[word] & bit != 0 {
             self.code[word] &= !bit;
             self.gens[page] = self.gens[page].wrapping_add(1);
+        }
+        self.log_jit_lines(page * PAGE_SIZE, PAGE_SIZE);
+    }
+
+    /// Logs every line of translated code in the `len` bytes at RAM offset `a` as written (the
+    /// host replaced them wholesale).
+    fn log_jit_lines(&mut self, a: usize, len: usize) {
+        let end = (a + len).min(self.size());
+        let mut line = a & !(CODE_LINE - 1);
+        while line < end {
+            let page = line / PAGE_SIZE;
+            if self.jit_lines[page] == 0 {
+                line = (page + 1) * PAGE_SIZE;
+                continue;
+            }
+            if self.jit_lines[page] & (1 << ((line % PAGE_SIZE) / CODE_LINE)) != 0 {
+                if self.smc.lines.len() < SMC_LOG_MAX {
+                    self.smc.lines.push(line as u32);
+                } else {
+                    self.smc.overflow = true;
+                }
+            }
+            line += CODE_LINE;
         }
     }
 
@@ -293,8 +393,139 @@ impl GuestMemory {
     pub fn mark_code(&mut self, addr: u32) {
         let page = addr as usize / PAGE_SIZE;
         if page < self.gens.len() {
-            self.code[page / 64] |= 1 << (page % 64);
+            let (word, bit) = (page / 64, 1u64 << (page % 64));
+            if self.code[word] & bit == 0 {
+                self.code[word] |= bit;
+                // The page may have been directly writable: it no longer is.
+                self.epoch = self.epoch.wrapping_add(1);
+            }
         }
+    }
+
+    /// Records that translated code was made from the `len` bytes at `addr` (which must not
+    /// cross a page): writes to their 64-byte lines will be logged. Outside RAM nothing is.
+    pub fn mark_jit_code(&mut self, addr: u32, len: u32) {
+        let page = addr as usize / PAGE_SIZE;
+        if page >= self.jit_lines.len() || len == 0 {
+            return;
+        }
+        let first = (addr as usize % PAGE_SIZE) / CODE_LINE;
+        let last = ((addr as usize % PAGE_SIZE) + len as usize - 1).min(PAGE_SIZE - 1) / CODE_LINE;
+        let mask = (u64::MAX >> (63 - (last - first))) << first;
+        self.jit_lines[page] |= mask;
+        self.jit_pages[page / 64] |= 1 << (page % 64);
+    }
+
+    /// Replaces the translated-code line mask of the page holding `addr` (the translator
+    /// recomputes it after dropping blocks). Outside RAM nothing happens.
+    pub fn set_jit_lines(&mut self, addr: u32, lines: u64) {
+        let page = addr as usize / PAGE_SIZE;
+        if page >= self.jit_lines.len() {
+            return;
+        }
+        self.jit_lines[page] = lines;
+        if lines == 0 {
+            self.jit_pages[page / 64] &= !(1 << (page % 64));
+        } else {
+            self.jit_pages[page / 64] |= 1 << (page % 64);
+        }
+    }
+
+    /// Forgets every translated-code line (the translator flushed its cache) and the log.
+    pub fn clear_jit_code(&mut self) {
+        self.jit_lines.fill(0);
+        self.jit_pages.fill(0);
+        self.smc = SmcLog::default();
+    }
+
+    /// The translated-code line mask of the page holding `addr` (0 outside RAM).
+    pub fn jit_lines(&self, addr: u32) -> u64 {
+        self.jit_lines.get(addr as usize / PAGE_SIZE).copied().unwrap_or(0)
+    }
+
+    /// Whether any of the `len` bytes at `addr` (not crossing a page) lies in a line of
+    /// translated code.
+    #[inline]
+    pub fn touches_jit_code(&self, addr: u32, len: u32) -> bool {
+        let lines = self.jit_lines(addr);
+        if lines == 0 || len == 0 {
+            return false;
+        }
+        let off = addr as usize % PAGE_SIZE;
+        let first = off / CODE_LINE;
+        let last = (off + len as usize - 1).min(PAGE_SIZE - 1) / CODE_LINE;
+        (first..=last).any(|l| lines & (1 << l) != 0)
+    }
+
+    /// Whether a write to translated code was logged since the last [`GuestMemory::take_smc`].
+    #[inline]
+    pub fn smc_pending(&self) -> bool {
+        !self.smc.lines.is_empty() || self.smc.overflow
+    }
+
+    /// Takes the log of writes to translated code.
+    pub fn take_smc(&mut self) -> SmcLog {
+        std::mem::take(&mut self.smc)
+    }
+
+    /// Changes whenever a page that [`GuestMemory::host_page`] called writable may have stopped
+    /// being so (a page became code-marked, dirty bits were cleared).
+    #[inline]
+    pub fn protection_epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The host address of the RAM page at `page_addr` (page-aligned) and whether it may be
+    /// written directly; `None` for pages not wholly in RAM (see the module header).
+    pub fn host_page(&self, page_addr: u32) -> Option<HostPage> {
+        let a = page_addr as usize & !(PAGE_SIZE - 1);
+        if a + PAGE_SIZE > self.size() {
+            return None;
+        }
+        let page = a / PAGE_SIZE;
+        let (word, bit) = (page / 64, 1u64 << (page % 64));
+        let guarded =
+            self.guard_len != 0 && a < self.guard_lo + self.guard_len && self.guard_lo < a + PAGE_SIZE;
+        let writable = self.dirty[word] & bit != 0
+            && (self.code[word] | self.jit_pages[word]) & bit == 0
+            && !guarded
+            && !self.is_rom(page_addr);
+        Some(HostPage { addr: self.map.as_ptr() as usize + a, writable })
+    }
+
+    /// The host address of guest-physical 0 and how many bytes from there translated code may
+    /// read directly (all of RAM: ROM inside RAM lives in RAM, and there are no MMIO holes yet;
+    /// an MMIO window added inside RAM must shorten this). The address is a number: see
+    /// [`HostPage`].
+    pub fn direct_reads(&self) -> (usize, u32) {
+        (self.map.as_ptr() as usize, self.size().min(u32::MAX as usize) as u32)
+    }
+
+    /// A copy of this memory: RAM contents, ROM regions and all bookkeeping, in a memory file of
+    /// its own (lockstep execution runs a second CPU on it).
+    pub fn try_clone(&self) -> Result<GuestMemory, MemoryError> {
+        let mut m = GuestMemory::new(self.size() as u64)?;
+        m.map.copy_from_slice(&self.map);
+        m.dirty.clone_from(&self.dirty);
+        m.code.clone_from(&self.code);
+        m.gens.clone_from(&self.gens);
+        m.jit_lines.clone_from(&self.jit_lines);
+        m.jit_pages.clone_from(&self.jit_pages);
+        m.smc = self.smc.clone();
+        m.epoch = self.epoch;
+        m.guard_lo = self.guard_lo;
+        m.guard_len = self.guard_len;
+        m.roms = self
+            .roms
+            .iter()
+            .map(|r| Rom {
+                base: r.base,
+                end: r.end,
+                beyond_ram: r.beyond_ram.clone(),
+                beyond_base: r.beyond_base,
+            })
+            .collect();
+        Ok(m)
     }
 
     /// The generation of the page holding `addr` (changes when a marked page is written);
@@ -412,6 +643,7 @@ impl GuestMemory {
         for p in (a / PAGE_SIZE)..(a + data.len()).div_ceil(PAGE_SIZE) {
             self.mark(p * PAGE_SIZE);
         }
+        self.log_jit_lines(a, data.len());
         Ok(())
     }
 
@@ -426,6 +658,8 @@ impl GuestMemory {
     /// Forgets which pages were written.
     pub fn clear_dirty(&mut self) {
         self.dirty.fill(0);
+        // Directly writable pages must be dirty: none is any more.
+        self.epoch = self.epoch.wrapping_add(1);
     }
 
     /// Zeroes every page written since the last clear, then clears the record.

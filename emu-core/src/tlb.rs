@@ -33,6 +33,23 @@
 //! take the slow path for some access (MMIO, pages holding translated code for writes) needs
 //! nothing more than its permission bits cleared.
 //!
+//! The translator's view ([`FastEntry`], one per slot, `#[repr(C)]`, 32 bytes, offsets asserted
+//! below): the same slot holds, per kind of access and privilege, a tag that is the page-aligned
+//! linear address when translated code may access the page directly, and an *addend* — the
+//! host address of the page minus its linear address — so the inline fast path is:
+//!
+//! ```text
+//!   f    = &fast[(lin >> 12) & (TLB_ENTRIES - 1)]
+//!   if ((lin + size - 1) & !0xFFF) == f.tags[kind]  // one compare: page, rights, no page crossing
+//!       host = f.addend + lin                       // one add
+//!   else slow path (a call into the emulator, which may refill the entry)
+//! ```
+//!
+//! Fast entries are filled only by [`Tlb::set_fast`] (the translator's slow path, after an
+//! access succeeded), from the slot's translation and [`crate::memory::GuestMemory::host_page`];
+//! every change of the slot's translation (insert, any flush) empties the fast entry too, so it
+//! never outlives the translation it came from. The array is allocated once and never moves.
+//!
 //! Choices and deviations, on purpose:
 //! - A 4 MiB page is cached as 4 KiB pieces, one per linear page used, each marked
 //!   [`perm::LARGE`] (§4.10.2.3 allows this). [`Tlb::flush_page`] must then drop every piece of
@@ -97,6 +114,47 @@ const _: () = assert!(offset_of!(TlbEntry, tag) == 0);
 const _: () = assert!(offset_of!(TlbEntry, phys) == 4);
 const _: () = assert!(offset_of!(TlbEntry, perms) == 8);
 const _: () = assert!(size_of::<TlbEntry>() == 12);
+
+/// A fast-path tag that matches no address (addresses compared against tags are page-aligned).
+pub const FAST_INVALID: u32 = 1;
+
+/// Index into [`FastEntry::tags`] of each kind of access.
+pub mod fast_kind {
+    /// Supervisor read or fetch.
+    pub const READ_SUPERVISOR: usize = 0;
+    /// Supervisor write.
+    pub const WRITE_SUPERVISOR: usize = 1;
+    /// User (CPL 3) read or fetch.
+    pub const READ_USER: usize = 2;
+    /// User write.
+    pub const WRITE_USER: usize = 3;
+}
+
+/// The translator's view of one slot (see the module header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct FastEntry {
+    /// Per [`fast_kind`]: the page-aligned linear address, or [`FAST_INVALID`].
+    pub tags: [u32; 4],
+    /// Host address of the page minus its linear address (wrapping).
+    pub addend: u64,
+    /// Physical page of the translation (to revoke writes to a page that becomes code).
+    pub phys: u32,
+    /// Padding to 32 bytes, so the slot offset is a shift.
+    pub pad: u32,
+}
+
+impl Default for FastEntry {
+    fn default() -> FastEntry {
+        FastEntry { tags: [FAST_INVALID; 4], addend: 0, phys: 0, pad: 0 }
+    }
+}
+
+// The translator's fast path relies on this layout.
+const _: () = assert!(offset_of!(FastEntry, tags) == 0);
+const _: () = assert!(offset_of!(FastEntry, addend) == 16);
+const _: () = assert!(offset_of!(FastEntry, phys) == 24);
+const _: () = assert!(size_of::<FastEntry>() == 32);
 
 impl TlbEntry {
     /// The entry caching translation `t` of linear address `lin`, with CR0.WP = `cr0_wp` and
@@ -181,6 +239,8 @@ pub struct TlbStats {
 pub struct Tlb {
     /// `TLB_ENTRIES` entries, indexed by [`index`].
     entries: Box<[TlbEntry]>,
+    /// The translator's view, slot by slot (allocated once, never moved).
+    fast: Box<[FastEntry]>,
     /// How many valid entries are pieces of 4 MiB pages.
     large: usize,
     /// Counters.
@@ -198,6 +258,7 @@ impl Tlb {
     pub fn new() -> Tlb {
         Tlb {
             entries: vec![TlbEntry::default(); TLB_ENTRIES].into_boxed_slice(),
+            fast: vec![FastEntry::default(); TLB_ENTRIES].into_boxed_slice(),
             large: 0,
             stats: TlbStats::default(),
         }
@@ -239,12 +300,14 @@ impl Tlb {
             self.large += 1;
         }
         *slot = new;
+        self.fast[index(lin)] = FastEntry::default();
     }
 
     /// Drops every entry, global ones included: CR0.PG or CR0.WP changes, CR4.PSE/PGE/PAE
     /// changes, and CR3 writes while CR4.PGE=0.
     pub fn flush_all(&mut self) {
         self.entries.fill(TlbEntry::default());
+        self.fast.fill(FastEntry::default());
         self.large = 0;
         self.stats.flushes += 1;
     }
@@ -252,9 +315,10 @@ impl Tlb {
     /// Drops every non-global entry: CR3 writes (and task switches) while CR4.PGE=1.
     pub fn flush_non_global(&mut self) {
         let mut large = 0;
-        for e in self.entries.iter_mut() {
+        for (e, f) in self.entries.iter_mut().zip(self.fast.iter_mut()) {
             if e.perms & perm::GLOBAL == 0 {
                 *e = TlbEntry::default();
+                *f = FastEntry::default();
             } else if e.valid() && e.large() {
                 large += 1;
             }
@@ -268,6 +332,7 @@ impl Tlb {
     pub fn flush_page(&mut self, lin: u32) {
         self.stats.page_flushes += 1;
         let i = index(lin);
+        self.fast[i] = FastEntry::default();
         if self.entries[i].matches(lin) {
             if self.entries[i].large() {
                 self.large -= 1;
@@ -278,12 +343,60 @@ impl Tlb {
             return;
         }
         let region = lin & LARGE_MASK;
-        for e in self.entries.iter_mut() {
+        for (e, f) in self.entries.iter_mut().zip(self.fast.iter_mut()) {
             if e.valid() && e.large() && e.tag & LARGE_MASK == region {
                 *e = TlbEntry::default();
+                *f = FastEntry::default();
                 self.large -= 1;
             }
         }
+    }
+
+    /// The translator's view, slot by slot (see the module header).
+    pub fn fast_entries(&self) -> &[FastEntry] {
+        &self.fast
+    }
+
+    /// Where the translator's view starts in host memory: it is allocated once and never moves
+    /// for the life of this TLB.
+    pub fn fast_base(&self) -> *const FastEntry {
+        self.fast.as_ptr()
+    }
+
+    /// Lets translated code access the page of `lin` directly: `phys` is the physical page the
+    /// access translated to (after the A20 gate), `perms` the [`perm`] bits it was granted
+    /// (every bit while paging is off) and `host` what guest memory says about the page.
+    pub fn set_fast(&mut self, lin: u32, phys: u32, perms: u32, host: crate::memory::HostPage) {
+        let page = lin & PAGE_MASK;
+        let tag = |ok: bool| if ok { page } else { FAST_INVALID };
+        self.fast[index(lin)] = FastEntry {
+            tags: [
+                tag(perms & perm::SR != 0),
+                tag(perms & perm::SW != 0 && host.writable),
+                tag(perms & perm::UR != 0),
+                tag(perms & perm::UW != 0 && host.writable),
+            ],
+            addend: (host.addr as u64).wrapping_sub(u64::from(page)),
+            phys: phys & PAGE_MASK,
+            pad: 0,
+        };
+    }
+
+    /// Takes direct writes away from every slot that maps physical page `phys` (it now holds
+    /// something cached, such as translated code).
+    pub fn revoke_fast_writes(&mut self, phys: u32) {
+        let phys = phys & PAGE_MASK;
+        for f in self.fast.iter_mut() {
+            if f.phys == phys {
+                f.tags[fast_kind::WRITE_SUPERVISOR] = FAST_INVALID;
+                f.tags[fast_kind::WRITE_USER] = FAST_INVALID;
+            }
+        }
+    }
+
+    /// Empties the translator's view (the TLB's own entries stay).
+    pub fn flush_fast(&mut self) {
+        self.fast.fill(FastEntry::default());
     }
 
     /// How many valid entries are pieces of 4 MiB pages.

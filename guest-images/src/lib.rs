@@ -15,6 +15,9 @@
 //! exceptions; the 8254 timer with the 8259A, the 16550A UART, the MC146818A RTC) as multiboot
 //! v1 ELF files, for `bt86 run --kernel` and `qemu -kernel`; they report the same way.
 //!
+//! [`workloads`] are integer benchmark kernels (sieve, CRC-32, quicksort, matrix multiply,
+//! string search) for `bt86 bench`.
+//!
 //! [`demo_kernel`] is the guest to show people: a small multiboot kernel that sets up
 //! protected mode, paging, the interrupt controllers, the timer and COM1, runs two ring-3 tasks
 //! under a timer-driven scheduler, and then offers a shell on the serial console.
@@ -30,6 +33,7 @@ mod pc;
 mod pm;
 mod primes;
 mod selftest;
+mod workloads;
 
 pub use bench::{bench_loop, bench_loop_instructions};
 pub use boot::{boot_disk, FLOPPY_SECTORS, SECTOR};
@@ -37,6 +41,7 @@ pub use demo_kernel::demo_kernel;
 pub use multiboot::{flat_kernel, FLAT_KERNEL_CODE};
 pub use primes::primes;
 pub use selftest::self_tests;
+pub use workloads::{workloads, Workload};
 
 /// Every embedded multiboot test kernel: the protected-mode kernels (`pm-…`), then the
 /// interrupt kernels (`irq-…`). Each is self-checking and exits through isa-debug-exit.

@@ -64,15 +64,26 @@ pub fn run_captured(command: Command, stop_at: Option<&str>, timeout: Duration) 
 /// [`run_captured`], with `input` written to the child's stdin (which is then closed) instead
 /// of an empty stdin.
 pub fn run_captured_with_input(
-    mut command: Command,
+    command: Command,
     input: Option<&[u8]>,
     stop_at: Option<&str>,
     timeout: Duration,
 ) -> QemuRun {
+    run_captured_with_stderr(command, input, stop_at, timeout, Stdio::inherit())
+}
+
+/// [`run_captured_with_input`], with the child's stderr going to `stderr`.
+pub fn run_captured_with_stderr(
+    mut command: Command,
+    input: Option<&[u8]>,
+    stop_at: Option<&str>,
+    timeout: Duration,
+    stderr: Stdio,
+) -> QemuRun {
     let mut child = command
         .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
     let writer = input.map(|bytes| {

@@ -1,0 +1,2341 @@
+//! The x86-64 backend: IR blocks → x86-64 machine code with dynasmrt (one `VecAssembler` per
+//! block, assembled for the arena address the runtime will copy it to).
+//!
+//! Host conventions (System V AMD64 ABI, AMD64 Architecture Programmer's Manual Vol. 3 for the
+//! encodings), pinned for all generated code so that chained blocks jump into each other with
+//! nothing to load or store:
+//!
+//! ```text
+//!   guest  EAX ECX EDX EBX ESP EBP ESI EDI      rbp  = &CpuState (`.alias state`)
+//!   host   eax ecx edx ebx r12 r13 r14 r15      rsp  = the trampoline's frame (below)
+//!   temps  rsi (effective address)  rdi (linear address, then an operand value)
+//!          r8 (TLB slot → host address)  r9 (scratch)  r10 (operand value)
+//!   r11    the guest's retired-instruction count (`.alias retired`), written back to the state
+//!          (with the TSC advanced by as much) only where control leaves generated code
+//! ```
+//!
+//! Guest AL/CL/DL/BL are the host's low bytes; AH/CH/DH/BH go through a temporary (a high-byte
+//! register cannot be encoded next to a REX prefix). The frame the trampoline sets up holds the
+//! context pointer, the instruction limit, the TLB's fast view and the jump cache.
+//!
+//! Block layout:
+//!
+//! ```text
+//!   entry:   if retired + N > limit: goto budget              (N = guest instructions;
+//!                                                              r11 = retired − limit)
+//!            frame.blocks += 1                                 (with --stats only)
+//!            <instruction 0> … <instruction n-1>               (fast paths only)
+//!            <exits>                                          (chained jmp, or jump cache)
+//!   side_k:  the taken path of conditional branch k: out (chained), or back into the
+//!            block at the instruction it targets when no flag is live there (forward:
+//!            r11 -= instructions skipped; backward, a loop inside the block: only if
+//!            retired + the rest of the block from there <= limit)
+//!   budget:  state.eip = start; return BUDGET
+//!   slow_k:  the slow path of instruction k: run it in emu-core (callout), then rejoin
+//!   stop:    return CALLOUT (the state is current)
+//! ```
+//!
+//! Guest retired-instruction and TSC counts are kept exact: each path adds the number of inline
+//! instructions it retired since the last such update to r11 (a `lea`, which leaves the flags
+//! alone) at every exit and before every callout; r11 goes back to the state at every callout
+//! and exit to the dispatcher (a callout counts its own instruction). Keeping the count in a
+//! register rather than memory keeps chained blocks free of a store-to-load dependency.
+//!
+//! Flags: an ALU operation whose flags are needed stores the lazy record (op, size, dst, src,
+//! result) emu-core reads; one whose flags are all dead stores nothing. The host's EFLAGS are
+//! tracked as a cache of guest flags, valid from the host operation that made them until an
+//! emitted instruction clobbers them, so `cmp`/`test` + `jcc`, `setcc`, `cmovcc`, `adc` fuse
+//! onto the host's flags; otherwise the lazy record is materialized by a call and loaded with
+//! `popfq`.
+
+use core::mem::offset_of;
+
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
+use emu_core::flags::{FlagOp, LazyFlags, Size};
+use emu_core::state::{fl, CpuState, SegReg, Segment};
+use emu_core::tlb::{fast_kind, FastEntry, TLB_ENTRIES};
+
+use super::abi::{self, reason};
+use super::{Backend, BackendError, ChainSite, CodeEnv, Compiled, Stubs};
+use crate::ir::{flag, Addr, AluOp, Block, Cond, End, Gpr, Op, Operand, ShiftOp};
+use crate::mode::SegClass;
+
+type Asm = VecAssembler<X64Relocation>;
+
+// ---------------------------------------------------------------- registers and frame
+
+const RAX: u8 = 0;
+const RCX: u8 = 1;
+const RDX: u8 = 2;
+const RBX: u8 = 3;
+const RSI: u8 = 6;
+const RDI: u8 = 7;
+const R9: u8 = 9;
+const R10: u8 = 10;
+const R12: u8 = 12;
+
+/// Host register of each guest GPR.
+const GUEST: [u8; 8] = [RAX, RCX, RDX, RBX, R12, 13, 14, 15];
+/// Operand temporaries.
+const TA: u8 = R10;
+const TB: u8 = RDI;
+
+/// Frame slots (offsets from rsp inside generated code).
+const F_CTX: i32 = 0;
+const F_LIMIT: i32 = 8;
+const F_TLB: i32 = 16;
+const F_JC: i32 = 24;
+const F_TMP: i32 = 32;
+const F_BLOCKS: i32 = 40;
+/// The memory operand of a flag producer whose record is pending (`Src2::Slot`).
+const F_SRC: i32 = 48;
+/// Frame size: with the six callee-saved pushes and the return address, rsp stays 16-aligned.
+const FRAME: i32 = 56;
+
+// ---------------------------------------------------------------- state offsets
+
+const S_REGS: i32 = offset_of!(CpuState, regs) as i32;
+const S_EIP: i32 = offset_of!(CpuState, eip) as i32;
+const S_EFLAGS: i32 = offset_of!(CpuState, eflags) as i32;
+const S_LAZY: i32 = offset_of!(CpuState, lazy) as i32;
+const S_LAZY_OP: i32 = S_LAZY + offset_of!(LazyFlags, op) as i32;
+const S_LAZY_RES: i32 = S_LAZY + offset_of!(LazyFlags, res) as i32;
+const S_LAZY_SRC: i32 = S_LAZY + offset_of!(LazyFlags, src) as i32;
+const S_LAZY_DST: i32 = S_LAZY + offset_of!(LazyFlags, dst) as i32;
+const S_RETIRED: i32 = offset_of!(CpuState, retired) as i32;
+const S_TSC: i32 = offset_of!(CpuState, tsc) as i32;
+const S_SEGS: i32 = offset_of!(CpuState, segs) as i32;
+const SEG_SIZE: i32 = core::mem::size_of::<Segment>() as i32;
+const SEG_BASE: i32 = offset_of!(Segment, base) as i32;
+const SEG_LIMIT: i32 = offset_of!(Segment, limit) as i32;
+
+// The runtime's context block (see `abi::ctx`) is read by the trampoline only.
+const C_STATE: i32 = abi::ctx::STATE;
+const C_TLB: i32 = abi::ctx::FAST_TLB;
+const C_LIMIT: i32 = abi::ctx::LIMIT;
+const C_JC: i32 = abi::ctx::JUMP_CACHE;
+const C_BLOCKS: i32 = abi::ctx::BLOCKS;
+
+/// `(lin >> 12) % TLB_ENTRIES * size_of::<FastEntry>()` is `(lin >> 7) & FAST_INDEX_MASK`.
+const FAST_SHIFT: i8 = 12 - 5;
+const FAST_INDEX_MASK: i32 = ((TLB_ENTRIES - 1) << 5) as i32;
+const _: () = assert!(core::mem::size_of::<FastEntry>() == 32);
+const FAST_ADDEND: i32 = offset_of!(FastEntry, addend) as i32;
+
+/// The arithmetic flags as EFLAGS bits (for `popfq` and eager stores).
+const ARITH: i32 = fl::ARITH as i32;
+
+fn seg_base(s: SegReg) -> i32 {
+    S_SEGS + SEG_SIZE * s as i32 + SEG_BASE
+}
+
+fn seg_limit(s: SegReg) -> i32 {
+    S_SEGS + SEG_SIZE * s as i32 + SEG_LIMIT
+}
+
+fn lazy_op(kind: FlagOp, size: Size) -> i32 {
+    ((kind as u32) << 2 | size as u32) as i32
+}
+
+/// The x86-64 code generator.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct X64;
+
+impl Backend for X64 {
+    fn name(&self) -> &'static str {
+        "x86-64"
+    }
+
+    fn stubs(&self, base: usize) -> Result<Stubs, BackendError> {
+        let mut a = Asm::new(base);
+        let entry = a.offset().0;
+        // entry(ctx: rdi, code: rsi) -> reason (eax)
+        dynasm!(a
+            ; .arch x64
+            ; push rbx
+            ; push rbp
+            ; push r12
+            ; push r13
+            ; push r14
+            ; push r15
+            ; sub rsp, FRAME
+            ; mov [rsp + F_CTX], rdi
+            ; mov rbp, [rdi + C_STATE]
+            ; mov rax, [rdi + C_TLB]
+            ; mov [rsp + F_TLB], rax
+            ; mov rax, [rdi + C_LIMIT]
+            ; mov [rsp + F_LIMIT], rax
+            ; mov rax, [rdi + C_JC]
+            ; mov [rsp + F_JC], rax
+            ; mov QWORD [rsp + F_BLOCKS], 0
+        );
+        load_guest(&mut a);
+        dynasm!(a
+            ; .arch x64
+            ; mov r11, [rbp + S_RETIRED]
+            ; sub r11, [rsp + F_LIMIT]
+            ; jmp rsi
+        );
+        let exit = a.offset().0;
+        store_guest(&mut a);
+        write_back_retired(&mut a);
+        let exit_nostore = a.offset().0;
+        dynasm!(a
+            ; .arch x64
+            ; mov rdi, [rsp + F_CTX]
+            ; mov rax, [rsp + F_BLOCKS]
+            ; mov [rdi + C_BLOCKS], rax
+            ; mov eax, esi
+            ; add rsp, FRAME
+            ; pop r15
+            ; pop r14
+            ; pop r13
+            ; pop r12
+            ; pop rbp
+            ; pop rbx
+            ; ret
+        );
+        let code = a.finalize().map_err(|e| BackendError(format!("stubs: {e:?}")))?;
+        Ok(Stubs { code, entry, exit, exit_nostore })
+    }
+
+    fn compile(&self, block: &Block, env: &CodeEnv, base: usize) -> Result<Compiled, BackendError> {
+        let mut e = Emitter::new(block, env, base);
+        e.block();
+        let sites = std::mem::take(&mut e.sites);
+        let body_offset = e.body_offset;
+        let code = e.a.finalize().map_err(|err| BackendError(format!("block {:08x}: {err:?}", block.eip)))?;
+        Ok(Compiled { code, chain_sites: sites, body_offset })
+    }
+
+    fn chain_bytes(&self, site: usize, target: Option<usize>) -> [u8; 4] {
+        let rel = match target {
+            Some(t) => t.wrapping_sub(site + 4) as i32,
+            None => 0,
+        };
+        rel.to_le_bytes()
+    }
+}
+
+/// Host registers (a bit mask) instruction `op` writes.
+fn writes_regs(op: &Op) -> u16 {
+    let reg = |o: &Operand| match o {
+        Operand::Reg(g) => 1u16 << GUEST[g.num as usize],
+        _ => 0,
+    };
+    let gpr = |g: &Gpr| 1u16 << GUEST[g.num as usize];
+    let esp = 1u16 << R12;
+    match op {
+        Op::Mov { dst, .. } | Op::IncDec { dst, .. } | Op::Neg { dst, .. } | Op::Not { dst, .. } => reg(dst),
+        Op::Shift { dst, .. } | Op::Setcc { dst, .. } => reg(dst),
+        Op::Alu { op, dst, .. } => {
+            if op.writes() {
+                reg(dst)
+            } else {
+                0
+            }
+        }
+        Op::Lea { dst, .. } | Op::Movx { dst, .. } | Op::Cmov { dst, .. } | Op::Imul { dst, .. } => gpr(dst),
+        Op::Pop { dst, .. } => gpr(dst) | esp,
+        Op::Push { .. } | Op::Call { .. } | Op::CallInd { .. } | Op::Ret { .. } => esp,
+        Op::Leave { .. } => esp | 1 << GUEST[5],
+        Op::Nop | Op::Callout | Op::Jmp { .. } | Op::Jcc { .. } | Op::JmpInd { .. } => 0,
+    }
+}
+
+/// Loads the eight guest registers from the state into their host registers.
+fn load_guest(a: &mut Asm) {
+    for (n, &h) in GUEST.iter().enumerate() {
+        let off = S_REGS + 4 * n as i32;
+        dynasm!(a ; .arch x64 ; mov Rd(h), [rbp + off]);
+    }
+}
+
+/// Writes the retired count back to the state (r11 holds it relative to the limit), advancing
+/// the TSC by as much. Uses rax and rdi: the guest registers must already be stored.
+fn write_back_retired(a: &mut Asm) {
+    dynasm!(a
+        ; .arch x64
+        ; mov rax, [rsp + F_LIMIT]
+        ; add rax, r11
+        ; mov rdi, rax
+        ; sub rdi, [rbp + S_RETIRED]
+        ; add [rbp + S_TSC], rdi
+        ; mov [rbp + S_RETIRED], rax
+    );
+}
+
+/// Reloads r11 (the retired count relative to the limit) from the state.
+fn reload_retired(a: &mut Asm) {
+    dynasm!(a
+        ; .arch x64
+        ; mov r11, [rbp + S_RETIRED]
+        ; sub r11, [rsp + F_LIMIT]
+    );
+}
+
+/// Stores the eight guest registers into the state.
+fn store_guest(a: &mut Asm) {
+    for (n, &h) in GUEST.iter().enumerate() {
+        let off = S_REGS + 4 * n as i32;
+        dynasm!(a ; .arch x64 ; mov [rbp + off], Rd(h));
+    }
+}
+
+/// The slow path of one instruction, emitted after the block body.
+struct SlowPath {
+    label: DynamicLabel,
+    back: DynamicLabel,
+    index: usize,
+    /// Inline instructions retired before this one (not yet added to the state).
+    count: u32,
+    /// The lazy-flags record not yet written when the slow path is taken.
+    flags: Option<Pending>,
+    /// Host flags the fast path leaves valid at the join (the slow path must match).
+    join_flags: u8,
+    /// The instruction branches: its callout never rejoins.
+    branch: bool,
+    /// The fast path keeps its memory source in the frame (`F_SRC`): refill it from the record
+    /// emu-core wrote before rejoining.
+    refill_src: bool,
+    /// The fast path leaves the RAM base in r8 at the join: so must the slow path.
+    join_r8: bool,
+}
+
+/// Where a probed memory access goes: `[r8]`, or `[r8 + index]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MemRef {
+    index: Option<u8>,
+}
+
+/// A value operand of a host instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Val {
+    /// A host register holding a guest register at the operation's size.
+    Host(u8),
+    /// A temporary holding the value zero-extended.
+    Temp(u8),
+    /// An immediate (masked to the size).
+    Imm(u32),
+}
+
+impl Val {
+    fn reg(self) -> Option<u8> {
+        match self {
+            Val::Host(r) | Val::Temp(r) => Some(r),
+            Val::Imm(_) => None,
+        }
+    }
+}
+
+/// The second operand of a derived record field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Src2 {
+    Reg(u8),
+    Imm(u32),
+    /// A value kept in the frame at this offset (a memory operand, read once).
+    Slot(i32),
+}
+
+impl Src2 {
+    fn of(v: Val) -> Option<Src2> {
+        match v {
+            Val::Host(r) => Some(Src2::Reg(r)),
+            Val::Imm(x) => Some(Src2::Imm(x)),
+            Val::Temp(_) => None,
+        }
+    }
+}
+
+/// Where a field of a pending lazy-flags record comes from when it is finally written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    /// Already in the state (written when the producer ran), or one emu-core ignores.
+    Stored,
+    /// A constant.
+    Imm(u32),
+    /// A pinned guest register.
+    Reg(u8),
+    /// Register + operand.
+    Add(u8, Src2),
+    /// Register − operand.
+    Sub(u8, Src2),
+    /// Register & operand.
+    And(u8, Src2),
+    /// A value kept in the frame at this offset.
+    Slot(i32),
+}
+
+impl From<Src2> for Field {
+    fn from(s: Src2) -> Field {
+        match s {
+            Src2::Reg(r) => Field::Reg(r),
+            Src2::Imm(v) => Field::Imm(v),
+            Src2::Slot(o) => Field::Slot(o),
+        }
+    }
+}
+
+impl Field {
+    fn regs(self) -> u16 {
+        let src = |s: Src2| if let Src2::Reg(r) = s { 1u16 << r } else { 0 };
+        match self {
+            Field::Stored | Field::Imm(_) | Field::Slot(_) => 0,
+            Field::Reg(r) => 1 << r,
+            Field::Add(r, s) | Field::Sub(r, s) | Field::And(r, s) => 1 << r | src(s),
+        }
+    }
+}
+
+/// A lazy-flags record (emu-core's `LazyFlags`) whose fields are still in registers: written
+/// only when something could look at it — a slow path (out of line), a callout, an exit, a
+/// materialization for a consumer — or before an instruction overwrites a register it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pending {
+    kind: FlagOp,
+    size: Size,
+    res: Field,
+    src: Field,
+    dst: Field,
+}
+
+impl Pending {
+    /// Host registers the record is computed from.
+    fn regs(&self) -> u16 {
+        self.res.regs() | self.src.regs() | self.dst.regs()
+    }
+}
+
+struct Emitter<'a> {
+    a: Asm,
+    /// The address the code will run at.
+    base: usize,
+    b: &'a Block,
+    env: &'a CodeEnv,
+    /// Inline instructions retired since the last update of the state's counters.
+    count: u32,
+    /// The latest flag producer's lazy record, not yet written to the state.
+    pending: Option<Pending>,
+    /// Guest flags the host's EFLAGS currently hold.
+    host_flags: u8,
+    /// The current instruction.
+    cur: usize,
+    /// Its slow path, once something needs it, with the record pending when it is taken.
+    cur_slow: Option<(DynamicLabel, Option<Pending>)>,
+    slow: Vec<SlowPath>,
+    sites: Vec<ChainSite>,
+    stop: DynamicLabel,
+    budget: DynamicLabel,
+    /// Where the body starts, after the budget check.
+    body_offset: usize,
+    /// Out-of-line checks of flags-dead chain sites: (stub label, fall-back label, target).
+    dead_stubs: Vec<(DynamicLabel, DynamicLabel, u32)>,
+    /// Taken paths of conditional branches inside the block.
+    side_exits: Vec<SideExit>,
+    /// The current instruction keeps its memory source in `F_SRC`.
+    refill_src: bool,
+    /// r8 holds the RAM base (a direct read set it, nothing has changed it since).
+    r8_ram: bool,
+    /// The loop copy of the body (see [`Emitter::block`]).
+    loop_label: DynamicLabel,
+    loop_state: LoopState,
+    /// Instructions a later conditional branch of the block loops back to (see [`Join`]).
+    loop_heads: Vec<bool>,
+    /// The join points bound so far in the body being emitted: label, count and epoch there.
+    joins: Vec<Option<(DynamicLabel, u32, u32)>>,
+    /// Entries of the loop copy by count (see [`Emitter::loop_entry`]); emitted yet?
+    loop_entries: Vec<(u32, DynamicLabel, bool)>,
+    /// How many times the count has gone to r11 so far: a join needs the same on both sides
+    /// (the count each carries is then relative to the same point).
+    epoch: u32,
+}
+
+/// The taken path of a conditional branch in the middle of a block.
+struct SideExit {
+    label: DynamicLabel,
+    /// Inline instructions retired on the way (the branch included).
+    count: u32,
+    /// The record pending there.
+    flags: Option<Pending>,
+    target: u32,
+    /// A forward branch to an instruction of this block goes on there instead of leaving.
+    join: Option<Join>,
+    /// [`Emitter::epoch`] at the branch.
+    epoch: u32,
+}
+
+/// Where the taken path of a conditional branch to another instruction of the block rejoins
+/// the fall-through path.
+#[derive(Clone, Copy, Debug)]
+enum Join {
+    /// Forward, at this instruction, once the fall-through path gets there.
+    Wanted(usize),
+    /// At this label, with r11 adjusted by this many instructions (those skipped: the count
+    /// the fall-through path carries there includes them).
+    Bound(DynamicLabel, i32),
+    /// Backward (a loop inside the block), at this label with r11 adjusted so, provided the
+    /// budget still covers this many instructions (the rest of the block from there, counted
+    /// from the branch); otherwise the side exit.
+    Back(DynamicLabel, i32, i32),
+}
+
+/// A block that branches back to its own start gets a second copy of its body, entered only
+/// from those back edges, which starts with the flag record the back edge leaves pending: the
+/// loop then runs without writing that record on every iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoopState {
+    /// No back edge seen yet.
+    Open,
+    /// The first copy has a back edge leaving this record pending.
+    Wanted(Option<Pending>),
+    /// The loop copy is being emitted, starting with this record.
+    Emitting(Option<Pending>),
+}
+
+macro_rules! cc_arms {
+    ($cc:expr, $($n:literal => $body:expr),* $(,)?) => {
+        match $cc.0 {
+            $($n => $body,)*
+            _ => unreachable!("condition codes are 0..16"),
+        }
+    };
+}
+
+impl<'a> Emitter<'a> {
+    fn new(b: &'a Block, env: &'a CodeEnv, base: usize) -> Emitter<'a> {
+        let mut a = Asm::new(base);
+        let stop = a.new_dynamic_label();
+        let budget = a.new_dynamic_label();
+        let loop_label = a.new_dynamic_label();
+        Emitter {
+            a,
+            base,
+            b,
+            env,
+            count: 0,
+            pending: None,
+            host_flags: 0,
+            cur: 0,
+            cur_slow: None,
+            slow: Vec::new(),
+            sites: Vec::new(),
+            stop,
+            budget,
+            body_offset: 0,
+            dead_stubs: Vec::new(),
+            side_exits: Vec::new(),
+            refill_src: false,
+            r8_ram: false,
+            loop_label,
+            loop_state: LoopState::Open,
+            loop_heads: loop_heads(b, env),
+            joins: Vec::new(),
+            epoch: 0,
+            loop_entries: Vec::new(),
+        }
+    }
+
+    // ------------------------------------------------------------ block structure
+
+    fn block(&mut self) {
+        let n = self.b.insns.len() as i32;
+        let budget = self.budget;
+        dynasm!(self.a
+            ; .arch x64
+            ; cmp r11, -n
+            ; jg =>budget
+        );
+        self.body_offset = self.a.offset().0;
+        if self.env.count_blocks {
+            dynasm!(self.a ; .arch x64 ; add QWORD [rsp + F_BLOCKS], 1);
+        }
+        self.body();
+        if let LoopState::Wanted(flags) = self.loop_state {
+            // The loop copy: entered only from back edges that leave `flags` pending. Its own
+            // budget check writes that record before it leaves.
+            self.loop_state = LoopState::Emitting(flags);
+            let (l, out) = (self.loop_label, self.a.new_dynamic_label());
+            if let Some(e) = self.loop_entries.first_mut() {
+                let (k, entry) = (e.0 as i32, e.1);
+                e.2 = true;
+                dynasm!(self.a ; .arch x64 ; =>entry ; lea r11, [r11 + k]);
+            }
+            dynasm!(self.a
+                ; .arch x64
+                ; =>l
+                ; cmp r11, -n
+                ; jg =>out
+            );
+            self.pending = flags;
+            self.host_flags = 0;
+            self.count = 0;
+            self.body();
+            dynasm!(self.a ; .arch x64 ; =>out);
+            self.pending = flags;
+            self.materialize(true);
+            let budget = self.budget;
+            dynasm!(self.a ; .arch x64 ; jmp =>budget);
+            for e in std::mem::take(&mut self.loop_entries).into_iter().filter(|e| !e.2) {
+                let (k, entry) = (e.0 as i32, e.1);
+                dynasm!(self.a ; .arch x64 ; =>entry ; lea r11, [r11 + k] ; jmp =>l);
+            }
+        }
+        self.tail();
+    }
+
+    /// The instructions and the fall-through exit.
+    fn body(&mut self) {
+        self.r8_ram = false;
+        self.joins = vec![None; self.b.insns.len()];
+        for i in 0..self.b.insns.len() {
+            self.insn(i);
+        }
+        match self.b.end {
+            End::Next(eip) => {
+                self.sync();
+                self.direct_exit(eip);
+            }
+            End::Branch | End::Stop => {}
+        }
+    }
+
+    /// Out-of-line code: the budget exit, slow paths, the callout stop.
+    fn tail(&mut self) {
+        let (budget, start) = (self.budget, self.b.eip as i32);
+        let exit = self.env.exit;
+        dynasm!(self.a
+            ; .arch x64
+            ; =>budget
+            ; mov DWORD [rbp + S_EIP], start
+            ; mov esi, reason::BUDGET as i32
+        );
+        self.jmp_to(exit);
+        self.r8_ram = false;
+        for x in std::mem::take(&mut self.side_exits) {
+            let label = x.label;
+            dynasm!(self.a ; .arch x64 ; =>label);
+            match x.join {
+                Some(Join::Bound(join, delta)) => {
+                    if delta != 0 {
+                        dynasm!(self.a ; .arch x64 ; lea r11, [r11 + delta]);
+                    }
+                    dynasm!(self.a ; .arch x64 ; jmp =>join);
+                    continue;
+                }
+                Some(Join::Back(join, delta, need)) => self.back_join(join, delta, need),
+                _ => {}
+            }
+            self.pending = x.flags;
+            self.count = x.count;
+            self.sync();
+            self.exit_or_loop(x.target);
+        }
+        for s in std::mem::take(&mut self.slow) {
+            self.slow_path(&s);
+        }
+        // Flags-dead chain sites jump here once linked: budget for the longest block, then the
+        // target's body (patched in); otherwise back to writing the record.
+        let most = crate::frontend::MAX_BLOCK_INSNS as i32;
+        let stubs = std::mem::take(&mut self.dead_stubs);
+        let mut dead_sites = self
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.dead_flags)
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+            .into_iter();
+        for (stub, back, _target) in stubs {
+            let site = dead_sites.next().expect("one site per stub");
+            let stub_at = self.a.offset().0;
+            dynasm!(self.a
+                ; .arch x64
+                ; =>stub
+                ; cmp r11, -most
+                ; jg =>back
+            );
+            self.a.push(0xE9);
+            let jump = self.a.offset().0;
+            self.a.push_i32(0);
+            self.sites[site].stub = Some((stub_at, jump));
+        }
+        let (stop, nostore) = (self.stop, self.env.exit_nostore);
+        dynasm!(self.a
+            ; .arch x64
+            ; =>stop
+            ; mov esi, reason::CALLOUT as i32
+        );
+        self.jmp_to(nostore);
+    }
+
+    fn insn(&mut self, i: usize) {
+        self.cur = i;
+        self.cur_slow = None;
+        self.refill_src = false;
+        self.join(i);
+        let count_before = self.count;
+        self.before(i);
+        let insn = &self.b.insns[i];
+        let op = insn.op;
+        match op {
+            Op::Mov { size, dst, src } => self.mov(size, dst, src),
+            Op::Alu { op, size, dst, src } => self.alu(op, size, dst, src),
+            Op::IncDec { dec, size, dst } => self.inc_dec(dec, size, dst),
+            Op::Neg { size, dst } => self.neg(size, dst),
+            Op::Not { size, dst } => self.not(size, dst),
+            Op::Lea { dst, addr } => {
+                self.ea(&addr, TA);
+                self.write_gpr(dst, TA);
+            }
+            Op::Movx { signed, dst, src, src_size } => {
+                self.fetch(TA, &src, src_size);
+                if signed {
+                    match src_size {
+                        Size::B => dynasm!(self.a ; .arch x64 ; movsx Rd(TA), Rb(TA)),
+                        _ => dynasm!(self.a ; .arch x64 ; movsx Rd(TA), Rw(TA)),
+                    }
+                }
+                self.write_gpr(dst, TA);
+            }
+            Op::Push { size, src } => self.push(size, src),
+            Op::Pop { size, dst } => self.pop(size, dst),
+            Op::Shift { op, size, dst, count } => self.shift(op, size, dst, count),
+            Op::Setcc { cc, dst } => self.setcc(cc, dst),
+            Op::Cmov { cc, size, dst, src } => self.cmov(cc, size, dst, src),
+            Op::Imul { size, dst, src, imm } => self.imul(size, dst, src, imm),
+            Op::Leave { size } => {
+                // ESP ← EBP; EBP ← pop (the load first: a fault changes nothing).
+                dynasm!(self.a ; .arch x64 ; mov esi, r13d);
+                if !self.b.key.stack32() {
+                    dynasm!(self.a ; .arch x64 ; movzx esi, si);
+                }
+                let m = self.probe(SegReg::Ss, size, false, RSI);
+                self.load(TA, size, m);
+                let n = size.bytes() as i32;
+                if self.b.key.stack32() {
+                    dynasm!(self.a ; .arch x64 ; lea r12d, [rsi + n]);
+                } else {
+                    dynasm!(self.a
+                        ; .arch x64
+                        ; lea r9d, [rsi + n]
+                        ; mov r12w, r9w
+                    );
+                }
+                self.write_gpr(Gpr { num: 5, size, high: false }, TA);
+            }
+            Op::Nop => {}
+            Op::Callout => self.callout(),
+            Op::Jmp { target } => {
+                self.sync_including_current();
+                self.exit_or_loop(target);
+            }
+            Op::Jcc { cc, target } => self.jcc(cc, target),
+            Op::Call { size, target } => {
+                let ret = Val::Imm(self.b.insns[i].next_eip & size.mask());
+                self.push_val(size, ret);
+                self.sync_including_current();
+                self.direct_exit(target);
+            }
+            Op::CallInd { size, src } => {
+                self.fetch(TA, &src, size);
+                self.check_target(size);
+                let ret = Val::Imm(self.b.insns[i].next_eip & size.mask());
+                self.push_val(size, ret);
+                self.materialize(true);
+                self.sync_including_current();
+                self.indirect_exit();
+            }
+            Op::JmpInd { size, src } => {
+                self.fetch(TA, &src, size);
+                self.check_target(size);
+                self.materialize(true);
+                self.sync_including_current();
+                self.indirect_exit();
+            }
+            Op::Ret { size, pop } => {
+                self.stack_ea(0);
+                let m = self.probe(SegReg::Ss, size, false, RSI);
+                self.load(TA, size, m);
+                self.check_target(size);
+                self.commit_sp(size.bytes() as i32 + i32::from(pop));
+                self.materialize(true);
+                self.sync_including_current();
+                self.indirect_exit();
+            }
+        }
+        if let Some((label, flags)) = self.cur_slow.take() {
+            let back = self.a.new_dynamic_label();
+            dynasm!(self.a ; .arch x64 ; =>back);
+            self.slow.push(SlowPath {
+                label,
+                back,
+                index: i,
+                count: count_before,
+                flags,
+                join_flags: self.host_flags,
+                branch: op.is_branch(),
+                refill_src: self.refill_src,
+                join_r8: self.r8_ram,
+            });
+        }
+        if op != Op::Callout && !op.is_branch() {
+            self.count += 1;
+        }
+    }
+
+    /// `jmp rel32` to the absolute address `target` (the shared exits).
+    fn jmp_to(&mut self, target: usize) {
+        self.a.push(0xE9);
+        let end = self.base + self.a.offset().0 + 4;
+        self.a.push_i32(target.wrapping_sub(end) as i32);
+    }
+
+    /// The slow path of the current instruction (created on first use).
+    fn slow_label(&mut self) -> DynamicLabel {
+        if let Some((l, _)) = self.cur_slow {
+            return l;
+        }
+        let l = self.a.new_dynamic_label();
+        self.cur_slow = Some((l, self.pending));
+        l
+    }
+
+    /// Adds the inline instructions retired so far to the count in r11 (flags untouched).
+    fn sync(&mut self) {
+        let k = self.count as i32;
+        if k > 0 {
+            dynasm!(self.a ; .arch x64 ; lea r11, [r11 + k]);
+            self.epoch += 1;
+        }
+        self.count = 0;
+    }
+
+    /// [`Emitter::sync`] for a branch, counting the branch itself.
+    fn sync_including_current(&mut self) {
+        self.count += 1;
+        self.sync();
+    }
+
+    // ------------------------------------------------------------ exits
+
+    /// Leaves the block for `target` (a constant EIP): chained within the page, through the
+    /// jump cache otherwise. The counters must be synced.
+    fn direct_exit(&mut self, target: u32) {
+        let key = &self.b.key;
+        let start = key.cs_base.wrapping_add(self.b.eip);
+        let lin = key.cs_base.wrapping_add(target);
+        let exit = self.env.exit;
+        if !self.env.chaining {
+            self.materialize(true);
+            dynasm!(self.a
+                ; .arch x64
+                ; mov DWORD [rbp + S_EIP], target as i32
+                ; mov esi, reason::NORMAL as i32
+            );
+            self.jmp_to(exit);
+            return;
+        }
+        if (start ^ lin) & !0xFFF == 0 && target <= key.cs_limit {
+            if self.pending.is_some() {
+                // A successor that overwrites every flag before anything can see them does not
+                // need the record: the first site is chained only to such blocks, through an
+                // out-of-line check that the next block's own budget check cannot fail with the
+                // record unwritten (it checks for the longest block). Unchained, it falls
+                // through to writing the record.
+                let stub = self.a.new_dynamic_label();
+                let back = self.a.new_dynamic_label();
+                self.chain_site(target, true);
+                dynasm!(self.a ; .arch x64 ; =>back);
+                self.dead_stubs.push((stub, back, target));
+                self.materialize(true);
+            }
+            let id = self.chain_site(target, false);
+            dynasm!(self.a
+                ; .arch x64
+                ; mov DWORD [rbp + S_EIP], target as i32
+                ; mov esi, (reason::CHAIN | id << 8) as i32
+            );
+            self.jmp_to(exit);
+        } else {
+            self.materialize(true);
+            dynasm!(self.a ; .arch x64 ; mov Rd(TA), target as i32);
+            self.indirect_exit();
+        }
+    }
+
+    /// A `jmp rel32` to the next instruction, until the runtime chains it; returns its exit id.
+    fn chain_site(&mut self, target: u32, dead_flags: bool) -> u32 {
+        let id = self.env.first_exit + self.sites.len() as u32;
+        self.a.push(0xE9);
+        let offset = self.a.offset().0;
+        self.a.push_i32(0);
+        self.sites.push(ChainSite { offset, target, dead_flags, stub: None });
+        id
+    }
+
+    /// Leaves the block for the EIP in `TA` through the jump cache:
+    ///
+    /// ```text
+    ///   e = &jump_cache[((eip >> 10) ^ eip) % ENTRIES]
+    ///   if e.tag == eip | mode_id << 32: goto e.code
+    ///   state.eip = eip; return JUMP_CACHE_MISS
+    /// ```
+    fn indirect_exit(&mut self) {
+        self.materialize(true);
+        let exit = self.env.exit;
+        if !self.env.chaining {
+            dynasm!(self.a
+                ; .arch x64
+                ; mov [rbp + S_EIP], Rd(TA)
+                ; mov esi, reason::NORMAL as i32
+            );
+            self.jmp_to(exit);
+            return;
+        }
+        let mode = self.env.mode_id as i32;
+        let mask = (abi::JUMP_CACHE_ENTRIES - 1) as i32;
+        let miss = self.a.new_dynamic_label();
+        dynasm!(self.a
+            ; .arch x64
+            ; mov r8d, Rd(TA)
+            ; shr r8d, 10
+            ; xor r8d, Rd(TA)
+            ; and r8d, mask
+            ; shl r8d, 4
+            ; add r8, [rsp + F_JC]
+            ; mov r9d, mode
+            ; shl r9, 32
+            ; or r9, Rq(TA)
+            ; cmp r9, [r8]
+            ; jne =>miss
+            ; jmp QWORD [r8 + 8]
+            ; =>miss
+            ; mov [rbp + S_EIP], Rd(TA)
+            ; mov esi, reason::JUMP_CACHE_MISS as i32
+        );
+        self.jmp_to(exit);
+        self.host_flags = 0;
+    }
+
+    /// An indirect target in `TA` beyond the CS limit takes the slow path (#GP there).
+    fn check_target(&mut self, size: Size) {
+        let limit = self.b.key.cs_limit;
+        if limit < size.mask() {
+            let slow = self.slow_label();
+            dynasm!(self.a
+                ; .arch x64
+                ; cmp Rd(TA), limit as i32
+                ; ja =>slow
+            );
+            self.host_flags = 0;
+        }
+    }
+
+    // ------------------------------------------------------------ callouts
+
+    /// Stores the guest registers and EIP and calls the callout for instruction `index`;
+    /// leaves the status in eax (registers not reloaded).
+    fn call_callout(&mut self, index: usize) {
+        self.r8_ram = false;
+        store_guest(&mut self.a);
+        write_back_retired(&mut self.a);
+        let at = self.b.insns[index].eip as i32;
+        let id = (self.env.callout_base + index as u32) as i32;
+        let f = self.env.callout as i64;
+        dynasm!(self.a
+            ; .arch x64
+            ; mov DWORD [rbp + S_EIP], at
+            ; mov rdi, [rsp + F_CTX]
+            ; mov esi, id
+            ; mov rax, QWORD f
+            ; call rax
+        );
+        self.host_flags = 0;
+    }
+
+    /// An instruction run entirely by emu-core.
+    fn callout(&mut self) {
+        self.materialize(true);
+        self.sync();
+        let i = self.cur;
+        self.call_callout(i);
+        let stop = self.stop;
+        if self.b.insns[i].stop {
+            dynasm!(self.a ; .arch x64 ; jmp =>stop);
+        } else {
+            dynasm!(self.a
+                ; .arch x64
+                ; test eax, eax
+                ; jnz =>stop
+            );
+            reload_retired(&mut self.a);
+            load_guest(&mut self.a);
+        }
+    }
+
+    /// The slow path of an inline instruction: the whole instruction through emu-core, then
+    /// back to the fast path's join point as if it had run inline.
+    fn slow_path(&mut self, s: &SlowPath) {
+        let label = s.label;
+        dynasm!(self.a ; .arch x64 ; =>label);
+        self.pending = s.flags;
+        self.materialize(true);
+        let k = s.count as i32;
+        if k > 0 {
+            dynasm!(self.a ; .arch x64 ; lea r11, [r11 + k]);
+        }
+        self.call_callout(s.index);
+        let stop = self.stop;
+        if s.branch {
+            dynasm!(self.a ; .arch x64 ; jmp =>stop);
+            return;
+        }
+        // The callout retired the instruction; the join point counts it (and the ones before
+        // it) as pending, so take them back.
+        let back_out = -(k + 1);
+        dynasm!(self.a
+            ; .arch x64
+            ; test eax, eax
+            ; jnz =>stop
+        );
+        reload_retired(&mut self.a);
+        dynasm!(self.a ; .arch x64 ; lea r11, [r11 + back_out]);
+        if s.refill_src {
+            dynasm!(self.a
+                ; .arch x64
+                ; mov r9d, [rbp + S_LAZY_SRC]
+                ; mov [rsp + F_SRC], r9d
+            );
+        }
+        load_guest(&mut self.a);
+        if s.join_flags != 0 {
+            self.regen_flags();
+        }
+        if s.join_r8 {
+            let base = self.env.ram_base as i64;
+            dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
+        }
+        let back = s.back;
+        dynasm!(self.a ; .arch x64 ; jmp =>back);
+    }
+
+    /// Loads the guest's arithmetic flags into the host's EFLAGS (a call that materializes
+    /// the lazy record, then `popfq`); every register is preserved.
+    fn regen_flags(&mut self) {
+        let f = self.env.arith_flags as i64;
+        dynasm!(self.a
+            ; .arch x64
+            ; push rax
+            ; push rcx
+            ; push rdx
+            ; push rsi
+            ; push rdi
+            ; push r8
+            ; push r9
+            ; push r10
+            ; push r11
+            ; lea rsp, [rsp - 8]
+            ; mov rdi, rbp
+            ; mov rax, QWORD f
+            ; call rax
+            ; and eax, ARITH
+            ; push rax
+            ; popfq
+            ; lea rsp, [rsp + 8]
+            ; pop r11
+            ; pop r10
+            ; pop r9
+            ; pop r8
+            ; pop rdi
+            ; pop rsi
+            ; pop rdx
+            ; pop rcx
+            ; pop rax
+        );
+        self.host_flags = flag::ALL;
+    }
+
+    /// Makes the host's EFLAGS hold at least the guest flags `need`.
+    fn ensure_flags(&mut self, need: u8) {
+        if self.host_flags & need != need {
+            self.materialize(true);
+            self.regen_flags();
+        }
+    }
+
+    /// Writes the pending lazy-flags record to the state. `clobber`: the host flags may be
+    /// destroyed (a packed sequence, two 64-bit stores); otherwise they are kept (field by
+    /// field, with flag-preserving instructions where possible).
+    fn materialize(&mut self, clobber: bool) {
+        let Some(p) = self.pending.take() else { return };
+        let clobber = clobber || self.host_flags == 0 || matches!(p.res, Field::And(..));
+        let op = lazy_op(p.kind, p.size);
+        if clobber {
+            // [op | res << 32] and [src | dst << 32]: two stores.
+            self.field_to(p.res, p.size, R9);
+            dynasm!(self.a
+                ; .arch x64
+                ; shl r9, 32
+                ; or r9, op
+                ; mov [rbp + S_LAZY_OP], r9
+            );
+            match (p.src, p.dst) {
+                (Field::Stored, Field::Stored) => {}
+                (src, Field::Stored) => {
+                    self.field_to(src, p.size, R9);
+                    dynasm!(self.a ; .arch x64 ; mov [rbp + S_LAZY_SRC], r9d);
+                }
+                (Field::Stored, dst) => {
+                    self.field_to(dst, p.size, R9);
+                    dynasm!(self.a ; .arch x64 ; mov [rbp + S_LAZY_DST], r9d);
+                }
+                (src, dst) => {
+                    self.field_to(dst, p.size, RSI);
+                    self.field_to(src, p.size, R9);
+                    dynasm!(self.a
+                        ; .arch x64
+                        ; shl rsi, 32
+                        ; or rsi, r9
+                        ; mov [rbp + S_LAZY_SRC], rsi
+                    );
+                }
+            }
+            self.host_flags = 0;
+        } else {
+            for (f, off) in [(p.res, S_LAZY_RES), (p.src, S_LAZY_SRC), (p.dst, S_LAZY_DST)] {
+                if f != Field::Stored {
+                    self.field_to(f, p.size, R9);
+                    dynasm!(self.a ; .arch x64 ; mov [rbp + off], r9d);
+                }
+            }
+            dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_OP], op);
+        }
+    }
+
+    /// The value of a record field into `t`, zero-extended from `size`. Only `And` touches the
+    /// host flags.
+    fn field_to(&mut self, f: Field, size: Size, t: u8) {
+        let (reg, extend) = match f {
+            Field::Stored => unreachable!("a stored field is not computed"),
+            Field::Imm(v) => {
+                dynasm!(self.a ; .arch x64 ; mov Rd(t), (v & size.mask()) as i32);
+                return;
+            }
+            Field::Reg(r) => (r, true),
+            Field::Slot(o) => {
+                dynasm!(self.a ; .arch x64 ; mov Rd(t), [rsp + o]);
+                (t, true)
+            }
+            Field::Add(r, Src2::Slot(o)) => {
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov Rd(t), [rsp + o]
+                    ; lea Rd(t), [Rq(r) + Rq(t)]
+                );
+                (t, true)
+            }
+            Field::Sub(r, Src2::Slot(o)) => {
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov Rd(t), [rsp + o]
+                    ; not Rd(t)
+                    ; lea Rd(t), [Rq(r) + Rq(t) + 1]
+                );
+                (t, true)
+            }
+            Field::Add(r, Src2::Reg(x)) => {
+                dynasm!(self.a ; .arch x64 ; lea Rd(t), [Rq(r) + Rq(x)]);
+                (t, true)
+            }
+            Field::Add(r, Src2::Imm(v)) => {
+                dynasm!(self.a ; .arch x64 ; lea Rd(t), [Rq(r) + v as i32]);
+                (t, true)
+            }
+            Field::Sub(r, Src2::Reg(x)) => {
+                // r - x = r + !x + 1, without touching the flags.
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov Rd(t), Rd(x)
+                    ; not Rd(t)
+                    ; lea Rd(t), [Rq(r) + Rq(t) + 1]
+                );
+                (t, true)
+            }
+            Field::Sub(r, Src2::Imm(v)) => {
+                dynasm!(self.a ; .arch x64 ; lea Rd(t), [Rq(r) - v as i32]);
+                (t, true)
+            }
+            Field::And(r, s) => {
+                dynasm!(self.a ; .arch x64 ; mov Rd(t), Rd(r));
+                match s {
+                    Src2::Reg(x) => dynasm!(self.a ; .arch x64 ; and Rd(t), Rd(x)),
+                    Src2::Imm(v) => dynasm!(self.a ; .arch x64 ; and Rd(t), v as i32),
+                    Src2::Slot(o) => dynasm!(self.a ; .arch x64 ; and Rd(t), [rsp + o]),
+                }
+                self.host_flags = 0;
+                (t, true)
+            }
+        };
+        if extend {
+            match size {
+                Size::D => {
+                    if reg != t {
+                        dynasm!(self.a ; .arch x64 ; mov Rd(t), Rd(reg));
+                    }
+                }
+                Size::W => dynasm!(self.a ; .arch x64 ; movzx Rd(t), Rw(reg)),
+                Size::B => dynasm!(self.a ; .arch x64 ; movzx Rd(t), Rb(reg)),
+            }
+        }
+    }
+
+    /// Before instruction `i`: the pending record is written first if the instruction may
+    /// observe it (callout) or overwrites a register it is computed from, unless the
+    /// instruction replaces every flag (then the record dies with it; its slow path, if any,
+    /// writes it first).
+    fn before(&mut self, i: usize) {
+        let Some(p) = self.pending else { return };
+        let insn = &self.b.insns[i];
+        if insn.op == Op::Callout {
+            self.materialize(true);
+            return;
+        }
+        if insn.writes == flag::ALL && !insn.op.is_branch() {
+            return;
+        }
+        if p.regs() & writes_regs(&insn.op) != 0 {
+            self.materialize(false);
+        }
+    }
+
+    // ------------------------------------------------------------ memory
+
+    /// The effective address of `addr` into `dst` (32 bits; 16-bit addressing wraps).
+    fn ea(&mut self, addr: &Addr, dst: u8) {
+        let disp = addr.disp as i32;
+        match (addr.base, addr.index) {
+            (None, None) => dynasm!(self.a ; .arch x64 ; mov Rd(dst), disp),
+            (Some(b), None) => {
+                let b = GUEST[b as usize];
+                dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(b) + disp]);
+            }
+            (base, Some(i)) => {
+                let i = GUEST[i as usize];
+                match (base, addr.scale) {
+                    (None, 0) => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(i) + disp]),
+                    (None, 1) => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(i) * 2 + disp]),
+                    (None, 2) => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(i) * 4 + disp]),
+                    (None, _) => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(i) * 8 + disp]),
+                    (Some(b), s) => {
+                        let b = GUEST[b as usize];
+                        match s {
+                            0 => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(b) + Rq(i) + disp]),
+                            1 => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(b) + Rq(i) * 2 + disp]),
+                            2 => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(b) + Rq(i) * 4 + disp]),
+                            _ => dynasm!(self.a ; .arch x64 ; lea Rd(dst), [Rq(b) + Rq(i) * 8 + disp]),
+                        }
+                    }
+                }
+            }
+        }
+        if addr.addr16 {
+            dynasm!(self.a ; .arch x64 ; movzx Rd(dst), Rw(dst));
+        }
+    }
+
+    /// The effective address of `addr` as a register: the base register itself for a plain
+    /// `[reg]` (32-bit addressing, no index or displacement), else computed into rsi.
+    fn ea_reg(&mut self, addr: &Addr) -> u8 {
+        match (addr.base, addr.index, addr.disp, addr.addr16) {
+            (Some(b), None, 0, false) => GUEST[b as usize],
+            _ => {
+                self.ea(addr, RSI);
+                RSI
+            }
+        }
+    }
+
+    /// The inline fast path for an access of `size` bytes at offset `ea` in `seg`; on success
+    /// the access goes to the returned address, on a miss (or a failed segment check) control
+    /// goes to the instruction's slow path. Reads while linear addresses are physical:
+    ///
+    /// ```text
+    ///   lin  = seg.base + off            (Simple: after off + size - 1 <= seg.limit)
+    ///   if lin > ram_size - size: goto slow
+    ///   access [ram_base + lin]
+    /// ```
+    ///
+    /// Everything else goes through the TLB's fast view:
+    ///
+    /// ```text
+    ///   f    = &fast_tlb[(lin >> 12) % TLB_ENTRIES]
+    ///   if ((lin + size - 1) & !0xFFF) != f.tags[kind]: goto slow
+    ///   access [f.addend + lin]          (one compare, one add)
+    /// ```
+    fn probe(&mut self, seg: SegReg, size: Size, write: bool, ea: u8) -> MemRef {
+        let slow = self.slow_label();
+        self.host_flags = 0;
+        let n = size.bytes() as i32;
+        let lin = match self.b.key.seg_class(seg) {
+            SegClass::Flat => ea,
+            SegClass::Simple => {
+                let (limit, base) = (seg_limit(seg), seg_base(seg));
+                dynasm!(self.a
+                    ; .arch x64
+                    ; lea r9, [Rq(ea) + n - 1]
+                    ; mov r8d, [rbp + limit]
+                    ; cmp r9, r8
+                    ; ja =>slow
+                    ; mov edi, [rbp + base]
+                    ; add edi, Rd(ea)
+                );
+                self.r8_ram = false;
+                RDI
+            }
+            SegClass::Slow => {
+                dynasm!(self.a ; .arch x64 ; jmp =>slow);
+                return MemRef { index: None };
+            }
+        };
+        if !write && self.b.key.identity() && self.env.ram_direct >= 4096 {
+            let last = (self.env.ram_direct - n as u32) as i32;
+            let base = self.env.ram_base as i64;
+            dynasm!(self.a
+                ; .arch x64
+                ; cmp Rd(lin), last
+                ; ja =>slow
+            );
+            if !self.r8_ram {
+                dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
+                self.r8_ram = true;
+            }
+            return MemRef { index: Some(lin) };
+        }
+        self.r8_ram = false;
+        let kind = match (write, self.b.key.user()) {
+            (false, false) => fast_kind::READ_SUPERVISOR,
+            (true, false) => fast_kind::WRITE_SUPERVISOR,
+            (false, true) => fast_kind::READ_USER,
+            (true, true) => fast_kind::WRITE_USER,
+        };
+        let tag = 4 * kind as i32;
+        dynasm!(self.a
+            ; .arch x64
+            ; mov r9d, Rd(lin)
+            ; shr r9d, FAST_SHIFT
+            ; and r9d, FAST_INDEX_MASK
+            ; add r9, [rsp + F_TLB]
+        );
+        if n > 1 {
+            dynasm!(self.a ; .arch x64 ; lea r8d, [Rq(lin) + n - 1]);
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov r8d, Rd(lin));
+        }
+        dynasm!(self.a
+            ; .arch x64
+            ; and r8d, 0xFFFF_F000u32 as i32
+            ; cmp r8d, [r9 + tag]
+            ; jne =>slow
+            ; mov r8, [r9 + FAST_ADDEND]
+        );
+        MemRef { index: Some(lin) }
+    }
+
+    /// The access as one host address in r8 (for a read-modify-write, whose index register
+    /// may not survive until the write).
+    fn flatten(&mut self, m: MemRef) -> MemRef {
+        self.r8_ram = false;
+        if let Some(i) = m.index {
+            dynasm!(self.a ; .arch x64 ; add r8, Rq(i));
+        }
+        MemRef { index: None }
+    }
+
+    /// Loads `size` bytes at `m` into `dst`, zero-extended.
+    fn load(&mut self, dst: u8, size: Size, m: MemRef) {
+        match (size, m.index) {
+            (Size::B, None) => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), BYTE [r8]),
+            (Size::W, None) => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), WORD [r8]),
+            (Size::D, None) => dynasm!(self.a ; .arch x64 ; mov Rd(dst), [r8]),
+            (Size::B, Some(i)) => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), BYTE [r8 + Rq(i)]),
+            (Size::W, Some(i)) => dynasm!(self.a ; .arch x64 ; movzx Rd(dst), WORD [r8 + Rq(i)]),
+            (Size::D, Some(i)) => dynasm!(self.a ; .arch x64 ; mov Rd(dst), [r8 + Rq(i)]),
+        }
+    }
+
+    /// Stores `v` (`size` bytes) at `m`.
+    fn store(&mut self, v: Val, size: Size, m: MemRef) {
+        match (v, size, m.index) {
+            (Val::Imm(x), Size::B, None) => dynasm!(self.a ; .arch x64 ; mov BYTE [r8], x as i8),
+            (Val::Imm(x), Size::W, None) => dynasm!(self.a ; .arch x64 ; mov WORD [r8], x as i16),
+            (Val::Imm(x), Size::D, None) => dynasm!(self.a ; .arch x64 ; mov DWORD [r8], x as i32),
+            (Val::Host(r) | Val::Temp(r), Size::B, None) => dynasm!(self.a ; .arch x64 ; mov [r8], Rb(r)),
+            (Val::Host(r) | Val::Temp(r), Size::W, None) => dynasm!(self.a ; .arch x64 ; mov [r8], Rw(r)),
+            (Val::Host(r) | Val::Temp(r), Size::D, None) => dynasm!(self.a ; .arch x64 ; mov [r8], Rd(r)),
+            (Val::Imm(x), Size::B, Some(i)) => dynasm!(self.a ; .arch x64 ; mov BYTE [r8 + Rq(i)], x as i8),
+            (Val::Imm(x), Size::W, Some(i)) => dynasm!(self.a ; .arch x64 ; mov WORD [r8 + Rq(i)], x as i16),
+            (Val::Imm(x), Size::D, Some(i)) => dynasm!(self.a ; .arch x64 ; mov DWORD [r8 + Rq(i)], x as i32),
+            (Val::Host(r) | Val::Temp(r), Size::B, Some(i)) => {
+                dynasm!(self.a ; .arch x64 ; mov [r8 + Rq(i)], Rb(r))
+            }
+            (Val::Host(r) | Val::Temp(r), Size::W, Some(i)) => {
+                dynasm!(self.a ; .arch x64 ; mov [r8 + Rq(i)], Rw(r))
+            }
+            (Val::Host(r) | Val::Temp(r), Size::D, Some(i)) => {
+                dynasm!(self.a ; .arch x64 ; mov [r8 + Rq(i)], Rd(r))
+            }
+        }
+    }
+
+    /// The stack pointer moved by `delta` into rsi (the EA of a stack access).
+    fn stack_ea(&mut self, delta: i32) {
+        dynasm!(self.a ; .arch x64 ; lea esi, [r12 + delta]);
+        if !self.b.key.stack32() {
+            dynasm!(self.a ; .arch x64 ; movzx esi, si);
+        }
+    }
+
+    /// ESP (or SP) += `delta`, without touching the host flags.
+    fn commit_sp(&mut self, delta: i32) {
+        if self.b.key.stack32() {
+            dynasm!(self.a ; .arch x64 ; lea r12d, [r12 + delta]);
+        } else {
+            dynasm!(self.a
+                ; .arch x64
+                ; lea r9d, [r12 + delta]
+                ; mov r12w, r9w
+            );
+        }
+    }
+
+    // ------------------------------------------------------------ registers and operands
+
+    /// Reads guest register `g` into temporary `t`, zero-extended.
+    fn read_gpr(&mut self, t: u8, g: Gpr) {
+        let h = GUEST[g.num as usize];
+        match (g.size, g.high) {
+            (Size::D, _) => dynasm!(self.a ; .arch x64 ; mov Rd(t), Rd(h)),
+            (Size::W, _) => dynasm!(self.a ; .arch x64 ; movzx Rd(t), Rw(h)),
+            (Size::B, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(t), Rb(h)),
+            (Size::B, true) => {
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov Rd(t), Rd(h)
+                    ; shr Rd(t), 8
+                    ; movzx Rd(t), Rb(t)
+                );
+                self.host_flags = 0;
+            }
+        }
+    }
+
+    /// Writes the low `g.size` bytes of temporary `t` to guest register `g`.
+    fn write_gpr(&mut self, g: Gpr, t: u8) {
+        let h = GUEST[g.num as usize];
+        match (g.size, g.high) {
+            (Size::D, _) => dynasm!(self.a ; .arch x64 ; mov Rd(h), Rd(t)),
+            (Size::W, _) => dynasm!(self.a ; .arch x64 ; mov Rw(h), Rw(t)),
+            (Size::B, false) => dynasm!(self.a ; .arch x64 ; mov Rb(h), Rb(t)),
+            (Size::B, true) => {
+                dynasm!(self.a
+                    ; .arch x64
+                    ; ror Rd(h), 8
+                    ; mov Rb(h), Rb(t)
+                    ; rol Rd(h), 8
+                );
+                self.host_flags = 0;
+            }
+        }
+    }
+
+    /// Operand `o` of `size` into temporary `t`, zero-extended (memory through the fast path).
+    fn fetch(&mut self, t: u8, o: &Operand, size: Size) {
+        match *o {
+            Operand::Reg(g) => self.read_gpr(t, g),
+            Operand::Imm(v) => dynasm!(self.a ; .arch x64 ; mov Rd(t), v as i32),
+            Operand::Mem(addr) => {
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, size, false, ea);
+                self.load(t, size, m);
+            }
+        }
+    }
+
+    /// A source operand as a host operand: pinned registers are used in place.
+    fn src_val(&mut self, o: &Operand, size: Size, t: u8) -> Val {
+        match *o {
+            Operand::Reg(g) if !g.high => Val::Host(GUEST[g.num as usize]),
+            Operand::Imm(v) => Val::Imm(v & size.mask()),
+            _ => {
+                self.fetch(t, o, size);
+                Val::Temp(t)
+            }
+        }
+    }
+
+    /// Stores `v` into a lazy-flags field, masked to `size`.
+    fn lazy_field(&mut self, off: i32, v: Val, size: Size) {
+        match (v, size) {
+            (Val::Imm(x), _) => dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + off], x as i32),
+            (Val::Temp(r), _) | (Val::Host(r), Size::D) => {
+                dynasm!(self.a ; .arch x64 ; mov [rbp + off], Rd(r))
+            }
+            (Val::Host(r), Size::W) => dynasm!(self.a
+                ; .arch x64
+                ; movzx r9d, Rw(r)
+                ; mov [rbp + off], r9d
+            ),
+            (Val::Host(r), Size::B) => dynasm!(self.a
+                ; .arch x64
+                ; movzx r9d, Rb(r)
+                ; mov [rbp + off], r9d
+            ),
+        }
+    }
+
+    fn lazy_kind(&mut self, kind: FlagOp, size: Size) {
+        let k = lazy_op(kind, size);
+        dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_OP], k);
+    }
+
+    /// The destination of a read-modify-write as a host operand: a pinned register in place,
+    /// or `TA` loaded from a high-byte register or from memory (host address left in r8).
+    fn rmw_begin(&mut self, dst: &Operand, size: Size, write: bool) -> Val {
+        match *dst {
+            Operand::Reg(g) if !g.high => Val::Host(GUEST[g.num as usize]),
+            Operand::Reg(g) => {
+                self.read_gpr(TA, g);
+                Val::Temp(TA)
+            }
+            Operand::Mem(addr) => {
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, size, write, ea);
+                let m = self.flatten(m);
+                self.load(TA, size, m);
+                Val::Temp(TA)
+            }
+            Operand::Imm(_) => unreachable!("an immediate is never a destination"),
+        }
+    }
+
+    /// Writes `TA` back to a destination begun with [`Emitter::rmw_begin`].
+    fn rmw_end(&mut self, dst: &Operand, size: Size) {
+        match *dst {
+            Operand::Reg(g) if g.high => self.write_gpr(g, TA),
+            Operand::Mem(_) => self.store(Val::Temp(TA), size, MemRef { index: None }),
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------ operations
+
+    fn live(&self) -> u8 {
+        let i = &self.b.insns[self.cur];
+        i.live_out & i.writes
+    }
+
+    fn mov(&mut self, size: Size, dst: Operand, src: Operand) {
+        match (dst, src) {
+            (Operand::Reg(d), Operand::Reg(s)) if !d.high && !s.high => {
+                let (d, s) = (GUEST[d.num as usize], GUEST[s.num as usize]);
+                match size {
+                    Size::D => dynasm!(self.a ; .arch x64 ; mov Rd(d), Rd(s)),
+                    Size::W => dynasm!(self.a ; .arch x64 ; mov Rw(d), Rw(s)),
+                    Size::B => dynasm!(self.a ; .arch x64 ; mov Rb(d), Rb(s)),
+                }
+            }
+            (Operand::Reg(d), Operand::Imm(v)) if !d.high => {
+                let d = GUEST[d.num as usize];
+                match size {
+                    Size::D => dynasm!(self.a ; .arch x64 ; mov Rd(d), v as i32),
+                    Size::W => dynasm!(self.a ; .arch x64 ; mov Rw(d), v as i16),
+                    Size::B => dynasm!(self.a ; .arch x64 ; mov Rb(d), v as i8),
+                }
+            }
+            (Operand::Reg(d), Operand::Mem(addr)) if !d.high => {
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, size, false, ea);
+                let d = GUEST[d.num as usize];
+                match (size, m.index) {
+                    (Size::D, None) => dynasm!(self.a ; .arch x64 ; mov Rd(d), [r8]),
+                    (Size::W, None) => dynasm!(self.a ; .arch x64 ; mov Rw(d), WORD [r8]),
+                    (Size::B, None) => dynasm!(self.a ; .arch x64 ; mov Rb(d), BYTE [r8]),
+                    (Size::D, Some(i)) => dynasm!(self.a ; .arch x64 ; mov Rd(d), [r8 + Rq(i)]),
+                    (Size::W, Some(i)) => dynasm!(self.a ; .arch x64 ; mov Rw(d), WORD [r8 + Rq(i)]),
+                    (Size::B, Some(i)) => dynasm!(self.a ; .arch x64 ; mov Rb(d), BYTE [r8 + Rq(i)]),
+                }
+            }
+            (Operand::Reg(d), _) => {
+                self.fetch(TA, &src, size);
+                self.write_gpr(d, TA);
+            }
+            (Operand::Mem(addr), _) => {
+                let v = self.src_val(&src, size, TA);
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, size, true, ea);
+                self.store(v, size, m);
+            }
+            (Operand::Imm(_), _) => unreachable!("an immediate is never a destination"),
+        }
+    }
+
+    /// `op d, s` on the host at `size` (both registers).
+    fn host_alu_rr(&mut self, op: AluOp, size: Size, d: u8, s: u8) {
+        macro_rules! rr {
+            ($m:ident) => {
+                match size {
+                    Size::D => dynasm!(self.a ; .arch x64 ; $m Rd(d), Rd(s)),
+                    Size::W => dynasm!(self.a ; .arch x64 ; $m Rw(d), Rw(s)),
+                    Size::B => dynasm!(self.a ; .arch x64 ; $m Rb(d), Rb(s)),
+                }
+            };
+        }
+        match op {
+            AluOp::Add => rr!(add),
+            AluOp::Or => rr!(or),
+            AluOp::Adc => rr!(adc),
+            AluOp::Sbb => rr!(sbb),
+            AluOp::And | AluOp::Test => rr!(and),
+            AluOp::Sub | AluOp::Cmp => rr!(sub),
+            AluOp::Xor => rr!(xor),
+        }
+    }
+
+    /// `cmp d, s` or `test d, s` on the host at `size`.
+    fn host_cmp(&mut self, test: bool, size: Size, d: u8, s: Val) {
+        match (test, s, size) {
+            (false, Val::Imm(v), Size::D) => dynasm!(self.a ; .arch x64 ; cmp Rd(d), v as i32),
+            (false, Val::Imm(v), Size::W) => dynasm!(self.a ; .arch x64 ; cmp Rw(d), v as i16),
+            (false, Val::Imm(v), Size::B) => dynasm!(self.a ; .arch x64 ; cmp Rb(d), v as i8),
+            (false, Val::Host(r) | Val::Temp(r), Size::D) => dynasm!(self.a ; .arch x64 ; cmp Rd(d), Rd(r)),
+            (false, Val::Host(r) | Val::Temp(r), Size::W) => dynasm!(self.a ; .arch x64 ; cmp Rw(d), Rw(r)),
+            (false, Val::Host(r) | Val::Temp(r), Size::B) => dynasm!(self.a ; .arch x64 ; cmp Rb(d), Rb(r)),
+            (true, Val::Imm(v), Size::D) => dynasm!(self.a ; .arch x64 ; test Rd(d), v as i32),
+            (true, Val::Imm(v), Size::W) => dynasm!(self.a ; .arch x64 ; test Rw(d), v as i16),
+            (true, Val::Imm(v), Size::B) => dynasm!(self.a ; .arch x64 ; test Rb(d), v as i8),
+            (true, Val::Host(r) | Val::Temp(r), Size::D) => dynasm!(self.a ; .arch x64 ; test Rd(d), Rd(r)),
+            (true, Val::Host(r) | Val::Temp(r), Size::W) => dynasm!(self.a ; .arch x64 ; test Rw(d), Rw(r)),
+            (true, Val::Host(r) | Val::Temp(r), Size::B) => dynasm!(self.a ; .arch x64 ; test Rb(d), Rb(r)),
+        }
+    }
+
+    /// `op d, imm` on the host at `size`.
+    fn host_alu_ri(&mut self, op: AluOp, size: Size, d: u8, v: u32) {
+        macro_rules! ri {
+            ($m:ident) => {
+                match size {
+                    Size::D => dynasm!(self.a ; .arch x64 ; $m Rd(d), v as i32),
+                    Size::W => dynasm!(self.a ; .arch x64 ; $m Rw(d), v as i16),
+                    Size::B => dynasm!(self.a ; .arch x64 ; $m Rb(d), v as i8),
+                }
+            };
+        }
+        match op {
+            AluOp::Add => ri!(add),
+            AluOp::Or => ri!(or),
+            AluOp::Adc => ri!(adc),
+            AluOp::Sbb => ri!(sbb),
+            AluOp::And | AluOp::Test => ri!(and),
+            AluOp::Sub | AluOp::Cmp => ri!(sub),
+            AluOp::Xor => ri!(xor),
+        }
+    }
+
+    fn host_alu(&mut self, op: AluOp, size: Size, d: u8, s: Val) {
+        match s {
+            Val::Imm(v) => self.host_alu_ri(op, size, d, v),
+            Val::Host(r) | Val::Temp(r) => self.host_alu_rr(op, size, d, r),
+        }
+    }
+
+    /// A producer that writes every flag and whose flags are dead: the old record dies too.
+    fn flags_dead(&mut self) {
+        if self.b.insns[self.cur].writes == flag::ALL {
+            self.pending = None;
+        }
+    }
+
+    /// The instruction may take a slow path (its record must then be fully derivable from
+    /// registers or written eagerly, see [`Pending`]).
+    fn has_slow_path(&self) -> bool {
+        self.b.insns[self.cur].op.touches_memory()
+    }
+
+    fn alu(&mut self, op: AluOp, size: Size, dst: Operand, src: Operand) {
+        let live = self.live();
+        let mem = matches!(dst, Operand::Mem(_)) || matches!(src, Operand::Mem(_));
+        if !op.writes() && live == 0 && !mem {
+            self.flags_dead();
+            return; // CMP/TEST whose flags nobody reads.
+        }
+        let carry_in = matches!(op, AluOp::Adc | AluOp::Sbb);
+        if carry_in {
+            self.ensure_flags(flag::CF);
+            dynasm!(self.a ; .arch x64 ; setc BYTE [rsp + F_TMP]);
+        }
+        let a = self.rmw_begin(&dst, size, op.writes());
+        let b = self.src_val(&src, size, TB);
+        let kind = match op {
+            AluOp::Add | AluOp::Adc => FlagOp::Add,
+            AluOp::Sub | AluOp::Sbb | AluOp::Cmp => FlagOp::Sub,
+            _ => FlagOp::Logic,
+        };
+        // A memory source of ADD/SUB/CMP/TEST is kept in the frame, so the record can stay
+        // pending (a slow path refills the slot from the record emu-core wrote).
+        let b_src = match (a, b) {
+            (Val::Host(_), Val::Temp(t))
+                if matches!(src, Operand::Mem(_))
+                    && matches!(op, AluOp::Add | AluOp::Sub | AluOp::Cmp | AluOp::Test) =>
+            {
+                dynasm!(self.a ; .arch x64 ; mov [rsp + F_SRC], Rd(t));
+                self.refill_src = true;
+                Some(Src2::Slot(F_SRC))
+            }
+            _ => Src2::of(b),
+        };
+        // The record stays pending when it can be computed from pinned registers later.
+        let deferred = match (a, b_src) {
+            // AND/OR/XOR: emu-core's record needs only the result, in the destination register
+            // (whatever the source was, and even after a slow path).
+            (Val::Host(d), _) if matches!(op, AluOp::And | AluOp::Or | AluOp::Xor) => {
+                Some(Pending { kind, size, res: Field::Reg(d), src: Field::Stored, dst: Field::Stored })
+            }
+            (Val::Host(d), Some(s)) if !carry_in && (!mem || matches!(s, Src2::Slot(_))) => {
+                let same = s == Src2::Reg(d);
+                Some(match op {
+                    AluOp::Add if !same => {
+                        Pending { kind, size, res: Field::Reg(d), src: Field::from(s), dst: Field::Sub(d, s) }
+                    }
+                    AluOp::Sub if !same => {
+                        Pending { kind, size, res: Field::Reg(d), src: Field::from(s), dst: Field::Add(d, s) }
+                    }
+                    AluOp::Cmp => {
+                        Pending { kind, size, res: Field::Sub(d, s), src: Field::from(s), dst: Field::Reg(d) }
+                    }
+                    AluOp::And | AluOp::Or | AluOp::Xor => {
+                        Pending { kind, size, res: Field::Reg(d), src: Field::Stored, dst: Field::Stored }
+                    }
+                    AluOp::Test => {
+                        let res = if same { Field::Reg(d) } else { Field::And(d, s) };
+                        Pending { kind, size, res, src: Field::Stored, dst: Field::Stored }
+                    }
+                    _ => return self.alu_eager(op, kind, size, &dst, a, b, live, carry_in),
+                })
+            }
+            _ => None,
+        };
+        match deferred {
+            Some(p) => {
+                if op.writes() {
+                    self.host_op(op, size, a, b, carry_in);
+                } else {
+                    // The result is not needed (the record derives it): CMP/TEST themselves.
+                    let d = a.reg().expect("a register");
+                    self.host_cmp(op == AluOp::Test, size, d, b);
+                }
+                self.host_flags = if kind == FlagOp::Logic { flag::ALL & !flag::AF } else { flag::ALL };
+                self.pending = if live != 0 { Some(p) } else { None };
+            }
+            None => self.alu_eager(op, kind, size, &dst, a, b, live, carry_in),
+        }
+    }
+
+    /// `op a, b` on the host (CMP and TEST on a copy in r9); returns where the result is.
+    fn host_op(&mut self, op: AluOp, size: Size, a: Val, b: Val, carry_in: bool) -> Val {
+        if carry_in {
+            dynasm!(self.a ; .arch x64 ; bt DWORD [rsp + F_TMP], 0);
+        }
+        if op.writes() {
+            let d = a.reg().expect("a destination is a register");
+            self.host_alu(op, size, d, b);
+            a
+        } else {
+            match (a, size) {
+                (Val::Temp(r), _) | (Val::Host(r), Size::D) => dynasm!(self.a ; .arch x64 ; mov r9d, Rd(r)),
+                (Val::Host(r), Size::W) => dynasm!(self.a ; .arch x64 ; movzx r9d, Rw(r)),
+                (Val::Host(r), Size::B) => dynasm!(self.a ; .arch x64 ; movzx r9d, Rb(r)),
+                (Val::Imm(_), _) => unreachable!(),
+            }
+            self.host_alu(op, size, R9, b);
+            Val::Temp(R9)
+        }
+    }
+
+    /// An ALU operation whose record is written as it runs (memory or high-byte operands, ADC,
+    /// SBB, an operand that is also the destination).
+    #[allow(clippy::too_many_arguments)]
+    fn alu_eager(
+        &mut self,
+        op: AluOp,
+        kind: FlagOp,
+        size: Size,
+        dst: &Operand,
+        a: Val,
+        b: Val,
+        live: u8,
+        carry_in: bool,
+    ) {
+        let store_flags = live != 0;
+        if store_flags && kind != FlagOp::Logic {
+            self.lazy_field(S_LAZY_DST, a, size);
+            self.lazy_field(S_LAZY_SRC, b, size);
+        }
+        let res = self.host_op(op, size, a, b, carry_in);
+        self.host_flags = if kind == FlagOp::Logic { flag::ALL & !flag::AF } else { flag::ALL };
+        if op.writes() {
+            self.rmw_end(dst, size);
+            if matches!(dst, Operand::Reg(g) if g.high) {
+                // The write-back clobbered the host flags.
+                self.host_flags = 0;
+            }
+        }
+        if store_flags {
+            self.lazy_field(S_LAZY_RES, res, size);
+            self.lazy_kind(kind, size);
+        }
+        self.pending = None;
+    }
+
+    fn inc_dec(&mut self, dec: bool, size: Size, dst: Operand) {
+        let live = self.live();
+        let cf_live = self.b.insns[self.cur].live_out & flag::CF != 0;
+        let in_reg = matches!(dst, Operand::Reg(g) if !g.high);
+        if live != 0 && cf_live && in_reg {
+            // INC/DEC keep CF: emu-core's lazy INC/DEC record takes it from EFLAGS. While the
+            // record is lazy EFLAGS' low byte matters only for CF (the other arithmetic bits
+            // are the record's; bit 1 is reserved and `CpuState::eflags` always reads it as 1,
+            // whatever the field holds), so one `setc` to memory does, with no
+            // read-modify-write of EFLAGS (no store-to-load chain). Nothing can fault before
+            // this instruction's record takes over.
+            self.ensure_flags(flag::CF);
+            dynasm!(self.a ; .arch x64 ; setc BYTE [rbp + S_EFLAGS]);
+        }
+        let prior_cf = self.host_flags & flag::CF;
+        let a = self.rmw_begin(&dst, size, true);
+        if live != 0 && cf_live && !in_reg {
+            // After the memory access (which may still fault): a full read-modify-write.
+            self.ensure_flags(flag::CF);
+            dynasm!(self.a
+                ; .arch x64
+                ; setc r9b
+                ; movzx r9d, r9b
+                ; and DWORD [rbp + S_EFLAGS], !(fl::CF as i32)
+                ; or [rbp + S_EFLAGS], r9d
+            );
+        }
+        if live != 0 && !in_reg {
+            self.lazy_field(S_LAZY_DST, a, size);
+            dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_SRC], 1);
+        }
+        let d = a.reg().expect("a destination is a register");
+        match (dec, size) {
+            (false, Size::D) => dynasm!(self.a ; .arch x64 ; inc Rd(d)),
+            (false, Size::W) => dynasm!(self.a ; .arch x64 ; inc Rw(d)),
+            (false, Size::B) => dynasm!(self.a ; .arch x64 ; inc Rb(d)),
+            (true, Size::D) => dynasm!(self.a ; .arch x64 ; dec Rd(d)),
+            (true, Size::W) => dynasm!(self.a ; .arch x64 ; dec Rw(d)),
+            (true, Size::B) => dynasm!(self.a ; .arch x64 ; dec Rb(d)),
+        }
+        // The host's CF is untouched by INC/DEC, as the guest's is.
+        self.host_flags = (flag::ALL & !flag::CF) | (self.host_flags & prior_cf);
+        self.rmw_end(&dst, size);
+        if matches!(dst, Operand::Reg(g) if g.high) {
+            self.host_flags = 0;
+        }
+        let kind = if dec { FlagOp::Dec } else { FlagOp::Inc };
+        if live == 0 {
+            // Dead: the previous record (whose CF may still count) stays.
+        } else if in_reg {
+            let old = if dec { Field::Add(d, Src2::Imm(1)) } else { Field::Sub(d, Src2::Imm(1)) };
+            self.pending = Some(Pending { kind, size, res: Field::Reg(d), src: Field::Imm(1), dst: old });
+        } else {
+            self.lazy_field(S_LAZY_RES, a, size);
+            self.lazy_kind(kind, size);
+            self.pending = None;
+        }
+    }
+
+    fn neg(&mut self, size: Size, dst: Operand) {
+        let live = self.live();
+        let a = self.rmw_begin(&dst, size, true);
+        if live != 0 {
+            self.lazy_field(S_LAZY_SRC, a, size);
+        }
+        let d = a.reg().expect("a destination is a register");
+        match size {
+            Size::D => dynasm!(self.a ; .arch x64 ; neg Rd(d)),
+            Size::W => dynasm!(self.a ; .arch x64 ; neg Rw(d)),
+            Size::B => dynasm!(self.a ; .arch x64 ; neg Rb(d)),
+        }
+        self.host_flags = flag::ALL;
+        self.rmw_end(&dst, size);
+        if matches!(dst, Operand::Reg(g) if g.high) {
+            self.host_flags = 0;
+        }
+        if live == 0 {
+            self.pending = None;
+        } else if let (Val::Host(d), false) = (a, self.has_slow_path()) {
+            self.pending = Some(Pending {
+                kind: FlagOp::Sub,
+                size,
+                res: Field::Reg(d),
+                src: Field::Stored,
+                dst: Field::Imm(0),
+            });
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_DST], 0);
+            self.lazy_field(S_LAZY_RES, a, size);
+            self.lazy_kind(FlagOp::Sub, size);
+            self.pending = None;
+        }
+    }
+
+    fn not(&mut self, size: Size, dst: Operand) {
+        let a = self.rmw_begin(&dst, size, true);
+        let d = a.reg().expect("a destination is a register");
+        match size {
+            Size::D => dynasm!(self.a ; .arch x64 ; not Rd(d)),
+            Size::W => dynasm!(self.a ; .arch x64 ; not Rw(d)),
+            Size::B => dynasm!(self.a ; .arch x64 ; not Rb(d)),
+        }
+        self.rmw_end(&dst, size);
+    }
+
+    fn shift(&mut self, op: ShiftOp, size: Size, dst: Operand, count: u8) {
+        let live = self.live();
+        let a = self.rmw_begin(&dst, size, true);
+        if live != 0 {
+            // emu-core's lazy shift record: the operand before the shift, the count, the result.
+            self.lazy_field(S_LAZY_DST, a, size);
+        }
+        let d = a.reg().expect("a destination is a register");
+        let c = count as i8;
+        match (op, size) {
+            (ShiftOp::Shl, Size::D) => dynasm!(self.a ; .arch x64 ; shl Rd(d), c),
+            (ShiftOp::Shl, Size::W) => dynasm!(self.a ; .arch x64 ; shl Rw(d), c),
+            (ShiftOp::Shl, Size::B) => dynasm!(self.a ; .arch x64 ; shl Rb(d), c),
+            (ShiftOp::Shr, Size::D) => dynasm!(self.a ; .arch x64 ; shr Rd(d), c),
+            (ShiftOp::Shr, Size::W) => dynasm!(self.a ; .arch x64 ; shr Rw(d), c),
+            (ShiftOp::Shr, Size::B) => dynasm!(self.a ; .arch x64 ; shr Rb(d), c),
+            (ShiftOp::Sar, Size::D) => dynasm!(self.a ; .arch x64 ; sar Rd(d), c),
+            (ShiftOp::Sar, Size::W) => dynasm!(self.a ; .arch x64 ; sar Rw(d), c),
+            (ShiftOp::Sar, Size::B) => dynasm!(self.a ; .arch x64 ; sar Rb(d), c),
+        }
+        // The host defines CF PF ZF SF for 1 <= count < width, and OF for a count of 1 exactly as
+        // emu-core chooses it for larger counts too (isa/shift.rs); AF is the host's to choose.
+        self.host_flags = flag::CF | flag::PF | flag::ZF | flag::SF | if count == 1 { flag::OF } else { 0 };
+        self.rmw_end(&dst, size);
+        if matches!(dst, Operand::Reg(g) if g.high) {
+            self.host_flags = 0;
+        }
+        let kind = match op {
+            ShiftOp::Shl => FlagOp::Shl,
+            ShiftOp::Shr => FlagOp::Shr,
+            ShiftOp::Sar => FlagOp::Sar,
+        };
+        if live == 0 {
+            self.pending = None;
+        } else if let (Val::Host(d), false) = (a, self.has_slow_path()) {
+            self.pending = Some(Pending {
+                kind,
+                size,
+                res: Field::Reg(d),
+                src: Field::Imm(u32::from(count)),
+                dst: Field::Stored,
+            });
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov DWORD [rbp + S_LAZY_SRC], i32::from(count));
+            self.lazy_field(S_LAZY_RES, a, size);
+            self.lazy_kind(kind, size);
+            self.pending = None;
+        }
+    }
+
+    fn imul(&mut self, size: Size, dst: Gpr, src: Operand, imm: Option<u32>) {
+        let live = self.live();
+        let s = match self.src_val(&src, size, TB) {
+            Val::Host(r) | Val::Temp(r) => r,
+            Val::Imm(v) => {
+                dynasm!(self.a ; .arch x64 ; mov Rd(TB), v as i32);
+                TB
+            }
+        };
+        let d = GUEST[dst.num as usize];
+        match (imm, size) {
+            (None, Size::W) => dynasm!(self.a ; .arch x64 ; imul Rw(d), Rw(s)),
+            (None, _) => dynasm!(self.a ; .arch x64 ; imul Rd(d), Rd(s)),
+            (Some(v), Size::W) => dynasm!(self.a ; .arch x64 ; imul Rw(d), Rw(s), v as i16),
+            (Some(v), _) => dynasm!(self.a ; .arch x64 ; imul Rd(d), Rd(s), v as i32),
+        }
+        // CF and OF are defined by the host as by the guest; SF ZF PF are not.
+        self.host_flags = flag::CF | flag::OF;
+        if live == 0 {
+            self.pending = None;
+            return;
+        }
+        // emu-core's lazy multiply record: overflow in `src`, the low half in `res`.
+        dynasm!(self.a
+            ; .arch x64
+            ; seto r9b
+            ; movzx r9d, r9b
+            ; mov [rbp + S_LAZY_SRC], r9d
+        );
+        if self.has_slow_path() {
+            self.lazy_field(S_LAZY_RES, Val::Host(d), size);
+            self.lazy_kind(FlagOp::Mul, size);
+            self.pending = None;
+        } else {
+            self.pending = Some(Pending {
+                kind: FlagOp::Mul,
+                size,
+                res: Field::Reg(d),
+                src: Field::Stored,
+                dst: Field::Stored,
+            });
+        }
+    }
+
+    fn setcc(&mut self, cc: Cond, dst: Operand) {
+        self.ensure_flags(cc.reads());
+        match dst {
+            Operand::Reg(g) if !g.high => {
+                let h = GUEST[g.num as usize];
+                self.set_reg(cc, h);
+            }
+            _ => {
+                self.set_reg(cc, TA);
+                match dst {
+                    Operand::Reg(g) => self.write_gpr(g, TA),
+                    Operand::Mem(addr) => {
+                        let ea = self.ea_reg(&addr);
+                        let m = self.probe(addr.seg, Size::B, true, ea);
+                        self.store(Val::Temp(TA), Size::B, m);
+                    }
+                    Operand::Imm(_) => unreachable!(),
+                }
+            }
+        }
+    }
+
+    /// `setcc r8` for host register `r`.
+    fn set_reg(&mut self, cc: Cond, r: u8) {
+        cc_arms!(cc,
+            0 => dynasm!(self.a ; .arch x64 ; seto Rb(r)),
+            1 => dynasm!(self.a ; .arch x64 ; setno Rb(r)),
+            2 => dynasm!(self.a ; .arch x64 ; setb Rb(r)),
+            3 => dynasm!(self.a ; .arch x64 ; setae Rb(r)),
+            4 => dynasm!(self.a ; .arch x64 ; sete Rb(r)),
+            5 => dynasm!(self.a ; .arch x64 ; setne Rb(r)),
+            6 => dynasm!(self.a ; .arch x64 ; setbe Rb(r)),
+            7 => dynasm!(self.a ; .arch x64 ; seta Rb(r)),
+            8 => dynasm!(self.a ; .arch x64 ; sets Rb(r)),
+            9 => dynasm!(self.a ; .arch x64 ; setns Rb(r)),
+            10 => dynasm!(self.a ; .arch x64 ; setp Rb(r)),
+            11 => dynasm!(self.a ; .arch x64 ; setnp Rb(r)),
+            12 => dynasm!(self.a ; .arch x64 ; setl Rb(r)),
+            13 => dynasm!(self.a ; .arch x64 ; setge Rb(r)),
+            14 => dynasm!(self.a ; .arch x64 ; setle Rb(r)),
+            15 => dynasm!(self.a ; .arch x64 ; setg Rb(r)),
+        )
+    }
+
+    fn cmov(&mut self, cc: Cond, size: Size, dst: Gpr, src: Operand) {
+        self.ensure_flags(cc.reads());
+        let d = GUEST[dst.num as usize];
+        let (s, cc) = match src {
+            Operand::Reg(g) if !g.high => (GUEST[g.num as usize], cc),
+            _ => {
+                // The source is read whatever the condition (it may fault): keep the condition
+                // in the frame while the fast path clobbers the flags.
+                self.set_reg(cc, R9);
+                dynasm!(self.a ; .arch x64 ; mov [rsp + F_TMP], r9b);
+                self.fetch(TB, &src, size);
+                dynasm!(self.a ; .arch x64 ; cmp BYTE [rsp + F_TMP], 0);
+                self.host_flags = 0;
+                (TB, Cond(5)) // ne
+            }
+        };
+        macro_rules! cm {
+            ($m:ident) => {
+                match size {
+                    Size::W => dynasm!(self.a ; .arch x64 ; $m Rw(d), Rw(s)),
+                    _ => dynasm!(self.a ; .arch x64 ; $m Rd(d), Rd(s)),
+                }
+            };
+        }
+        cc_arms!(cc,
+            0 => cm!(cmovo), 1 => cm!(cmovno), 2 => cm!(cmovb), 3 => cm!(cmovae),
+            4 => cm!(cmove), 5 => cm!(cmovne), 6 => cm!(cmovbe), 7 => cm!(cmova),
+            8 => cm!(cmovs), 9 => cm!(cmovns), 10 => cm!(cmovp), 11 => cm!(cmovnp),
+            12 => cm!(cmovl), 13 => cm!(cmovge), 14 => cm!(cmovle), 15 => cm!(cmovg),
+        )
+    }
+
+    fn jcc(&mut self, cc: Cond, target: u32) {
+        self.ensure_flags(cc.reads());
+        let next = self.b.insns[self.cur].next_eip;
+        if self.loops_to_copy(target) {
+            // Back to the loop copy, through the `lea` that adds this branch's count to r11
+            // just before it (see `loop_entry`).
+            if self.loop_state == LoopState::Open {
+                self.loop_state = LoopState::Wanted(self.pending);
+            }
+            self.count += 1;
+            let l = self.loop_entry(self.count);
+            self.branch_on(cc, l);
+            if self.cur + 1 == self.b.insns.len() {
+                self.sync();
+                self.exit_or_loop(next);
+            }
+            return;
+        }
+        let taken = self.a.new_dynamic_label();
+        self.branch_on(cc, taken);
+        let count = self.count + 1;
+        let flags = self.pending;
+        if self.cur + 1 < self.b.insns.len() {
+            // A side exit: the fall-through goes on in this block.
+            let join = match self.loop_back(target, count) {
+                Some(back) => Some(back),
+                None => self.internal_target(target).map(Join::Wanted),
+            };
+            let epoch = self.epoch;
+            self.side_exits.push(SideExit { label: taken, count, flags, target, join, epoch });
+            self.count = count;
+            return;
+        }
+        let back = self.loop_back(target, count);
+        self.count = count;
+        self.sync();
+        self.exit_or_loop(next);
+        dynasm!(self.a ; .arch x64 ; =>taken);
+        if let Some(Join::Back(join, delta, need)) = back {
+            self.back_join(join, delta, need);
+        }
+        self.pending = flags;
+        self.count = count;
+        self.sync();
+        self.exit_or_loop(target);
+    }
+
+    /// `jcc` to `label`.
+    fn branch_on(&mut self, cc: Cond, label: DynamicLabel) {
+        cc_arms!(cc,
+            0 => dynasm!(self.a ; .arch x64 ; jo =>label),
+            1 => dynasm!(self.a ; .arch x64 ; jno =>label),
+            2 => dynasm!(self.a ; .arch x64 ; jb =>label),
+            3 => dynasm!(self.a ; .arch x64 ; jae =>label),
+            4 => dynasm!(self.a ; .arch x64 ; je =>label),
+            5 => dynasm!(self.a ; .arch x64 ; jne =>label),
+            6 => dynasm!(self.a ; .arch x64 ; jbe =>label),
+            7 => dynasm!(self.a ; .arch x64 ; ja =>label),
+            8 => dynasm!(self.a ; .arch x64 ; js =>label),
+            9 => dynasm!(self.a ; .arch x64 ; jns =>label),
+            10 => dynasm!(self.a ; .arch x64 ; jp =>label),
+            11 => dynasm!(self.a ; .arch x64 ; jnp =>label),
+            12 => dynasm!(self.a ; .arch x64 ; jl =>label),
+            13 => dynasm!(self.a ; .arch x64 ; jge =>label),
+            14 => dynasm!(self.a ; .arch x64 ; jle =>label),
+            15 => dynasm!(self.a ; .arch x64 ; jg =>label),
+        );
+    }
+
+    /// The entry of the loop copy for back edges with `count` instructions pending: a `lea`
+    /// adding them to r11, placed right before the copy's budget check for the first such count
+    /// (emitted later, out of line, for others).
+    fn loop_entry(&mut self, count: u32) -> DynamicLabel {
+        if let Some(&(_, l, _)) = self.loop_entries.iter().find(|e| e.0 == count) {
+            return l;
+        }
+        let l = self.a.new_dynamic_label();
+        self.loop_entries.push((count, l, false));
+        l
+    }
+
+    /// A branch to `target` here can go straight to the loop copy (see [`Emitter::block`]).
+    fn loops_to_copy(&self, target: u32) -> bool {
+        target == self.b.eip
+            && self.env.chaining
+            && match self.loop_state {
+                LoopState::Open => true,
+                LoopState::Wanted(p) | LoopState::Emitting(p) => p == self.pending,
+            }
+    }
+
+    /// The index of the instruction at `target` when a conditional branch there can stay in the
+    /// block: it is further on, no callout lies between (the count of retired instructions is
+    /// then one the taken path can adjust by a constant), and no flag is live where it starts
+    /// (so neither path has a record to hand over: the join starts with none).
+    fn internal_target(&self, target: u32) -> Option<usize> {
+        if !self.env.chaining {
+            return None;
+        }
+        let insns = &self.b.insns;
+        let j = (self.cur + 1..insns.len()).find(|&j| insns[j].eip == target)?;
+        let plain = insns[self.cur + 1..j].iter().all(|x| x.op != Op::Callout);
+        (live_in(&insns[j]) == 0 && plain).then_some(j)
+    }
+
+    /// The join of a branch back to an instruction of this block (a loop head, see
+    /// [`loop_heads`]) taken with `count` instructions pending.
+    fn loop_back(&self, target: u32, count: u32) -> Option<Join> {
+        let insns = &self.b.insns;
+        let j = (1..=self.cur).find(|&j| insns[j].eip == target && self.loop_heads[j])?;
+        let (label, at, epoch) = self.joins[j]?;
+        if epoch != self.epoch {
+            return None;
+        }
+        let rest = (insns.len() - j) as i32;
+        Some(Join::Back(label, count as i32 - at as i32, count as i32 + rest))
+    }
+
+    /// The taken path of a branch back to a loop head: on to it when the budget still covers
+    /// the rest of the block from there, else on to the side exit that follows.
+    fn back_join(&mut self, join: DynamicLabel, delta: i32, need: i32) {
+        let out = self.a.new_dynamic_label();
+        dynasm!(self.a
+            ; .arch x64
+            ; cmp r11, -need
+            ; jg =>out
+            ; lea r11, [r11 + delta]
+            ; jmp =>join
+            ; =>out
+        );
+    }
+
+    /// Binds the join point of branches to instruction `i` (see [`Join`]), if any.
+    fn join(&mut self, i: usize) {
+        let epoch = self.epoch;
+        let wanted = |x: &SideExit| matches!(x.join, Some(Join::Wanted(j)) if j == i) && x.epoch == epoch;
+        let wanted_here = self.side_exits.iter().any(wanted);
+        if !wanted_here && !self.loop_heads[i] {
+            return;
+        }
+        // The flags are dead here (see `internal_target`); nothing else is assumed.
+        self.pending = None;
+        self.host_flags = 0;
+        self.r8_ram = false;
+        let l = self.a.new_dynamic_label();
+        dynasm!(self.a ; .arch x64 ; =>l);
+        self.joins[i] = Some((l, self.count, epoch));
+        let count = self.count as i32;
+        for x in &mut self.side_exits {
+            if matches!(x.join, Some(Join::Wanted(j)) if j == i) && x.epoch == epoch {
+                x.join = Some(Join::Bound(l, x.count as i32 - count));
+            }
+        }
+    }
+
+    /// A terminal exit to `target`: back to the loop copy of this block when `target` is its
+    /// own start and the record pending here is the one the copy starts with (see
+    /// [`Emitter::block`]); otherwise out.
+    fn exit_or_loop(&mut self, target: u32) {
+        if target == self.b.eip && self.env.chaining {
+            match self.loop_state {
+                LoopState::Open => {
+                    self.loop_state = LoopState::Wanted(self.pending);
+                    let l = self.loop_label;
+                    dynasm!(self.a ; .arch x64 ; jmp =>l);
+                    return;
+                }
+                LoopState::Wanted(p) | LoopState::Emitting(p) if p == self.pending => {
+                    let l = self.loop_label;
+                    dynasm!(self.a ; .arch x64 ; jmp =>l);
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.direct_exit(target);
+    }
+
+    fn push_val(&mut self, size: Size, v: Val) {
+        let n = size.bytes() as i32;
+        self.stack_ea(-n);
+        let m = self.probe(SegReg::Ss, size, true, RSI);
+        self.store(v, size, m);
+        if self.b.key.stack32() {
+            dynasm!(self.a ; .arch x64 ; mov r12d, esi);
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov r12w, si);
+        }
+    }
+
+    fn push(&mut self, size: Size, src: Operand) {
+        let v = self.src_val(&src, size, TA);
+        self.push_val(size, v);
+    }
+
+    fn pop(&mut self, size: Size, dst: Gpr) {
+        self.stack_ea(0);
+        let m = self.probe(SegReg::Ss, size, false, RSI);
+        self.load(TA, size, m);
+        self.commit_sp(size.bytes() as i32);
+        self.write_gpr(dst, TA);
+    }
+}
+
+/// Host code as text (Intel syntax, one instruction per line with its offset), for dumps and
+/// golden tests.
+/// The flags live where instruction `i` starts.
+fn live_in(i: &crate::ir::Insn) -> u8 {
+    if i.may_exit {
+        flag::ALL
+    } else {
+        (i.live_out & !i.writes) | i.reads
+    }
+}
+
+/// Instructions of `b` (not the first: that is the loop copy's business) that a conditional
+/// branch further on jumps back to, with no callout in between (the branch can then adjust
+/// the count of retired instructions by a constant) and no flag live at the head (neither
+/// path has a record to hand over).
+fn loop_heads(b: &Block, env: &CodeEnv) -> Vec<bool> {
+    let mut heads = vec![false; b.insns.len()];
+    if !env.chaining {
+        return heads;
+    }
+    for (k, i) in b.insns.iter().enumerate() {
+        let Op::Jcc { target, .. } = i.op else { continue };
+        let Some(j) = (1..=k).find(|&j| b.insns[j].eip == target) else { continue };
+        if live_in(&b.insns[j]) == 0 && b.insns[j..k].iter().all(|x| x.op != Op::Callout) {
+            heads[j] = true;
+        }
+    }
+    heads
+}
+
+pub fn disassemble(code: &[u8], base: usize) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let mut d = Decoder::with_ip(64, code, base as u64, DecoderOptions::NONE);
+    let mut f = IntelFormatter::new();
+    f.options_mut().set_hex_prefix("");
+    f.options_mut().set_hex_suffix("h");
+    f.options_mut().set_space_after_operand_separator(true);
+    let mut out = String::new();
+    let mut text = String::new();
+    for i in &mut d {
+        text.clear();
+        f.format(&i, &mut text);
+        out.push_str(&format!("  {:04x}  {text}\n", i.ip() as usize - base));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stubs_assemble() {
+        let s = X64.stubs(0x1000_0000).unwrap();
+        assert!(s.entry < s.exit && s.exit < s.exit_nostore && s.exit_nostore < s.code.len());
+    }
+
+    #[test]
+    fn chain_bytes_are_relative_to_the_end_of_the_field() {
+        assert_eq!(X64.chain_bytes(0x1000, Some(0x1010)), 12i32.to_le_bytes());
+        assert_eq!(X64.chain_bytes(0x1000, None), [0; 4]);
+    }
+}

@@ -1,0 +1,335 @@
+//! The binary translator against hostile and random guest code: every program here runs in
+//! the interpreter, the translator and lockstep (the translator checked against the interpreter
+//! as it runs), and must end, print and count exactly alike, without crashing bt86.
+//!
+//! - random sandboxed programs (`bt86::fuzz`'s generator: every ALU, shift, bit, string, stack
+//!   and control instruction form, with memory operands and segment overrides), block by block
+//!   in lockstep;
+//! - self-modifying code: code that rewrites an instruction a few instructions ahead on every
+//!   iteration; a store into the very block that is running (the block must stop after it);
+//!   data next to code in the same page (64-byte lines: no invalidation) and in the same line;
+//! - code entered in the middle of an instruction;
+//! - a code arena too small for the program (flushed and refilled);
+//! - a page rewritten again and again (given up on: interpreted).
+
+#![cfg(target_arch = "x86_64")]
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::rc::Rc;
+
+use bt86::engine::{Engine, EngineKind};
+use bt86::machine::{Exit, Machine};
+use guest_images::FLAT_KERNEL_CODE;
+use iced_x86::code_asm::*;
+use jit::{Fallback, JitOptions, JitStats};
+
+/// A debug console that keeps what the guest wrote.
+#[derive(Clone, Default)]
+struct Console(Rc<RefCell<Vec<u8>>>);
+
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How a run ended: exit, debug-console output, retired instructions.
+type Run = (Exit, String, u64);
+
+/// Runs Multiboot `elf` with `engine`; the translator's counters too.
+fn run(elf: &[u8], engine: Engine, max_steps: u64) -> (Run, Option<JitStats>) {
+    let console = Console::default();
+    let mut m = Machine::new(4 << 20, Box::new(console.clone())).expect("guest RAM");
+    m.engine = engine;
+    bt86::boot::multiboot::load_bytes(&mut m, elf, "test", "test").expect("the kernel loads");
+    let exit = m.run(max_steps);
+    let out = String::from_utf8_lossy(&console.0.borrow()).into_owned();
+    ((exit, out, m.cpu.state.retired), m.engine.jit_stats().cloned())
+}
+
+/// Runs `elf` in every engine and requires them to agree; returns the interpreter's run and
+/// the translator's counters.
+fn everywhere(elf: &[u8], max_steps: u64, options: JitOptions) -> (Run, JitStats) {
+    let (interp, _) = run(elf, Engine::interp(), max_steps);
+    let (jit, stats) = run(elf, Engine::with_options(EngineKind::Jit, options).unwrap(), max_steps);
+    assert_eq!(jit, interp, "the translator differs from the interpreter");
+    let (lockstep, _) = run(elf, Engine::with_options(EngineKind::Lockstep, options).unwrap(), max_steps);
+    assert_eq!(lockstep, interp, "lockstep differs from the interpreter (or found a divergence)");
+    let per_block = JitOptions { chaining: false, unit: true, ..options };
+    let (lockstep, _) = run(elf, Engine::with_options(EngineKind::Lockstep, per_block).unwrap(), max_steps);
+    assert_eq!(lockstep, interp, "block-by-block lockstep differs from the interpreter");
+    (interp, stats.expect("the translator keeps counters"))
+}
+
+/// A flat 32-bit kernel from `body`, which ends by printing EAX as 8 hex digits and exiting.
+/// `body` gets the address of the label it returns (0 on the first of two passes), so code can
+/// refer to its own bytes.
+fn kernel(body: impl Fn(&mut CodeAssembler, u32) -> Result<CodeLabel, IcedError>) -> Vec<u8> {
+    let build = |at: u32| -> (Vec<u8>, u32) {
+        let mut a = CodeAssembler::new(32).unwrap();
+        a.mov(esp, 0x0018_0000u32).unwrap();
+        let label = body(&mut a, at).unwrap();
+        // Print EAX in hex, newline, exit 0.
+        let mut digit = a.create_label();
+        let mut skip = a.create_label();
+        a.mov(edx, eax).unwrap();
+        a.mov(ecx, 8u32).unwrap();
+        a.set_label(&mut digit).unwrap();
+        a.rol(edx, 4).unwrap();
+        a.mov(eax, edx).unwrap();
+        a.and(eax, 0xFu32).unwrap();
+        a.add(eax, u32::from(b'0')).unwrap();
+        a.cmp(eax, u32::from(b'9')).unwrap();
+        a.jbe(skip).unwrap();
+        a.add(eax, 7u32).unwrap();
+        a.set_label(&mut skip).unwrap();
+        a.out(0xE9u32, al).unwrap();
+        a.dec(ecx).unwrap();
+        a.jnz(digit).unwrap();
+        a.mov(al, u32::from(b'\n')).unwrap();
+        a.out(0xE9u32, al).unwrap();
+        a.xor(eax, eax).unwrap();
+        a.out(0xF4u32, eax).unwrap();
+        a.hlt().unwrap();
+        let r = a
+            .assemble_options(
+                u64::from(FLAT_KERNEL_CODE),
+                iced_x86::BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+            )
+            .unwrap();
+        let ip = r.label_ip(&label).unwrap() as u32;
+        (r.inner.code_buffer, ip)
+    };
+    let (_, at) = build(0);
+    let (code, again) = build(at);
+    assert_eq!(at, again, "the layout does not depend on the address");
+    guest_images::flat_kernel("test", "a test kernel", &code).elf
+}
+
+fn hex(v: u32) -> String {
+    format!("{v:08X}\n")
+}
+
+#[test]
+fn random_programs_agree_block_by_block() {
+    let generator = bt86::fuzz::Generator::new();
+    for index in 0..150 {
+        let program = generator.program(7, index).expect("program");
+        let elf = program.kernel().expect("kernel");
+        let ((exit, _, _), _) = everywhere(&elf, 1_000_000, JitOptions::default());
+        assert!(matches!(exit, Exit::DebugExit { .. }), "program {index}: {exit:?}");
+    }
+}
+
+#[test]
+fn random_bytes_neither_crash_nor_diverge() {
+    // Random registers, then 512 random bytes as code, with no IDT: whatever the bytes do
+    // (write anywhere, jump anywhere, fault), both engines end the same way, and bt86 lives.
+    let mut rng = bt86::fuzz::Rng::new(0x5EED);
+    let mut ended = [0usize; 3];
+    for _ in 0..600 {
+        let mut a = CodeAssembler::new(32).unwrap();
+        for r in [eax, ecx, edx, ebx, ebp, esi, edi] {
+            // Mostly addresses inside RAM, so that memory operands often succeed.
+            let v = if rng.below(4) == 0 { rng.value() } else { 0x10_0000 + rng.below(0x30_0000) };
+            a.mov(r, v).unwrap();
+        }
+        a.mov(esp, 0x18_0000u32).unwrap();
+        let mut code = a.assemble(u64::from(FLAT_KERNEL_CODE)).unwrap();
+        code.extend((0..512).map(|_| rng.below(256) as u8));
+        let elf = guest_images::flat_kernel("random", "random bytes", &code).elf;
+        let (interp, _) = run(&elf, Engine::interp(), 20_000);
+        let (jit, _) = run(&elf, Engine::new(EngineKind::Jit).unwrap(), 20_000);
+        assert_eq!(jit, interp, "random code: the translator differs");
+        ended[match interp.0 {
+            Exit::TripleFault(_) => 0,
+            Exit::StepLimit => 1,
+            _ => 2,
+        }] += 1;
+    }
+    println!(
+        "random code ended: {} triple faults, {} step limits, {} otherwise",
+        ended[0], ended[1], ended[2]
+    );
+    assert!(ended[0] > 0, "some random code faults: {ended:?}");
+}
+
+#[test]
+fn code_that_rewrites_itself_every_few_instructions() {
+    // Each iteration stores the loop counter into the immediate of an `add ebx, imm32` a few
+    // instructions ahead (in the same block), so the block must stop after the store and the
+    // next block must see the new bytes.
+    let mut patched = 0;
+    let elf = kernel(|a, add_at| {
+        let mut top = a.create_label();
+        let mut add = a.create_label();
+        a.xor(ebx, ebx)?;
+        a.mov(ecx, 3000u32)?;
+        a.set_label(&mut top)?;
+        a.mov(dword_ptr(add_at.wrapping_add(2)), ecx)?;
+        a.nop()?;
+        a.set_label(&mut add)?;
+        a.add(ebx, 0x1234_5678u32)?; // 81 C3 imm32: the immediate is at +2
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.mov(eax, ebx)?;
+        Ok(add)
+    });
+    let ((_, out, _), stats) = everywhere(&elf, 10_000_000, JitOptions::default());
+    for i in 1..=3000u32 {
+        patched = u32::wrapping_add(patched, i);
+    }
+    assert_eq!(out, hex(patched));
+    assert!(stats.invalidations > 0, "{stats}");
+    assert!(
+        stats.fallbacks.get(&Fallback::SmcPage).copied().unwrap_or(0) > 0,
+        "the page is given up on: {stats}"
+    );
+}
+
+#[test]
+fn a_store_into_the_running_block_takes_effect_at_the_next_instruction() {
+    // The store rewrites `add eax, 1` (83 C0 01) into `add eax, 5` in the middle of the block
+    // that holds both.
+    let elf = kernel(|a, add_at| {
+        let mut add = a.create_label();
+        a.xor(eax, eax)?;
+        a.mov(byte_ptr(add_at.wrapping_add(2)), 5u32)?;
+        a.set_label(&mut add)?;
+        a.db(&[0x83, 0xC0, 0x01])?;
+        Ok(add)
+    });
+    let ((_, out, _), stats) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert_eq!(out, hex(5));
+    assert!(stats.invalidations > 0, "{stats}");
+}
+
+#[test]
+fn code_entered_in_the_middle_of_an_instruction() {
+    // B8 40 90 90 90 is `mov eax, 0x90909040`; entered one byte in, it is `inc eax` and three
+    // NOPs. Odd iterations enter it in the middle, even ones at the start.
+    let elf = kernel(|a, mid_at| {
+        let mut top = a.create_label();
+        let mut even = a.create_label();
+        let mut mid = a.create_label();
+        let mut done = a.create_label();
+        a.xor(eax, eax)?;
+        a.mov(ecx, 100u32)?;
+        a.set_label(&mut top)?;
+        a.test(ecx, 1u32)?;
+        a.jz(even)?;
+        a.mov(edx, mid_at.wrapping_add(1))?;
+        a.jmp(edx)?;
+        a.set_label(&mut even)?;
+        a.mov(edx, mid_at)?;
+        a.jmp(edx)?;
+        a.set_label(&mut mid)?;
+        a.db(&[0xB8, 0x40, 0x90, 0x90, 0x90])?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.set_label(&mut done)?;
+        Ok(mid)
+    });
+    let ((_, out, _), _) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert_eq!(out, hex(0x9090_9041));
+}
+
+#[test]
+fn a_full_code_arena_is_flushed_and_refilled() {
+    // 3,000 distinct blocks, each adding its index: far more code than a 256 KiB arena holds.
+    let elf = kernel(|a, _| {
+        a.xor(eax, eax)?;
+        a.mov(edx, 3u32)?;
+        let mut outer = a.create_label();
+        a.set_label(&mut outer)?;
+        for i in 0..3000u32 {
+            let mut next = a.create_label();
+            a.add(eax, i)?;
+            a.jmp(next)?;
+            a.set_label(&mut next)?;
+        }
+        a.dec(edx)?;
+        a.jnz(outer)?;
+        Ok(outer)
+    });
+    let small = JitOptions { arena_size: 256 << 10, ..JitOptions::default() };
+    let ((_, out, _), stats) = everywhere(&elf, 10_000_000, small);
+    assert_eq!(out, hex(3 * (0..3000u32).sum::<u32>()));
+    assert!(stats.flushes > 1, "{stats}");
+}
+
+#[test]
+fn data_in_another_line_of_a_code_page_does_not_invalidate_code() {
+    // A counter 512 bytes after the loop, in the same page: written every iteration, yet no
+    // block is dropped (64-byte lines). A counter in the loop's own line would drop it.
+    for (far, expect_invalidations) in [(true, false), (false, true)] {
+        let elf = kernel(|a, top_at| {
+            let mut top = a.create_label();
+            let mut data = a.create_label();
+            // Far: 512 bytes past the loop (same page, another line); near: the loop's line.
+            let counter = if far { top_at.wrapping_add(512) } else { top_at.wrapping_sub(4) };
+            a.mov(ecx, 1000u32)?;
+            a.mov(dword_ptr(counter), 0u32)?;
+            a.jmp(top)?;
+            a.set_label(&mut data)?;
+            a.dd(&[0])?;
+            a.set_label(&mut top)?;
+            a.inc(dword_ptr(counter))?;
+            a.dec(ecx)?;
+            a.jnz(top)?;
+            a.mov(eax, dword_ptr(counter))?;
+            Ok(top)
+        });
+        let offset = if far { 512 } else { -4 };
+        let ((_, out, _), stats) = everywhere(&elf, 1_000_000, JitOptions::default());
+        assert_eq!(out, hex(1000), "offset {offset}");
+        assert_eq!(stats.invalidations > 0, expect_invalidations, "offset {offset}: {stats}");
+    }
+}
+
+#[test]
+fn branches_inside_a_block_keep_exact_counts() {
+    // One block holds both loops: JZ SKIP rejoins it forward, JNZ INNER loops back to its
+    // middle, JNZ OUTER to its start. Runs cut short at arbitrary instruction counts must stop
+    // at exactly the same instruction in every engine.
+    let elf = kernel(|a, _| {
+        let (mut outer, mut inner, mut skip) = (a.create_label(), a.create_label(), a.create_label());
+        a.xor(eax, eax)?;
+        a.mov(edx, 300u32)?;
+        a.set_label(&mut outer)?;
+        a.mov(ecx, 37u32)?;
+        a.set_label(&mut inner)?;
+        a.add(eax, ecx)?;
+        a.test(al, 1u32)?;
+        a.jz(skip)?;
+        a.xor(eax, 0x55u32)?;
+        a.set_label(&mut skip)?;
+        a.sub(ecx, 1u32)?;
+        a.jnz(inner)?;
+        a.dec(edx)?;
+        a.jnz(outer)?;
+        Ok(outer)
+    });
+    let mut want = 0u32;
+    for _ in 0..300 {
+        for c in (1..=37u32).rev() {
+            want = want.wrapping_add(c);
+            if want & 1 != 0 {
+                want ^= 0x55;
+            }
+        }
+    }
+    let ((_, out, _), _) = everywhere(&elf, 10_000_000, JitOptions::default());
+    assert_eq!(out, hex(want));
+    for max in [1_000, 1_001, 1_002, 1_003, 12_345, 33_333] {
+        let ((exit, _, retired), _) = everywhere(&elf, max, JitOptions::default());
+        assert_eq!(exit, Exit::StepLimit, "{max}");
+        assert!(retired <= max, "{max}: {retired}");
+    }
+}
