@@ -41,6 +41,30 @@ pub const MAX_BLOCK_INSNS: usize = 64;
 /// Most conditional branches a block continues past (each one's taken path is a side exit).
 pub const MAX_SIDE_EXITS: usize = 8;
 
+/// Sensitive instructions that only read machine state (the TSC, descriptor tables, MSW,
+/// flags, CPUID) and change nothing but their destination: as callouts they need not end the
+/// block, since nothing the block was translated for (its mode key, the interrupt flag, the
+/// code) can have changed. If one faults, the callout ends the block anyway. RDTSC is the one
+/// that matters: Linux's delay loops run it millions of times.
+fn only_reads_state(i: &Instruction) -> bool {
+    matches!(
+        i.mnemonic(),
+        Mnemonic::Rdtsc
+            | Mnemonic::Cpuid
+            | Mnemonic::Pushf
+            | Mnemonic::Pushfd
+            | Mnemonic::Sgdt
+            | Mnemonic::Sidt
+            | Mnemonic::Smsw
+            | Mnemonic::Sldt
+            | Mnemonic::Str
+            | Mnemonic::Lar
+            | Mnemonic::Lsl
+            | Mnemonic::Verr
+            | Mnemonic::Verw
+    )
+}
+
 /// Builds the block at `eip` (guest-physical `phys`) for mode `key`, decoding from `code`:
 /// the guest bytes from `phys` to the end of its page or of the CS limit, whichever is nearer.
 /// An empty block means the first instruction must be interpreted.
@@ -69,7 +93,7 @@ pub fn build_block(code: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
         let op = lower(&insn, key).unwrap_or(Op::Callout);
         let callout = op == Op::Callout;
         let stop = callout
-            && (info.class != PgClass::Innocuous
+            && ((info.class != PgClass::Innocuous && !only_reads_state(&insn))
                 || info.props.intersects(Props::BRANCH | Props::MODE | Props::IO));
         let (reads, writes) = if callout {
             (flag::ALL, flag::ALL)

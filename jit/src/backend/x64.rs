@@ -1060,8 +1060,97 @@ impl<'a> Emitter<'a> {
     fn ensure_flags(&mut self, need: u8) {
         if self.host_flags & need != need {
             self.materialize(true);
-            self.regen_flags();
+            self.regen_flags_inline(need);
         }
+    }
+
+    /// Loads the guest's arithmetic flags into the host's EFLAGS from the record in the state,
+    /// inline for the records blocks mostly leave (32-bit ADD, SUB/CMP, logic, INC/DEC, and
+    /// eager flags): the host instruction that made them runs again on the record's operands,
+    /// which gives exactly emu-core's flags (`LazyFlags::arith_flags`). ADD and SUB records
+    /// are used only when the result is the plain sum or difference (not ADC/SBB with a carry
+    /// in); logic records only when AF is not needed (the host leaves it undefined). Anything
+    /// else calls [`Emitter::regen_flags`]. Only r9 is clobbered.
+    fn regen_flags_inline(&mut self, need: u8) {
+        let (add, sub, logic) =
+            (lazy_op(FlagOp::Add, Size::D), lazy_op(FlagOp::Sub, Size::D), lazy_op(FlagOp::Logic, Size::D));
+        let (inc, dec) = (lazy_op(FlagOp::Inc, Size::D), lazy_op(FlagOp::Dec, Size::D));
+        let use_logic = need & flag::AF == 0;
+        let done = self.a.new_dynamic_label();
+        let slow = self.a.new_dynamic_label();
+        let (l_add, l_sub, l_inc, l_dec, l_logic) = (
+            self.a.new_dynamic_label(),
+            self.a.new_dynamic_label(),
+            self.a.new_dynamic_label(),
+            self.a.new_dynamic_label(),
+            self.a.new_dynamic_label(),
+        );
+        dynasm!(self.a
+            ; .arch x64
+            ; mov r9d, [rbp + S_LAZY_OP]
+            ; cmp r9d, sub
+            ; je =>l_sub
+            ; cmp r9d, add
+            ; je =>l_add
+            ; cmp r9d, dec
+            ; je =>l_dec
+            ; cmp r9d, inc
+            ; je =>l_inc
+        );
+        if use_logic {
+            dynasm!(self.a ; .arch x64 ; cmp r9d, logic ; je =>l_logic);
+        }
+        dynasm!(self.a
+            ; .arch x64
+            ; cmp r9d, 3
+            ; ja =>slow
+            // Eager (any size): the flags are in EFLAGS.
+            ; mov r9d, [rbp + S_EFLAGS]
+            ; and r9d, ARITH
+            ; push r9
+            ; popfq
+            ; jmp =>done
+            ; =>l_sub
+            ; mov r9d, [rbp + S_LAZY_DST]
+            ; sub r9d, [rbp + S_LAZY_SRC]
+            ; cmp r9d, [rbp + S_LAZY_RES]
+            ; jne =>slow
+            ; mov r9d, [rbp + S_LAZY_DST]
+            ; cmp r9d, [rbp + S_LAZY_SRC]
+            ; jmp =>done
+            ; =>l_add
+            ; mov r9d, [rbp + S_LAZY_DST]
+            ; add r9d, [rbp + S_LAZY_SRC]
+            ; cmp r9d, [rbp + S_LAZY_RES]
+            ; jne =>slow
+            ; mov r9d, [rbp + S_LAZY_DST]
+            ; add r9d, [rbp + S_LAZY_SRC]
+            ; jmp =>done
+            // INC/DEC keep CF, which emu-core takes from EFLAGS.
+            ; =>l_inc
+            ; mov r9d, [rbp + S_LAZY_DST]
+            ; bt DWORD [rbp + S_EFLAGS], 0
+            ; inc r9d
+            ; jmp =>done
+            ; =>l_dec
+            ; mov r9d, [rbp + S_LAZY_DST]
+            ; bt DWORD [rbp + S_EFLAGS], 0
+            ; dec r9d
+            ; jmp =>done
+        );
+        if use_logic {
+            dynasm!(self.a
+                ; .arch x64
+                ; =>l_logic
+                ; mov r9d, [rbp + S_LAZY_RES]
+                ; test r9d, r9d
+                ; jmp =>done
+            );
+        }
+        dynasm!(self.a ; .arch x64 ; =>slow);
+        self.regen_flags();
+        dynasm!(self.a ; .arch x64 ; =>done);
+        self.host_flags = if use_logic { flag::ALL & !flag::AF } else { flag::ALL };
     }
 
     /// Writes the pending lazy-flags record to the state. `clobber`: the host flags may be

@@ -71,12 +71,15 @@ pub struct JitOptions {
     pub dump_code: bool,
     /// Count block entries, for the chain-hit statistic (a memory increment per block).
     pub count_blocks: bool,
+    /// Write `/tmp/perf-PID.map` (Linux perf's JIT symbol map), naming each block by its
+    /// guest EIP and physical address, so `perf report` attributes host time to guest code.
+    pub perf_map: bool,
 }
 
 impl JitOptions {
     /// The defaults, adjusted by the environment variable `BT86_JIT`, a comma-separated list
     /// of debugging switches: `dump` (print each block's IR), `code` (and its host code), `nochain` (no chaining, no jump
-    /// cache), `unit` (return after every block).
+    /// cache), `unit` (return after every block), `perfmap` (write perf's JIT symbol map).
     pub fn from_env() -> JitOptions {
         let mut o = JitOptions::default();
         if let Ok(v) = std::env::var("BT86_JIT") {
@@ -89,6 +92,7 @@ impl JitOptions {
                     }
                     "nochain" => o.chaining = false,
                     "unit" => o.unit = true,
+                    "perfmap" => o.perf_map = true,
                     _ => {}
                 }
             }
@@ -100,13 +104,14 @@ impl JitOptions {
 impl Default for JitOptions {
     fn default() -> JitOptions {
         JitOptions {
-            arena_size: 32 << 20,
+            arena_size: 128 << 20,
             chaining: true,
             smc_limit: 64,
             unit: false,
             dump: false,
             dump_code: false,
             count_blocks: false,
+            perf_map: false,
         }
     }
 }
@@ -238,6 +243,8 @@ pub struct Jit {
     exit_nostore: usize,
     stubs_len: usize,
     options: JitOptions,
+    /// The perf JIT map being written (`JitOptions::perf_map`).
+    perf_map: Option<std::io::BufWriter<std::fs::File>>,
     blocks: Vec<BlockMeta>,
     map: FxMap<(u32, u32, u32), u32>,
     pages: FxMap<u32, Vec<u32>>,
@@ -289,6 +296,12 @@ impl Jit {
             exit_nostore: base + stubs.exit_nostore,
             stubs_len: arena.used(),
             arena,
+            perf_map: if options.perf_map {
+                let path = format!("/tmp/perf-{}.map", std::process::id());
+                std::fs::File::create(&path).ok().map(std::io::BufWriter::new)
+            } else {
+                None
+            },
             options,
             blocks: Vec::new(),
             map: FxMap::default(),
@@ -614,6 +627,11 @@ impl Jit {
             eprint!("{}", crate::backend::x64::disassemble(&compiled.code, addr));
         }
         self.shared.stats.code_bytes += compiled.code.len() as u64;
+        if let Some(w) = self.perf_map.as_mut() {
+            use std::io::Write;
+            let _ = writeln!(w, "{addr:x} {:x} guest_{:08x}_p{:08x}", compiled.code.len(), block.eip, block.phys);
+            let _ = w.flush();
+        }
         for i in &block.insns {
             self.shared.callouts.push(callout_info(i));
         }
