@@ -161,6 +161,63 @@ fn random_bytes_neither_crash_nor_diverge() {
 }
 
 #[test]
+fn rotates_and_shifts_by_cl_leave_exactly_the_interpreters_flags() {
+    // Rotates change only CF and OF; shifts and rotates by CL may have a count of 0 and then
+    // change no flag at all. Each is followed by a reader of the flags it writes (or of the
+    // older flags it keeps), by a memory access that may take a slow path, or by nothing that
+    // reads flags at all; all are translated inline but `rol dx, 16` (a rotate by the width
+    // still sets CF and OF). EDI sums what the readers saw.
+    let elf = kernel(|a, _| {
+        let mut top = a.create_label();
+        let data = 0x0017_0000u32;
+        a.xor(edi, edi)?;
+        a.mov(ebx, 0x9E37_79B9u32)?;
+        a.mov(edx, 0x1234_5678u32)?;
+        a.mov(dword_ptr(data), 0x8000_0001u32)?;
+        a.xor(ecx, ecx)?;
+        a.set_label(&mut top)?;
+        // ROL with CF/OF live through a memory load, read by PUSHFD.
+        a.cmp(ebx, edx)?;
+        a.rol(edx, 3)?;
+        a.mov(eax, dword_ptr(data))?;
+        a.pushfd()?;
+        a.pop(esi)?;
+        a.and(esi, 0x8D5u32)?;
+        a.add(edi, esi)?;
+        // ROR of memory, CF read by ADC; a 16-bit rotate by its width (a callout).
+        a.ror(byte_ptr(data), 5)?;
+        a.adc(edi, 0)?;
+        a.rol(dx, 16)?;
+        a.adc(edi, edx)?;
+        // Shift by CL (0..31) with the older ZF live: SETZ sees the CMP's when CL is 0.
+        a.cmp(ebx, eax)?;
+        a.shl(edx, cl)?;
+        a.setz(al)?;
+        a.movzx(eax, al)?;
+        a.add(edi, eax)?;
+        // Shifts and rotates by CL whose flags nobody reads.
+        a.sar(ebx, cl)?;
+        a.rol(ah, cl)?;
+        a.ror(word_ptr(data + 4), cl)?;
+        a.xor(ebx, 0x9E37_79B9u32)?;
+        a.add(edi, ebx)?;
+        a.add(edi, eax)?;
+        a.ror(edi, 7)?;
+        a.add(ecx, 1)?;
+        a.cmp(ecx, 96)?;
+        a.jne(top)?;
+        a.mov(eax, edi)?;
+        Ok(top)
+    });
+    let (interp, stats) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert!(matches!(interp.0, Exit::DebugExit { value: 0 }), "{:?}", interp.0);
+    let callouts = stats.top_callouts(64);
+    let count = |name: &str| callouts.iter().find(|(n, _)| n == name).map_or(0, |c| c.1);
+    assert_eq!(count("rol"), 96, "only `rol dx, 16` is a callout: {callouts:?}");
+    assert_eq!(count("ror") + count("sar") + count("shl"), 0, "the others are inline: {callouts:?}");
+}
+
+#[test]
 fn code_that_rewrites_itself_every_few_instructions() {
     // Each iteration stores the loop counter into the immediate of an `add ebx, imm32` a few
     // instructions ahead (in the same block), so the block must stop after the store and the

@@ -149,7 +149,14 @@ fn liveness(insns: &mut [Insn]) -> u8 {
     let mut live = flag::ALL;
     for i in insns.iter_mut().rev() {
         i.live_out = live;
-        live = if i.may_exit { flag::ALL } else { (live & !i.writes) | i.reads };
+        live = if i.may_exit {
+            flag::ALL
+        } else if matches!(i.op, Op::ShiftCl { .. }) {
+            // A count of 0 writes nothing: every flag live after it is live before it.
+            live | i.reads
+        } else {
+            (live & !i.writes) | i.reads
+        };
     }
     live
 }
@@ -293,20 +300,26 @@ fn lower(i: &Instruction, key: &ModeKey) -> Option<Op> {
             }
             Op::Pop { size, dst: gpr(i.op0_register())? }
         }
-        m @ (Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar) => {
-            let count = match i.op1_kind() {
-                OpKind::Immediate8 => i.immediate8() & 0x1F,
-                _ => return None,
-            };
-            if count == 0 || u32::from(count) >= size.bits() {
-                return None;
-            }
+        m @ (Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror) => {
             let op = match m {
                 Mnemonic::Shr => ShiftOp::Shr,
                 Mnemonic::Sar => ShiftOp::Sar,
+                Mnemonic::Rol => ShiftOp::Rol,
+                Mnemonic::Ror => ShiftOp::Ror,
                 _ => ShiftOp::Shl,
             };
-            Op::Shift { op, size, dst: operand(i, 0, size)?, count }
+            let dst = operand(i, 0, size)?;
+            let count = match i.op1_kind() {
+                OpKind::Immediate8 => i.immediate8() & 0x1F,
+                OpKind::Register if i.op1_register() == Register::CL => return Some(Op::ShiftCl { op, size, dst }),
+                _ => return None,
+            };
+            // A rotate by a multiple of the width still sets CF and OF: left to emu-core.
+            let count = if matches!(op, ShiftOp::Rol | ShiftOp::Ror) { count % size.bits() as u8 } else { count };
+            if count == 0 || u32::from(count) >= size.bits() {
+                return None;
+            }
+            Op::Shift { op, size, dst, count }
         }
         Mnemonic::Seto
         | Mnemonic::Setno

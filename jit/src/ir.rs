@@ -126,7 +126,7 @@ impl AluOp {
     }
 }
 
-/// Shifts by an immediate count translated inline.
+/// Shifts and rotates translated inline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShiftOp {
     /// SHL/SAL.
@@ -135,6 +135,10 @@ pub enum ShiftOp {
     Shr,
     /// SAR.
     Sar,
+    /// ROL (changes only CF and OF).
+    Rol,
+    /// ROR (changes only CF and OF).
+    Ror,
 }
 
 /// A condition code, numbered as the x86 `cc` field (SDM Vol. 1 Appendix B).
@@ -260,7 +264,8 @@ pub enum Op {
         /// Destination.
         dst: Gpr,
     },
-    /// SHL SHR SAR by an immediate count (1 ≤ count < operand width).
+    /// SHL SHR SAR by an immediate count (1 ≤ count < operand width), or ROL ROR by one
+    /// (1 ≤ count < operand width, after the count is reduced modulo the width).
     Shift {
         /// Which.
         op: ShiftOp,
@@ -270,6 +275,16 @@ pub enum Op {
         dst: Operand,
         /// Count.
         count: u8,
+    },
+    /// SHL SHR SAR ROL ROR by CL. The count may be 0, which leaves every flag alone, so for
+    /// flag liveness it writes nothing.
+    ShiftCl {
+        /// Which.
+        op: ShiftOp,
+        /// Size.
+        size: Size,
+        /// Operand.
+        dst: Operand,
     },
     /// SETcc.
     Setcc {
@@ -373,6 +388,7 @@ impl Op {
             Op::IncDec { dst, .. } | Op::Neg { dst, .. } | Op::Not { dst, .. } | Op::Shift { dst, .. } => {
                 mem(dst)
             }
+            Op::ShiftCl { dst, .. } => mem(dst),
             Op::Setcc { dst, .. } => mem(dst),
             Op::Movx { src, .. } | Op::Cmov { src, .. } | Op::JmpInd { src, .. } | Op::Imul { src, .. } => {
                 mem(src)

@@ -228,7 +228,7 @@ fn writes_regs(op: &Op) -> u16 {
     let esp = 1u16 << R12;
     match op {
         Op::Mov { dst, .. } | Op::IncDec { dst, .. } | Op::Neg { dst, .. } | Op::Not { dst, .. } => reg(dst),
-        Op::Shift { dst, .. } | Op::Setcc { dst, .. } => reg(dst),
+        Op::Shift { dst, .. } | Op::ShiftCl { dst, .. } | Op::Setcc { dst, .. } => reg(dst),
         Op::Alu { op, dst, .. } => {
             if op.writes() {
                 reg(dst)
@@ -700,7 +700,9 @@ impl<'a> Emitter<'a> {
             }
             Op::Push { size, src } => self.push(size, src),
             Op::Pop { size, dst } => self.pop(size, dst),
+            Op::Shift { op: op @ (ShiftOp::Rol | ShiftOp::Ror), size, dst, count } => self.rotate(op, size, dst, count),
             Op::Shift { op, size, dst, count } => self.shift(op, size, dst, count),
+            Op::ShiftCl { op, size, dst } => self.shift_cl(op, size, dst),
             Op::Setcc { cc, dst } => self.setcc(cc, dst),
             Op::Cmov { cc, size, dst, src } => self.cmov(cc, size, dst, src),
             Op::Imul { size, dst, src, imm } => self.imul(size, dst, src, imm),
@@ -1290,7 +1292,7 @@ impl<'a> Emitter<'a> {
             self.materialize(true);
             return;
         }
-        if insn.writes == flag::ALL && !insn.op.is_branch() {
+        if insn.writes == flag::ALL && !insn.op.is_branch() && !matches!(insn.op, Op::ShiftCl { .. }) {
             return;
         }
         if p.regs() & writes_regs(&insn.op) != 0 {
@@ -1991,15 +1993,8 @@ impl<'a> Emitter<'a> {
         self.rmw_end(&dst, size);
     }
 
-    fn shift(&mut self, op: ShiftOp, size: Size, dst: Operand, count: u8) {
-        let live = self.live();
-        let a = self.rmw_begin(&dst, size, true);
-        if live != 0 {
-            // emu-core's lazy shift record: the operand before the shift, the count, the result.
-            self.lazy_field(S_LAZY_DST, a, size);
-        }
-        let d = a.reg().expect("a destination is a register");
-        let c = count as i8;
+    /// `op d, c` on the host (SHL SHR SAR ROL ROR by an immediate).
+    fn host_shift(&mut self, op: ShiftOp, size: Size, d: u8, c: i8) {
         match (op, size) {
             (ShiftOp::Shl, Size::D) => dynasm!(self.a ; .arch x64 ; shl Rd(d), c),
             (ShiftOp::Shl, Size::W) => dynasm!(self.a ; .arch x64 ; shl Rw(d), c),
@@ -2010,7 +2005,171 @@ impl<'a> Emitter<'a> {
             (ShiftOp::Sar, Size::D) => dynasm!(self.a ; .arch x64 ; sar Rd(d), c),
             (ShiftOp::Sar, Size::W) => dynasm!(self.a ; .arch x64 ; sar Rw(d), c),
             (ShiftOp::Sar, Size::B) => dynasm!(self.a ; .arch x64 ; sar Rb(d), c),
+            (ShiftOp::Rol, Size::D) => dynasm!(self.a ; .arch x64 ; rol Rd(d), c),
+            (ShiftOp::Rol, Size::W) => dynasm!(self.a ; .arch x64 ; rol Rw(d), c),
+            (ShiftOp::Rol, Size::B) => dynasm!(self.a ; .arch x64 ; rol Rb(d), c),
+            (ShiftOp::Ror, Size::D) => dynasm!(self.a ; .arch x64 ; ror Rd(d), c),
+            (ShiftOp::Ror, Size::W) => dynasm!(self.a ; .arch x64 ; ror Rw(d), c),
+            (ShiftOp::Ror, Size::B) => dynasm!(self.a ; .arch x64 ; ror Rb(d), c),
         }
+    }
+
+    /// ROL/ROR by an immediate (1 ≤ count < width). They change only CF and OF. With either
+    /// live, the host's flags are first made the guest's, the rotate is done as `count - 1`
+    /// steps and then one, whose CF and OF are then exactly emu-core's (the one-step
+    /// definitions applied to the final result, isa/shift.rs), and the flags are stored
+    /// eagerly.
+    fn rotate(&mut self, op: ShiftOp, size: Size, dst: Operand, count: u8) {
+        let live = self.live();
+        let a = self.rmw_begin(&dst, size, true);
+        let d = a.reg().expect("a destination is a register");
+        if live != 0 {
+            // After the probe (whose compare clobbers the host flags); only r9 is used.
+            self.ensure_flags(flag::ALL);
+        }
+        if live == 0 {
+            self.host_shift(op, size, d, count as i8);
+            self.rmw_end(&dst, size);
+            self.host_flags &= !(flag::CF | flag::OF);
+            if matches!(dst, Operand::Reg(g) if g.high) {
+                self.host_flags = 0;
+            }
+            self.flags_dead();
+            return;
+        }
+        if count > 1 {
+            self.host_shift(op, size, d, count as i8 - 1);
+        }
+        self.host_shift(op, size, d, 1);
+        // The host flags into the frame (no register is free before the write-back), then
+        // the arithmetic ones into EFLAGS with the record Eager.
+        dynasm!(self.a
+            ; .arch x64
+            ; pushfq
+            ; pop QWORD [rsp + F_TMP]
+        );
+        self.rmw_end(&dst, size);
+        dynasm!(self.a
+            ; .arch x64
+            ; mov r9d, [rsp + F_TMP]
+            ; and r9d, ARITH
+            ; mov esi, [rbp + S_EFLAGS]
+            ; and esi, !ARITH
+            ; or esi, r9d
+            ; mov [rbp + S_EFLAGS], esi
+            ; mov DWORD [rbp + S_LAZY_OP], FlagOp::Eager as i32
+        );
+        self.host_flags = 0;
+        self.pending = None;
+    }
+
+    /// `op d, cl` on the host.
+    fn host_shift_cl(&mut self, op: ShiftOp, size: Size, d: u8) {
+        match (op, size) {
+            (ShiftOp::Shl, Size::D) => dynasm!(self.a ; .arch x64 ; shl Rd(d), cl),
+            (ShiftOp::Shl, Size::W) => dynasm!(self.a ; .arch x64 ; shl Rw(d), cl),
+            (ShiftOp::Shl, Size::B) => dynasm!(self.a ; .arch x64 ; shl Rb(d), cl),
+            (ShiftOp::Shr, Size::D) => dynasm!(self.a ; .arch x64 ; shr Rd(d), cl),
+            (ShiftOp::Shr, Size::W) => dynasm!(self.a ; .arch x64 ; shr Rw(d), cl),
+            (ShiftOp::Shr, Size::B) => dynasm!(self.a ; .arch x64 ; shr Rb(d), cl),
+            (ShiftOp::Sar, Size::D) => dynasm!(self.a ; .arch x64 ; sar Rd(d), cl),
+            (ShiftOp::Sar, Size::W) => dynasm!(self.a ; .arch x64 ; sar Rw(d), cl),
+            (ShiftOp::Sar, Size::B) => dynasm!(self.a ; .arch x64 ; sar Rb(d), cl),
+            (ShiftOp::Rol, Size::D) => dynasm!(self.a ; .arch x64 ; rol Rd(d), cl),
+            (ShiftOp::Rol, Size::W) => dynasm!(self.a ; .arch x64 ; rol Rw(d), cl),
+            (ShiftOp::Rol, Size::B) => dynasm!(self.a ; .arch x64 ; rol Rb(d), cl),
+            (ShiftOp::Ror, Size::D) => dynasm!(self.a ; .arch x64 ; ror Rd(d), cl),
+            (ShiftOp::Ror, Size::W) => dynasm!(self.a ; .arch x64 ; ror Rw(d), cl),
+            (ShiftOp::Ror, Size::B) => dynasm!(self.a ; .arch x64 ; ror Rb(d), cl),
+        }
+    }
+
+    /// SHL SHR SAR ROL ROR by CL. With no flag it writes live, just the host instruction.
+    /// Otherwise the flags before it are written to the state first (a count of 0, masked
+    /// to 5 bits, changes nothing, flags included), and for a non-zero count the shifts leave
+    /// emu-core's lazy shift record (which defines CF for counts past the width) and the
+    /// rotates their flags eagerly, their CF and OF made by a final one-bit rotate as in
+    /// [`Emitter::rotate`].
+    fn shift_cl(&mut self, op: ShiftOp, size: Size, dst: Operand) {
+        let live = self.live();
+        if live == 0 {
+            let a = self.rmw_begin(&dst, size, true);
+            let d = a.reg().expect("a destination is a register");
+            self.host_shift_cl(op, size, d);
+            self.rmw_end(&dst, size);
+            // A count of 0 leaves the host flags alone, any other changes them.
+            self.host_flags &= if matches!(op, ShiftOp::Rol | ShiftOp::Ror) { !(flag::CF | flag::OF) } else { 0 };
+            if matches!(dst, Operand::Reg(g) if g.high) {
+                self.host_flags = 0;
+            }
+            self.flags_dead();
+            return;
+        }
+        self.materialize(true);
+        let a = self.rmw_begin(&dst, size, true);
+        let d = a.reg().expect("a destination is a register");
+        let skip = self.a.new_dynamic_label();
+        let done = self.a.new_dynamic_label();
+        dynasm!(self.a ; .arch x64 ; test cl, 0x1F ; jz =>skip);
+        match op {
+            ShiftOp::Shl | ShiftOp::Shr | ShiftOp::Sar => {
+                self.lazy_field(S_LAZY_DST, a, size);
+                self.host_shift_cl(op, size, d);
+                dynasm!(self.a
+                    ; .arch x64
+                    ; movzx r9d, cl
+                    ; and r9d, 0x1F
+                    ; mov [rbp + S_LAZY_SRC], r9d
+                );
+                self.lazy_field(S_LAZY_RES, a, size);
+                let kind = match op {
+                    ShiftOp::Shl => FlagOp::Shl,
+                    ShiftOp::Shr => FlagOp::Shr,
+                    _ => FlagOp::Sar,
+                };
+                self.lazy_kind(kind, size);
+                self.rmw_end(&dst, size);
+            }
+            ShiftOp::Rol | ShiftOp::Ror => {
+                self.regen_flags_inline(flag::ALL);
+                self.host_shift_cl(op, size, d);
+                let back = if op == ShiftOp::Rol { ShiftOp::Ror } else { ShiftOp::Rol };
+                self.host_shift(back, size, d, 1);
+                self.host_shift(op, size, d, 1);
+                dynasm!(self.a
+                    ; .arch x64
+                    ; pushfq
+                    ; pop QWORD [rsp + F_TMP]
+                );
+                self.rmw_end(&dst, size);
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov r9d, [rsp + F_TMP]
+                    ; and r9d, ARITH
+                    ; mov esi, [rbp + S_EFLAGS]
+                    ; and esi, !ARITH
+                    ; or esi, r9d
+                    ; mov [rbp + S_EFLAGS], esi
+                    ; mov DWORD [rbp + S_LAZY_OP], FlagOp::Eager as i32
+                );
+            }
+        }
+        dynasm!(self.a ; .arch x64 ; jmp =>done ; =>skip);
+        self.rmw_end(&dst, size);
+        dynasm!(self.a ; .arch x64 ; =>done);
+        self.host_flags = 0;
+        self.pending = None;
+    }
+
+    fn shift(&mut self, op: ShiftOp, size: Size, dst: Operand, count: u8) {
+        let live = self.live();
+        let a = self.rmw_begin(&dst, size, true);
+        if live != 0 {
+            // emu-core's lazy shift record: the operand before the shift, the count, the result.
+            self.lazy_field(S_LAZY_DST, a, size);
+        }
+        let d = a.reg().expect("a destination is a register");
+        self.host_shift(op, size, d, count as i8);
         // The host defines CF PF ZF SF for 1 <= count < width, and OF for a count of 1 exactly as
         // emu-core chooses it for larger counts too (isa/shift.rs); AF is the host's to choose.
         self.host_flags = flag::CF | flag::PF | flag::ZF | flag::SF | if count == 1 { flag::OF } else { 0 };
@@ -2022,6 +2181,7 @@ impl<'a> Emitter<'a> {
             ShiftOp::Shl => FlagOp::Shl,
             ShiftOp::Shr => FlagOp::Shr,
             ShiftOp::Sar => FlagOp::Sar,
+            ShiftOp::Rol | ShiftOp::Ror => unreachable!("rotates are Emitter::rotate"),
         };
         if live == 0 {
             self.pending = None;
