@@ -218,6 +218,90 @@ fn rotates_and_shifts_by_cl_leave_exactly_the_interpreters_flags() {
 }
 
 #[test]
+fn rep_movs_and_stos_across_pages_and_overlapping_match_the_element_by_element_definition() {
+    // REP MOVS/STOS runs go a page at a time (emu-core's string.rs); overlapping copies must
+    // still behave as if one element were moved at a time, and page ends must be honoured.
+    // The expected bytes come from a model of the SDM's definition, here.
+    const BUF: u32 = 0x0017_0000;
+    const LEN: usize = 0x3000;
+    let elf = kernel(|a, _| {
+        let mut fill = a.create_label();
+        let mut sum = a.create_label();
+        // buf[i] = i * 7 + (i >> 8)
+        a.xor(ecx, ecx)?;
+        a.set_label(&mut fill)?;
+        a.mov(eax, ecx)?;
+        a.imul_3(eax, eax, 7)?;
+        a.mov(edx, ecx)?;
+        a.shr(edx, 8)?;
+        a.add(eax, edx)?;
+        a.mov(byte_ptr(ecx + BUF), al)?;
+        a.inc(ecx)?;
+        a.cmp(ecx, LEN as u32)?;
+        a.jne(fill)?;
+        a.cld()?;
+        // An overlapping dword copy three bytes up, across two page ends.
+        a.mov(esi, BUF + 0xF10)?;
+        a.mov(edi, BUF + 0xF13)?;
+        a.mov(ecx, 700u32)?;
+        a.rep().movsd()?;
+        // A byte copy one up (spreads one byte), across a page end.
+        a.mov(esi, BUF + 0x2FF0)?;
+        a.mov(edi, BUF + 0x2FF1)?;
+        a.mov(ecx, 0x8u32)?;
+        a.rep().movsb()?;
+        a.mov(esi, BUF + 0x1FF0)?;
+        a.mov(edi, BUF + 0x1FF1)?;
+        a.mov(ecx, 0x40u32)?;
+        a.rep().movsb()?;
+        // Words stored from an odd address across a page end.
+        a.mov(eax, 0xBEEFu32)?;
+        a.mov(edi, BUF + 0x0FF5)?;
+        a.mov(ecx, 9u32)?;
+        a.rep().stosw()?;
+        // A checksum of the buffer and of the final registers.
+        a.mov(ebx, esi)?;
+        a.add(ebx, edi)?;
+        a.add(ebx, ecx)?;
+        a.xor(ecx, ecx)?;
+        a.set_label(&mut sum)?;
+        a.rol(ebx, 5)?;
+        a.movzx(eax, byte_ptr(ecx + BUF))?;
+        a.add(ebx, eax)?;
+        a.inc(ecx)?;
+        a.cmp(ecx, LEN as u32)?;
+        a.jne(sum)?;
+        a.mov(eax, ebx)?;
+        Ok(fill)
+    });
+    // The model: one element at a time.
+    let mut buf: Vec<u8> = (0..LEN).map(|i| (i * 7 + (i >> 8)) as u8).collect();
+    let movs = |buf: &mut Vec<u8>, mut s: usize, mut d: usize, n: usize, count: usize| {
+        for _ in 0..count {
+            let e: Vec<u8> = buf[s..s + n].to_vec();
+            buf[d..d + n].copy_from_slice(&e);
+            s += n;
+            d += n;
+        }
+        (s, d)
+    };
+    movs(&mut buf, 0xF10, 0xF13, 4, 700);
+    movs(&mut buf, 0x2FF0, 0x2FF1, 1, 8);
+    let (s, _) = movs(&mut buf, 0x1FF0, 0x1FF1, 1, 0x40);
+    let mut d = 0xFF5;
+    for _ in 0..9 {
+        buf[d..d + 2].copy_from_slice(&0xBEEFu16.to_le_bytes());
+        d += 2;
+    }
+    let mut sum = (s as u32 + BUF).wrapping_add(d as u32 + BUF);
+    for b in &buf {
+        sum = sum.rotate_left(5).wrapping_add(u32::from(*b));
+    }
+    let (interp, _) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert_eq!(interp.1, hex(sum));
+}
+
+#[test]
 fn code_that_rewrites_itself_every_few_instructions() {
     // Each iteration stores the loop counter into the immediate of an `add ebx, imm32` a few
     // instructions ahead (in the same block), so the block must stop after the store and the

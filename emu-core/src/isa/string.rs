@@ -7,13 +7,20 @@
 //! continues where it stopped. Registers are committed after every iteration, so a fault in
 //! iteration k leaves the state of iterations 0..k done and EIP on the instruction: exactly the
 //! restartable behaviour of the hardware.
+//!
+//! REP MOVS and REP STOS going forward take the iterations that stay inside one page of the
+//! source and of the destination in one run: segment checks and address translation once for
+//! the run, then element by element on physical memory (so overlapping copies behave as the
+//! element-by-element definition says). Whatever the run cannot take (a page or segment
+//! boundary, a fault) goes element by element, so faults are reported exactly as before.
 
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 use super::operand::mem_seg;
 use super::port::check_io;
 use super::Res;
-use crate::cpu::Cpu;
+use crate::cpu::{Access, Cpu};
+use crate::memory::PAGE_SIZE;
 use crate::flags::{FlagOp, LazyFlags, Size};
 use crate::io::PortIo;
 use crate::state::{fl, gpr, SegReg};
@@ -92,10 +99,23 @@ pub fn string(cpu: &mut Cpu, io: &mut dyn PortIo, i: &Instruction) -> Res {
         check_io(cpu, port, size)?;
     }
     let acc = cpu.state.regs[gpr::EAX] & size.mask();
-    for _ in 0..cpu.rep_batch.max(1) {
+    let bulk = rep == Rep::Always && a32 && delta == n && matches!(
+        m,
+        Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd
+    );
+    let mut left = cpu.rep_batch.max(1);
+    while left > 0 {
         if rep != Rep::None && index(cpu, gpr::ECX, a32) == 0 {
             return Ok(());
         }
+        if bulk && left > 1 {
+            let done = page_run(cpu, m, size, src_seg, acc, left);
+            if done > 0 {
+                left -= done;
+                continue;
+            }
+        }
+        left -= 1;
         let si = index(cpu, gpr::ESI, a32);
         let di = index(cpu, gpr::EDI, a32);
         match m {
@@ -148,11 +168,13 @@ pub fn string(cpu: &mut Cpu, io: &mut dyn PortIo, i: &Instruction) -> Res {
             return Ok(());
         }
         bump(cpu, gpr::ECX, u32::MAX, a32);
-        let zf = cpu.state.eflags() & fl::ZF != 0;
-        match rep {
-            Rep::WhileEqual if !zf => return Ok(()),
-            Rep::WhileNotEqual if zf => return Ok(()),
-            _ => {}
+        if rep != Rep::Always {
+            let zf = cpu.state.eflags() & fl::ZF != 0;
+            match rep {
+                Rep::WhileEqual if !zf => return Ok(()),
+                Rep::WhileNotEqual if zf => return Ok(()),
+                _ => {}
+            }
         }
     }
     // Batch used up: run this instruction again (it resumes with the updated registers).
@@ -160,4 +182,69 @@ pub fn string(cpu: &mut Cpu, io: &mut dyn PortIo, i: &Instruction) -> Res {
         cpu.state.eip = cpu.insn_eip;
     }
     Ok(())
+}
+
+/// REP MOVS/STOS forward with 32-bit addresses: runs the iterations (at most `left`, at most
+/// ECX) whose elements lie wholly inside the current page of the destination (and of the
+/// source), after checking the segments and translating once. Returns how many it ran; 0 when
+/// fewer than two fit or a check fails, and the caller then takes one element the slow way
+/// (which raises any fault exactly).
+fn page_run(cpu: &mut Cpu, m: Mnemonic, size: Size, src_seg: SegReg, acc: u32, left: u32) -> u32 {
+    let n = size.bytes() as u32;
+    let movs = matches!(m, Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd);
+    let (si, di) = (cpu.state.regs[gpr::ESI], cpu.state.regs[gpr::EDI]);
+    let in_page = |lin: u32| (PAGE_SIZE as u32 - (lin & (PAGE_SIZE as u32 - 1))) / n;
+    let Ok(dl) = cpu.seg_linear(SegReg::Es, di, n, Access::Write) else { return 0 };
+    let mut k = left.min(cpu.state.regs[gpr::ECX]).min(in_page(dl));
+    let mut sl = 0;
+    if movs {
+        let Ok(l) = cpu.seg_linear(src_seg, si, n, Access::Read) else { return 0 };
+        sl = l;
+        k = k.min(in_page(sl));
+    }
+    if k < 2 {
+        return 0;
+    }
+    let len = k * n;
+    // The whole run inside both segments, with no wrap of the offsets.
+    if di.checked_add(len).is_none() || cpu.seg_linear(SegReg::Es, di, len, Access::Write).is_err() {
+        return 0;
+    }
+    if movs && (si.checked_add(len).is_none() || cpu.seg_linear(src_seg, si, len, Access::Read).is_err()) {
+        return 0;
+    }
+    let user = cpu.user_mode();
+    let Ok(dst) = cpu.translate(dl, Access::Write, user) else { return 0 };
+    let src = if movs {
+        match cpu.translate(sl, Access::Read, user) {
+            Ok(p) => p,
+            Err(_) => return 0,
+        }
+    } else {
+        0
+    };
+    for j in 0..k {
+        let v = if movs {
+            let a = src.wrapping_add(j * n);
+            match size {
+                Size::B => u32::from(cpu.mem.read_u8(a)),
+                Size::W => u32::from(cpu.mem.read_u16(a)),
+                Size::D => cpu.mem.read_u32(a),
+            }
+        } else {
+            acc
+        };
+        let a = dst.wrapping_add(j * n);
+        match size {
+            Size::B => cpu.mem.write_u8(a, v as u8),
+            Size::W => cpu.mem.write_u16(a, v as u16),
+            Size::D => cpu.mem.write_u32(a, v),
+        }
+    }
+    cpu.state.regs[gpr::EDI] = di.wrapping_add(len);
+    if movs {
+        cpu.state.regs[gpr::ESI] = si.wrapping_add(len);
+    }
+    cpu.state.regs[gpr::ECX] -= k;
+    k
 }
