@@ -1,4 +1,5 @@
-//! `bt86 bench-linux`: boots the same Linux kernel and initramfs under bt86 and under
+//! `bt86 bench-linux`: boots the same Linux kernel and initramfs under bt86 (with each engine
+//! asked for: the translator and the interpreter by default) and under
 //! `qemu-system-i386 -accel tcg -cpu pentium2` in one run and reports, for each, the wall time
 //! to the guest's ready marker (`BT86-READY`, printed by the initramfs of
 //! `scripts/fetch-linux-guest.sh` when user space is up), the time to the end (the guest powers
@@ -34,6 +35,8 @@ pub struct BenchOptions {
     pub qemu: PathBuf,
     /// Give up on a run after this long.
     pub timeout: Duration,
+    /// The bt86 engines to time (`--engine` names).
+    pub engines: Vec<String>,
 }
 
 /// How one run went.
@@ -132,10 +135,11 @@ pub fn qemu_command(o: &BenchOptions) -> Command {
     c
 }
 
-/// The bt86 command line for the benchmark (`exe` is bt86 itself).
-pub fn bt86_command(exe: &Path, o: &BenchOptions) -> Command {
+/// The bt86 command line for the benchmark (`exe` is bt86 itself) with `engine`.
+pub fn bt86_command(exe: &Path, o: &BenchOptions, engine: &str) -> Command {
     let mut c = Command::new(exe);
     c.arg("run")
+        .args(["--engine", engine])
         .arg("--kernel")
         .arg(&o.kernel)
         .arg("--initrd")
@@ -152,16 +156,16 @@ fn secs(d: Option<Duration>) -> String {
     d.map_or("—".into(), |d| format!("{:.2} s", d.as_secs_f64()))
 }
 
-/// The report: one row per emulator, then the ratios.
+/// The report: one row per emulator, then the ratio of each to the last (QEMU).
 pub fn report(runs: &[Timing]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<8} {:>12} {:>12} {:>12}  {}\n",
+        "{:<12} {:>12} {:>12} {:>12}  {}\n",
         "", "to ready", "to done", "to exit", "exit status"
     ));
     for t in runs {
         out.push_str(&format!(
-            "{:<8} {:>12} {:>12} {:>12}  {}\n",
+            "{:<12} {:>12} {:>12} {:>12}  {}\n",
             t.name,
             secs(t.ready),
             secs(t.done),
@@ -169,7 +173,8 @@ pub fn report(runs: &[Timing]) -> String {
             t.status.map_or("killed (timeout)".into(), |s| s.to_string())
         ));
     }
-    if let [a, b] = runs {
+    let Some((b, ours)) = runs.split_last() else { return out };
+    for a in ours {
         let ratio = |x: Option<Duration>, y: Option<Duration>| match (x, y) {
             (Some(x), Some(y)) if y > Duration::ZERO => format!("{:.2}", x.as_secs_f64() / y.as_secs_f64()),
             _ => "—".into(),

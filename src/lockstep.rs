@@ -17,11 +17,13 @@
 //! - **What is compared.** After every unit: the architectural state (general registers, EIP,
 //!   EFLAGS with the lazy flags materialized, segment registers with their caches, descriptor
 //!   tables, control registers, CPL, halt and shadow state, the retired count and the TSC).
-//!   Every [`MEMORY_EVERY`] units, and when the run stops: the guest RAM pages either CPU wrote.
+//!   Every [`MEMORY_EVERY`] units (or, once the guest has written many pages, every *pages/2*
+//!   units, so that comparing stays a small share of the time), and when the run stops: the
+//!   guest RAM pages either CPU ever wrote.
 //!   The lazy-flag record itself is not compared (the translator leaves operands it knows are
 //!   irrelevant unwritten); the flags it stands for are.
-//! - **Cost.** Every block returns to the dispatcher and every instruction runs twice, so
-//!   lockstep is slower than the interpreter; it is a debugging and testing mode.
+//! - **Cost.** Every instruction runs twice, so lockstep is slower than the interpreter; it is a
+//!   debugging and testing mode.
 
 use std::fmt::Write as _;
 
@@ -60,6 +62,8 @@ enum Event {
 pub struct Lockstep {
     shadow: Cpu,
     units: u64,
+    /// The unit after which written memory is compared next.
+    memory_due: u64,
     /// The translator's state at the end of the last unit: a difference at the start of the
     /// next one is the machine's doing (the TSC counting while halted, the A20 gate, a reset).
     last: Option<CpuState>,
@@ -191,7 +195,7 @@ impl Lockstep {
         shadow.tlb.flush_fast();
         shadow.rep_batch = cpu.rep_batch;
         shadow.injection = cpu.injection;
-        Ok(Lockstep { shadow, units: 0, last: None, divergence: None })
+        Ok(Lockstep { shadow, units: 0, memory_due: MEMORY_EVERY, last: None, divergence: None })
     }
 }
 
@@ -206,6 +210,7 @@ pub(crate) fn run(m: &mut Machine, limit: jit::RunLimit) -> (StepResult, u64) {
                 *slot = Some(Box::new(Lockstep {
                     shadow: Cpu::new(4096).expect("4 KiB"),
                     units: 0,
+                    memory_due: MEMORY_EVERY,
                     last: None,
                     divergence: Some(e),
                 }));
@@ -266,8 +271,13 @@ pub(crate) fn run(m: &mut Machine, limit: jit::RunLimit) -> (StepResult, u64) {
     }
     problems.extend(compare_states(&cpu.state, &l.shadow.state));
     let stopping = out.result != StepResult::Retired;
-    if problems.is_empty() && (l.units % MEMORY_EVERY == 0 || stopping) {
-        problems.extend(compare_memory(cpu, &l.shadow));
+    if problems.is_empty() && (l.units >= l.memory_due || stopping) {
+        let (p, pages) = compare_memory(cpu, &l.shadow);
+        problems.extend(p);
+        // Pages stay "written" for good (code the translator runs writes RAM directly), so the
+        // comparisons grow with the guest's footprint: space them out in proportion, keeping
+        // their share of the time small (a Linux guest writes tens of thousands of pages).
+        l.memory_due = l.units + MEMORY_EVERY.max(pages / 2);
     }
     if !problems.is_empty() {
         l.divergence = Some(report(&before, cpu, &l.shadow, out.steps, &problems));
@@ -323,23 +333,24 @@ fn compare_states(t: &CpuState, i: &CpuState) -> Vec<String> {
     d
 }
 
-/// Differences in the RAM pages either CPU wrote.
-fn compare_memory(t: &Cpu, i: &Cpu) -> Vec<String> {
+/// Differences in the RAM pages either CPU wrote, and how many pages that was.
+fn compare_memory(t: &Cpu, i: &Cpu) -> (Vec<String>, u64) {
     let page = emu_core::memory::PAGE_SIZE;
     let mut pages: Vec<usize> = t.mem.dirty_pages().chain(i.mem.dirty_pages()).collect();
     pages.sort_unstable();
     pages.dedup();
+    let count = pages.len() as u64;
     let (a, b) = (t.mem.ram(), i.mem.ram());
     for p in pages {
         let r = p * page..((p + 1) * page).min(a.len());
         if a[r.clone()] != b[r.clone()] {
             let at = r.clone().zip(a[r.clone()].iter().zip(&b[r])).find(|(_, (x, y))| x != y);
             if let Some((addr, (x, y))) = at {
-                return vec![format!("memory at {addr:#010x}: translator {x:02x}, interpreter {y:02x}")];
+                return (vec![format!("memory at {addr:#010x}: translator {x:02x}, interpreter {y:02x}")], count);
             }
         }
     }
-    Vec::new()
+    (Vec::new(), count)
 }
 
 fn report(before: &CpuState, t: &Cpu, i: &Cpu, steps: u64, problems: &[String]) -> String {

@@ -46,8 +46,9 @@ usage:
                                     random programs diffed against QEMU; each divergence is
                                     minimized to a reproducer in DIR (default fuzz-out)
   bt86 bench-linux [--kernel FILE] [--initrd FILE] [--qemu PATH] [--timeout SECS]
-                                    boot the Linux guest under bt86 and under
-                                    qemu-system-i386 -cpu pentium2; report the times
+                   [--engine E]...  boot the Linux guest under bt86 (engines jit and
+                                    interp unless chosen) and under qemu-system-i386
+                                    -cpu pentium2; report the times
                                     (default files: guest-images/linux/)
   bt86 bench [--workload NAME]... [--iterations N] [--qemu PATH | --no-qemu] [--no-interp]
                                     guest MIPS of the interpreter, the translator and QEMU TCG
@@ -594,6 +595,7 @@ fn bench_linux(args: &[String]) -> Result<ExitCode, String> {
         memory_mib: 128,
         qemu: PathBuf::from("qemu-system-i386"),
         timeout: std::time::Duration::from_secs(1800),
+        engines: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -605,6 +607,13 @@ fn bench_linux(args: &[String]) -> Result<ExitCode, String> {
             "--timeout" => {
                 o.timeout = std::time::Duration::from_secs(parse_number("--timeout", &value("--timeout")?)?)
             }
+            "--engine" => {
+                let e = value("--engine")?;
+                if bt86::engine::EngineKind::parse(&e).is_none() {
+                    return Err(format!("bench-linux: unknown engine `{e}` (interp, jit or lockstep)"));
+                }
+                o.engines.push(e);
+            }
             other => return Err(format!("bench-linux: unknown option `{other}`")),
         }
     }
@@ -614,12 +623,18 @@ fn bench_linux(args: &[String]) -> Result<ExitCode, String> {
         }
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find bt86 itself: {e}"))?;
-    eprintln!("bench-linux: booting {} under bt86 …", o.kernel.display());
-    let ours = time_boot("bt86", bt86_command(&exe, &o), o.timeout)?;
+    if o.engines.is_empty() {
+        o.engines = vec!["jit".into(), "interp".into()];
+    }
+    let mut runs = Vec::new();
+    for e in &o.engines {
+        eprintln!("bench-linux: booting {} under bt86 --engine {e} …", o.kernel.display());
+        runs.push(time_boot(&format!("bt86-{e}"), bt86_command(&exe, &o, e), o.timeout)?);
+    }
     eprintln!("bench-linux: booting it under {} …", o.qemu.display());
-    let theirs = time_boot("qemu", qemu_command(&o), o.timeout)?;
-    print!("{}", report(&[ours.clone(), theirs.clone()]));
-    let ok = ours.done.is_some() && theirs.done.is_some();
+    runs.push(time_boot("qemu", qemu_command(&o), o.timeout)?);
+    print!("{}", report(&runs));
+    let ok = runs.iter().all(|t| t.done.is_some());
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

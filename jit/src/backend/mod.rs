@@ -48,7 +48,16 @@ pub mod abi {
     }
 
     /// Entries in the jump cache (a power of two).
-    pub const JUMP_CACHE_ENTRIES: usize = 4096;
+    pub const JUMP_CACHE_ENTRIES: usize = 1 << 14;
+
+    /// The jump cache's generation sits in the tag above the mode id (12 bits, see the
+    /// runtime's mode limit): emptying the cache is one increment of the generation, which the
+    /// entry just before the cache holds (pre-shifted, in its `tag`), and generated code ORs
+    /// into the tag it looks for. The cache is wiped for real only when the generation wraps.
+    pub const JUMP_CACHE_GEN_SHIFT: u32 = 44;
+
+    /// Generations before a real wipe (the all-ones tag stays the empty one).
+    pub const JUMP_CACHE_GENS: u64 = (1 << (64 - JUMP_CACHE_GEN_SHIFT)) - 1;
 
     /// The jump-cache slot of `eip`. Generated code computes the same.
     #[inline]
@@ -56,10 +65,11 @@ pub mod abi {
         ((eip >> 10) ^ eip) as usize & (JUMP_CACHE_ENTRIES - 1)
     }
 
-    /// The tag of a jump-cache entry: EIP in the low half, the mode id in the high half.
+    /// The tag of a jump-cache entry: EIP in the low half, the mode id and the generation in
+    /// the high half.
     #[inline]
-    pub fn jump_cache_tag(eip: u32, mode_id: u32) -> u64 {
-        u64::from(eip) | u64::from(mode_id) << 32
+    pub fn jump_cache_tag(eip: u32, mode_id: u32, generation: u64) -> u64 {
+        u64::from(eip) | u64::from(mode_id) << 32 | generation << JUMP_CACHE_GEN_SHIFT
     }
 
     /// One jump-cache entry (16 bytes: tag, then the block's entry address).

@@ -880,7 +880,7 @@ impl<'a> Emitter<'a> {
     ///
     /// ```text
     ///   e = &jump_cache[((eip >> 10) ^ eip) % ENTRIES]
-    ///   if e.tag == eip | mode_id << 32: goto e.code
+    ///   if e.tag == eip | mode_id << 32 | jump_cache[-1].tag: goto e.code
     ///   state.eip = eip; return JUMP_CACHE_MISS
     /// ```
     fn indirect_exit(&mut self) {
@@ -909,6 +909,8 @@ impl<'a> Emitter<'a> {
             ; mov r9d, mode
             ; shl r9, 32
             ; or r9, Rq(TA)
+            ; mov rsi, [rsp + F_JC]
+            ; or r9, [rsi - 16]
             ; cmp r9, [r8]
             ; jne =>miss
             ; jmp QWORD [r8 + 8]

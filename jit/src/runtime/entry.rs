@@ -13,7 +13,8 @@
 //!   boundary, callee-saved registers restored, the frame released).
 //! - Generated code touches exactly: the `CpuState` (through `Ctx::state`), the TLB's fast view
 //!   (`Ctx::fast_tlb`, which never moves while its `Tlb` lives), the jump cache (owned by the
-//!   runtime, never moved), guest RAM through TLB addends (each made by `Tlb::set_fast` from
+//!   runtime, never moved; read only, its generation entry before the first one included, which
+//!   is why the pointer is made from the whole slice), guest RAM through TLB addends (each made by `Tlb::set_fast` from
 //!   `GuestMemory::host_page`, so only pages wholly inside the live RAM mapping; an access is
 //!   used only when its last byte is in the same page, which the tag compare checks), guest RAM
 //!   directly while paging is off (`GuestMemory::direct_reads`: an access is used only when its
@@ -140,7 +141,7 @@ impl std::fmt::Debug for Shared {
 pub(crate) struct Entry<'s> {
     /// Address of the backend's entry trampoline in the live arena.
     pub trampoline: usize,
-    /// The jump cache.
+    /// The jump cache, its generation entry first.
     pub jump_cache: &'s [JumpCacheEntry],
     /// The callout table and results.
     pub shared: &'s mut Shared,
@@ -162,7 +163,8 @@ pub(crate) fn enter(e: Entry<'_>, cpu: &mut Cpu, io: &mut dyn PortIo, code: usiz
         state,
         fast_tlb,
         limit: e.limit,
-        jump_cache: e.jump_cache.as_ptr(),
+        // The first entry is the generation, read by generated code at [cache - 16].
+        jump_cache: e.jump_cache.as_ptr().wrapping_add(1),
         blocks: 0,
         cpu,
         io,

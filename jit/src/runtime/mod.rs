@@ -250,7 +250,11 @@ pub struct Jit {
     pages: FxMap<u32, Vec<u32>>,
     exits: Vec<ExitSite>,
     modes: FxMap<ModeKey, u32>,
+    /// The jump cache: its generation entry, then the entries (generated code gets a pointer
+    /// to the first entry).
     jump_cache: Box<[JumpCacheEntry]>,
+    /// The jump cache's current generation.
+    jump_cache_gen: u64,
     shared: Box<Shared>,
     /// Invalidations per physical page, and the pages given up on.
     smc_counts: HashMap<u32, u32>,
@@ -308,7 +312,11 @@ impl Jit {
             pages: FxMap::default(),
             exits: Vec::new(),
             modes: FxMap::default(),
-            jump_cache: vec![JumpCacheEntry::EMPTY; abi::JUMP_CACHE_ENTRIES].into_boxed_slice(),
+            jump_cache: vec![JumpCacheEntry { tag: 0, code: 0 }]
+                .into_iter()
+                .chain(std::iter::repeat_n(JumpCacheEntry::EMPTY, abi::JUMP_CACHE_ENTRIES))
+                .collect(),
+            jump_cache_gen: 0,
             shared: Box::default(),
             smc_counts: HashMap::new(),
             smc_pages: HashSet::new(),
@@ -495,8 +503,8 @@ impl Jit {
         }
         let b = &self.blocks[id as usize];
         if let (Some(entry), false, true) = (b.entry, b.io, self.options.chaining) {
-            self.jump_cache[abi::jump_cache_slot(eip)] =
-                JumpCacheEntry { tag: abi::jump_cache_tag(eip, mode), code: entry as u64 };
+            self.jump_cache[1 + abi::jump_cache_slot(eip)] =
+                JumpCacheEntry { tag: abi::jump_cache_tag(eip, mode, self.jump_cache_gen), code: entry as u64 };
         }
         Ok(id)
     }
@@ -750,8 +758,15 @@ impl Jit {
         }
     }
 
+    /// Empties the jump cache: a new generation (see `abi::JUMP_CACHE_GEN_SHIFT`).
     fn clear_jump_cache(&mut self) {
-        self.jump_cache.fill(JumpCacheEntry::EMPTY);
+        self.jump_cache_gen += 1;
+        if self.jump_cache_gen >= abi::JUMP_CACHE_GENS {
+            self.jump_cache_gen = 0;
+            self.jump_cache.fill(JumpCacheEntry::EMPTY);
+        }
+        self.jump_cache[0] =
+            JumpCacheEntry { tag: self.jump_cache_gen << abi::JUMP_CACHE_GEN_SHIFT, code: 0 };
     }
 
     /// Drops every block made from a line the guest wrote.
