@@ -232,7 +232,13 @@ pub struct TlbStats {
     pub flushes: u64,
     /// Single-page flushes ([`Tlb::flush_page`]).
     pub page_flushes: u64,
+    /// Whole-TLB flushes that kept global entries ([`Tlb::flush_non_global`]; also counted in
+    /// `flushes`).
+    pub nonglobal_flushes: u64,
 }
+
+/// Pages [`Tlb::flush_page`] dropped since the log was last taken (see [`Tlb::take_page_log`]).
+const PAGE_LOG: usize = 16;
 
 /// The software TLB.
 #[derive(Clone, Debug)]
@@ -243,6 +249,10 @@ pub struct Tlb {
     fast: Box<[FastEntry]>,
     /// How many valid entries are pieces of 4 MiB pages.
     large: usize,
+    /// The linear page ranges (first page number, pages) single-page flushes dropped since the
+    /// log was last taken; more than `PAGE_LOG` means "too many to say".
+    page_log: [(u32, u32); PAGE_LOG],
+    page_log_len: usize,
     /// Counters.
     pub stats: TlbStats,
 }
@@ -260,6 +270,8 @@ impl Tlb {
             entries: vec![TlbEntry::default(); TLB_ENTRIES].into_boxed_slice(),
             fast: vec![FastEntry::default(); TLB_ENTRIES].into_boxed_slice(),
             large: 0,
+            page_log: [(0, 0); PAGE_LOG],
+            page_log_len: 0,
             stats: TlbStats::default(),
         }
     }
@@ -314,6 +326,7 @@ impl Tlb {
 
     /// Drops every non-global entry: CR3 writes (and task switches) while CR4.PGE=1.
     pub fn flush_non_global(&mut self) {
+        self.stats.nonglobal_flushes += 1;
         let mut large = 0;
         for (e, f) in self.entries.iter_mut().zip(self.fast.iter_mut()) {
             if e.perms & perm::GLOBAL == 0 {
@@ -331,6 +344,7 @@ impl Tlb {
     /// of a 4 MiB page that contains `lin`.
     pub fn flush_page(&mut self, lin: u32) {
         self.stats.page_flushes += 1;
+        self.log_page(lin >> 12, 1);
         let i = index(lin);
         self.fast[i] = FastEntry::default();
         if self.entries[i].matches(lin) {
@@ -343,13 +357,40 @@ impl Tlb {
             return;
         }
         let region = lin & LARGE_MASK;
+        let mut dropped = false;
         for (e, f) in self.entries.iter_mut().zip(self.fast.iter_mut()) {
             if e.valid() && e.large() && e.tag & LARGE_MASK == region {
                 *e = TlbEntry::default();
                 *f = FastEntry::default();
                 self.large -= 1;
+                dropped = true;
             }
         }
+        if dropped {
+            self.log_page(region >> 12, (!LARGE_MASK >> 12) + 1);
+        }
+    }
+
+    fn log_page(&mut self, first: u32, pages: u32) {
+        if let Some(slot) = self.page_log.get_mut(self.page_log_len) {
+            *slot = (first, pages);
+        }
+        self.page_log_len = (self.page_log_len + 1).min(PAGE_LOG + 1);
+    }
+
+    /// The linear page ranges (first page number, number of pages) that single-page flushes
+    /// dropped since the last call, or `None` if there were too many to list; empties the log.
+    /// (The translator's jump cache, keyed by linear address, forgets just those pages.)
+    pub fn take_page_log(&mut self) -> Option<Vec<(u32, u32)>> {
+        let n = std::mem::take(&mut self.page_log_len);
+        (n <= PAGE_LOG).then(|| self.page_log[..n].to_vec())
+    }
+
+    /// Whether the cached translation of `lin`'s page is global (kept across CR3 writes while
+    /// CR4.PGE is set); false when it is not cached.
+    pub fn is_global(&self, lin: u32) -> bool {
+        let e = &self.entries[index(lin)];
+        e.matches(lin) && e.perms & perm::GLOBAL != 0
     }
 
     /// The translator's view, slot by slot (see the module header).
@@ -506,6 +547,24 @@ mod tests {
     }
 
     #[test]
+    fn single_page_flushes_are_logged_until_too_many() {
+        let g = Translation { global: true, ..t4k(0x8000, false, true, true) };
+        let mut tlb = Tlb::new();
+        tlb.insert(0x4000, &g, true, true);
+        assert!(tlb.is_global(0x4123));
+        assert!(!tlb.is_global(0x5000), "not cached");
+        tlb.flush_page(0x4123);
+        tlb.flush_page(0x7000);
+        assert_eq!(tlb.take_page_log(), Some(vec![(4, 1), (7, 1)]));
+        assert_eq!(tlb.take_page_log(), Some(vec![]), "taken");
+        for p in 0..=PAGE_LOG as u32 {
+            tlb.flush_page(p << 12);
+        }
+        assert_eq!(tlb.take_page_log(), None, "too many to list");
+        assert_eq!(tlb.take_page_log(), Some(vec![]));
+    }
+
+    #[test]
     fn global_entries_survive_flush_non_global_only() {
         let g = Translation { global: true, ..t4k(0x8000, false, true, true) };
         let mut tlb = Tlb::new();
@@ -578,6 +637,9 @@ mod tests {
         tlb.flush_page(0x9000);
         tlb.flush_non_global();
         tlb.flush_all();
-        assert_eq!(tlb.stats, TlbStats { hits: 2, misses: 3, flushes: 2, page_flushes: 2 });
+        assert_eq!(
+            tlb.stats,
+            TlbStats { hits: 2, misses: 3, flushes: 2, page_flushes: 2, nonglobal_flushes: 1 }
+        );
     }
 }

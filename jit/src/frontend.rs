@@ -300,7 +300,12 @@ fn lower(i: &Instruction, key: &ModeKey) -> Option<Op> {
             }
             Op::Pop { size, dst: gpr(i.op0_register())? }
         }
-        m @ (Mnemonic::Shl | Mnemonic::Sal | Mnemonic::Shr | Mnemonic::Sar | Mnemonic::Rol | Mnemonic::Ror) => {
+        m @ (Mnemonic::Shl
+        | Mnemonic::Sal
+        | Mnemonic::Shr
+        | Mnemonic::Sar
+        | Mnemonic::Rol
+        | Mnemonic::Ror) => {
             let op = match m {
                 Mnemonic::Shr => ShiftOp::Shr,
                 Mnemonic::Sar => ShiftOp::Sar,
@@ -311,11 +316,14 @@ fn lower(i: &Instruction, key: &ModeKey) -> Option<Op> {
             let dst = operand(i, 0, size)?;
             let count = match i.op1_kind() {
                 OpKind::Immediate8 => i.immediate8() & 0x1F,
-                OpKind::Register if i.op1_register() == Register::CL => return Some(Op::ShiftCl { op, size, dst }),
+                OpKind::Register if i.op1_register() == Register::CL => {
+                    return Some(Op::ShiftCl { op, size, dst })
+                }
                 _ => return None,
             };
             // A rotate by a multiple of the width still sets CF and OF: left to emu-core.
-            let count = if matches!(op, ShiftOp::Rol | ShiftOp::Ror) { count % size.bits() as u8 } else { count };
+            let count =
+                if matches!(op, ShiftOp::Rol | ShiftOp::Ror) { count % size.bits() as u8 } else { count };
             if count == 0 || u32::from(count) >= size.bits() {
                 return None;
             }

@@ -20,9 +20,9 @@ use super::operand::mem_seg;
 use super::port::check_io;
 use super::Res;
 use crate::cpu::{Access, Cpu};
-use crate::memory::PAGE_SIZE;
 use crate::flags::{FlagOp, LazyFlags, Size};
 use crate::io::PortIo;
+use crate::memory::PAGE_SIZE;
 use crate::state::{fl, gpr, SegReg};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -99,10 +99,18 @@ pub fn string(cpu: &mut Cpu, io: &mut dyn PortIo, i: &Instruction) -> Res {
         check_io(cpu, port, size)?;
     }
     let acc = cpu.state.regs[gpr::EAX] & size.mask();
-    let bulk = rep == Rep::Always && a32 && delta == n && matches!(
-        m,
-        Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd
-    );
+    let bulk = rep == Rep::Always
+        && a32
+        && delta == n
+        && matches!(
+            m,
+            Mnemonic::Movsb
+                | Mnemonic::Movsw
+                | Mnemonic::Movsd
+                | Mnemonic::Stosb
+                | Mnemonic::Stosw
+                | Mnemonic::Stosd
+        );
     let mut left = cpu.rep_batch.max(1);
     while left > 0 {
         if rep != Rep::None && index(cpu, gpr::ECX, a32) == 0 {

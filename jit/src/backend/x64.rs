@@ -700,7 +700,9 @@ impl<'a> Emitter<'a> {
             }
             Op::Push { size, src } => self.push(size, src),
             Op::Pop { size, dst } => self.pop(size, dst),
-            Op::Shift { op: op @ (ShiftOp::Rol | ShiftOp::Ror), size, dst, count } => self.rotate(op, size, dst, count),
+            Op::Shift { op: op @ (ShiftOp::Rol | ShiftOp::Ror), size, dst, count } => {
+                self.rotate(op, size, dst, count)
+            }
             Op::Shift { op, size, dst, count } => self.shift(op, size, dst, count),
             Op::ShiftCl { op, size, dst } => self.shift_cl(op, size, dst),
             Op::Setcc { cc, dst } => self.setcc(cc, dst),
@@ -2100,7 +2102,8 @@ impl<'a> Emitter<'a> {
             self.host_shift_cl(op, size, d);
             self.rmw_end(&dst, size);
             // A count of 0 leaves the host flags alone, any other changes them.
-            self.host_flags &= if matches!(op, ShiftOp::Rol | ShiftOp::Ror) { !(flag::CF | flag::OF) } else { 0 };
+            self.host_flags &=
+                if matches!(op, ShiftOp::Rol | ShiftOp::Ror) { !(flag::CF | flag::OF) } else { 0 };
             if matches!(dst, Operand::Reg(g) if g.high) {
                 self.host_flags = 0;
             }

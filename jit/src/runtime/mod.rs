@@ -267,7 +267,14 @@ pub struct Jit {
     ram: (usize, u32),
     seen_epoch: u64,
     seen_a20: bool,
-    seen_tlb_flushes: u64,
+    /// The TLB's (whole, non-global, single-page) flush counts last seen.
+    seen_tlb: (u64, u64, u64),
+    /// Jump-cache entries by the linear page of their EIP, with whether that page's
+    /// translation is global: a TLB flush then forgets only the entries it may have changed
+    /// (a context switch keeps the kernel's, an INVLPG keeps other pages').
+    jc_pages: FxMap<u32, (bool, Vec<(u32, u64)>)>,
+    /// Entries listed in `jc_pages` (stale ones included).
+    jc_listed: usize,
 }
 
 impl std::fmt::Debug for Jit {
@@ -325,7 +332,9 @@ impl Jit {
             ram: (0, 0),
             seen_epoch: 0,
             seen_a20: true,
-            seen_tlb_flushes: 0,
+            seen_tlb: (0, 0, 0),
+            jc_pages: FxMap::default(),
+            jc_listed: 0,
         })
     }
 
@@ -503,8 +512,15 @@ impl Jit {
         }
         let b = &self.blocks[id as usize];
         if let (Some(entry), false, true) = (b.entry, b.io, self.options.chaining) {
-            self.jump_cache[1 + abi::jump_cache_slot(eip)] =
-                JumpCacheEntry { tag: abi::jump_cache_tag(eip, mode, self.jump_cache_gen), code: entry as u64 };
+            let slot = abi::jump_cache_slot(eip);
+            let tag = abi::jump_cache_tag(eip, mode, self.jump_cache_gen);
+            self.jump_cache[1 + slot] = JumpCacheEntry { tag, code: entry as u64 };
+            let global = cpu.tlb.is_global(lin);
+            self.jc_pages.entry(lin >> 12).or_insert((global, Vec::new())).1.push((slot as u32, tag));
+            self.jc_listed += 1;
+            if self.jc_listed > abi::JUMP_CACHE_ENTRIES * 4 {
+                self.clear_jump_cache();
+            }
         }
         Ok(id)
     }
@@ -637,7 +653,8 @@ impl Jit {
         self.shared.stats.code_bytes += compiled.code.len() as u64;
         if let Some(w) = self.perf_map.as_mut() {
             use std::io::Write;
-            let _ = writeln!(w, "{addr:x} {:x} guest_{:08x}_p{:08x}", compiled.code.len(), block.eip, block.phys);
+            let _ =
+                writeln!(w, "{addr:x} {:x} guest_{:08x}_p{:08x}", compiled.code.len(), block.eip, block.phys);
             let _ = w.flush();
         }
         for i in &block.insns {
@@ -751,15 +768,60 @@ impl Jit {
         if cpu.mem.smc_pending() {
             self.invalidate_written(cpu);
         }
-        let flushes = cpu.tlb.stats.flushes + cpu.tlb.stats.page_flushes;
-        if flushes != self.seen_tlb_flushes {
-            self.seen_tlb_flushes = flushes;
+        let s = &cpu.tlb.stats;
+        let now = (s.flushes - s.nonglobal_flushes, s.nonglobal_flushes, s.page_flushes);
+        if now == self.seen_tlb {
+            return;
+        }
+        let seen = std::mem::replace(&mut self.seen_tlb, now);
+        let pages = cpu.tlb.take_page_log();
+        if now.0 != seen.0 {
             self.clear_jump_cache();
+            return;
+        }
+        if now.1 != seen.1 {
+            let user: Vec<u32> = self.jc_pages.iter().filter(|(_, (g, _))| !g).map(|(p, _)| *p).collect();
+            for p in user {
+                self.forget_jump_page(p);
+            }
+        }
+        if now.2 != seen.2 {
+            match pages {
+                None => self.clear_jump_cache(),
+                Some(ranges) => {
+                    for (first, n) in ranges {
+                        if n == 1 {
+                            self.forget_jump_page(first);
+                        } else {
+                            let hit: Vec<u32> =
+                                self.jc_pages.keys().copied().filter(|p| p.wrapping_sub(first) < n).collect();
+                            for p in hit {
+                                self.forget_jump_page(p);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the jump-cache entries made for code in linear page `page` (those still there).
+    fn forget_jump_page(&mut self, page: u32) {
+        if let Some((_, slots)) = self.jc_pages.remove(&page) {
+            self.jc_listed -= slots.len();
+            for (slot, tag) in slots {
+                let e = &mut self.jump_cache[1 + slot as usize];
+                if e.tag == tag {
+                    *e = JumpCacheEntry::EMPTY;
+                }
+            }
         }
     }
 
     /// Empties the jump cache: a new generation (see `abi::JUMP_CACHE_GEN_SHIFT`).
     fn clear_jump_cache(&mut self) {
+        self.jc_pages.clear();
+        self.jc_listed = 0;
         self.jump_cache_gen += 1;
         if self.jump_cache_gen >= abi::JUMP_CACHE_GENS {
             self.jump_cache_gen = 0;
