@@ -346,7 +346,10 @@ fn compare_memory(t: &Cpu, i: &Cpu) -> (Vec<String>, u64) {
         if a[r.clone()] != b[r.clone()] {
             let at = r.clone().zip(a[r.clone()].iter().zip(&b[r])).find(|(_, (x, y))| x != y);
             if let Some((addr, (x, y))) = at {
-                return (vec![format!("memory at {addr:#010x}: translator {x:02x}, interpreter {y:02x}")], count);
+                return (
+                    vec![format!("memory at {addr:#010x}: translator {x:02x}, interpreter {y:02x}")],
+                    count,
+                );
             }
         }
     }
