@@ -1065,9 +1065,71 @@ impl<'a> Emitter<'a> {
     /// Makes the host's EFLAGS hold at least the guest flags `need`.
     fn ensure_flags(&mut self, need: u8) {
         if self.host_flags & need != need {
+            if let Some(p) = self.pending {
+                if self.regen_from_pending(p, need) {
+                    return;
+                }
+            }
             self.materialize(true);
             self.regen_flags_inline(need);
         }
+    }
+
+    /// Loads a field of the pending record into `t` (only `t` is written).
+    fn pending_field_to(&mut self, f: Field, off: i32, size: Size, t: u8) {
+        if f == Field::Stored {
+            dynasm!(self.a ; .arch x64 ; mov Rd(t), [rbp + off]);
+        } else {
+            self.field_to(f, size, t);
+        }
+    }
+
+    /// The host's flags made the guest's from the pending record's fields, which stays
+    /// pending: the operation that made it runs again on its operands (ADD and SUB records are
+    /// never pending with a carry in). Only r9 and rsi are written. False when the record is
+    /// of another kind (or a logic one and AF is needed).
+    fn regen_from_pending(&mut self, p: Pending, need: u8) -> bool {
+        let s = p.size;
+        match p.kind {
+            FlagOp::Add | FlagOp::Sub => {
+                self.pending_field_to(p.dst, S_LAZY_DST, s, R9);
+                self.pending_field_to(p.src, S_LAZY_SRC, s, RSI);
+                match (p.kind == FlagOp::Add, s) {
+                    (true, Size::D) => dynasm!(self.a ; .arch x64 ; add r9d, esi),
+                    (true, Size::W) => dynasm!(self.a ; .arch x64 ; add r9w, si),
+                    (true, Size::B) => dynasm!(self.a ; .arch x64 ; add r9b, sil),
+                    (false, Size::D) => dynasm!(self.a ; .arch x64 ; cmp r9d, esi),
+                    (false, Size::W) => dynasm!(self.a ; .arch x64 ; cmp r9w, si),
+                    (false, Size::B) => dynasm!(self.a ; .arch x64 ; cmp r9b, sil),
+                }
+                self.host_flags = flag::ALL;
+            }
+            FlagOp::Inc | FlagOp::Dec => {
+                // CF is the guest's, kept in EFLAGS for these records.
+                self.pending_field_to(p.dst, S_LAZY_DST, s, R9);
+                dynasm!(self.a ; .arch x64 ; bt DWORD [rbp + S_EFLAGS], 0);
+                match (p.kind == FlagOp::Inc, s) {
+                    (true, Size::D) => dynasm!(self.a ; .arch x64 ; inc r9d),
+                    (true, Size::W) => dynasm!(self.a ; .arch x64 ; inc r9w),
+                    (true, Size::B) => dynasm!(self.a ; .arch x64 ; inc r9b),
+                    (false, Size::D) => dynasm!(self.a ; .arch x64 ; dec r9d),
+                    (false, Size::W) => dynasm!(self.a ; .arch x64 ; dec r9w),
+                    (false, Size::B) => dynasm!(self.a ; .arch x64 ; dec r9b),
+                }
+                self.host_flags = flag::ALL;
+            }
+            FlagOp::Logic if need & flag::AF == 0 => {
+                self.pending_field_to(p.res, S_LAZY_RES, s, R9);
+                match s {
+                    Size::D => dynasm!(self.a ; .arch x64 ; test r9d, r9d),
+                    Size::W => dynasm!(self.a ; .arch x64 ; test r9w, r9w),
+                    Size::B => dynasm!(self.a ; .arch x64 ; test r9b, r9b),
+                }
+                self.host_flags = flag::ALL & !flag::AF;
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// Loads the guest's arithmetic flags into the host's EFLAGS from the record in the state,
