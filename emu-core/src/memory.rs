@@ -625,6 +625,50 @@ impl GuestMemory {
         self.write_n::<4>(addr, v);
     }
 
+    /// Whether a write to `[a, a + len)` may touch ROM inside RAM.
+    fn range_guarded(&self, a: usize, len: usize) -> bool {
+        self.guard_len != 0 && a < self.guard_lo + self.guard_len && self.guard_lo < a + len
+    }
+
+    /// Marks every 64-byte line of `[a, a + len)` written (dirty pages, code watches).
+    fn mark_range(&mut self, a: usize, len: usize) {
+        let mut line = a & !(CODE_LINE - 1);
+        while line < a + len {
+            self.mark(line.max(a));
+            line += CODE_LINE;
+        }
+    }
+
+    /// A string instruction's run: copies `len` bytes of RAM from `src` to `dst` in one go,
+    /// as writes of the same bytes in order would (dirty pages, code watches). Declines
+    /// (false, nothing done) when either range leaves RAM, the destination may hold ROM, or
+    /// the destination starts inside the source (an element-by-element copy would then read
+    /// what it wrote: the caller goes element by element).
+    pub fn copy_run(&mut self, dst: u32, src: u32, len: u32) -> bool {
+        let (d, s, n) = (dst as usize, src as usize, len as usize);
+        if (d > s && d < s + n) || d + n > self.size() || s + n > self.size() || self.range_guarded(d, n) {
+            return false;
+        }
+        self.map.copy_within(s..s + n, d);
+        self.mark_range(d, n);
+        true
+    }
+
+    /// A string instruction's run: `count` little-endian copies of the low `elem` bytes of
+    /// `v` from `dst` on, as those writes would; declines (false) as [`GuestMemory::copy_run`].
+    pub fn fill_run(&mut self, dst: u32, v: u32, elem: u32, count: u32) -> bool {
+        let (d, e, n) = (dst as usize, elem as usize, (elem * count) as usize);
+        if d + n > self.size() || self.range_guarded(d, n) || !matches!(e, 1 | 2 | 4) {
+            return false;
+        }
+        let bytes = v.to_le_bytes();
+        for chunk in self.map[d..d + n].chunks_exact_mut(e) {
+            chunk.copy_from_slice(&bytes[..e]);
+        }
+        self.mark_range(d, n);
+        true
+    }
+
     /// Copies an image into RAM (loaders, test harnesses). Fails if it does not fit or would
     /// overwrite ROM.
     pub fn load(&mut self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {

@@ -231,7 +231,8 @@ fn page_run(cpu: &mut Cpu, m: Mnemonic, size: Size, src_seg: SegReg, acc: u32, l
     } else {
         0
     };
-    for j in 0..k {
+    let done = if movs { cpu.mem.copy_run(dst, src, len) } else { cpu.mem.fill_run(dst, acc, n, k) };
+    for j in 0..if done { 0 } else { k } {
         let v = if movs {
             let a = src.wrapping_add(j * n);
             match size {
