@@ -57,6 +57,8 @@ fn translate(c: &mut Criterion) {
         let env = jit::backend::CodeEnv {
             exit: 0x7000_0000_1000,
             exit_nostore: 0x7000_0000_1040,
+            regen_flags: 0x7000_0000_1080,
+            regen_flags_noaf: 0x7000_0000_10C0,
             callout: 0x7000_0000_2000,
             arith_flags: 0x7000_0000_3000,
             mode_id: 1,

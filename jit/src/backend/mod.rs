@@ -117,6 +117,11 @@ pub struct CodeEnv {
     pub ram_base: usize,
     /// Guest-physical bytes from 0 that may be read directly there (0: none).
     pub ram_direct: u32,
+    /// The shared stub that loads the guest's arithmetic flags into the host's from the
+    /// record in the state (called; clobbers only r9).
+    pub regen_flags: usize,
+    /// The same, for a consumer that does not need AF.
+    pub regen_flags_noaf: usize,
 }
 
 /// A chainable exit of a compiled block.
@@ -158,6 +163,10 @@ pub struct Stubs {
     pub exit: usize,
     /// Offset of the exit that does not.
     pub exit_nostore: usize,
+    /// Offset of the flag-regeneration stub ([`CodeEnv::regen_flags`]).
+    pub regen_flags: usize,
+    /// Offset of the one for consumers that do not need AF.
+    pub regen_flags_noaf: usize,
 }
 
 /// A block the backend cannot compile (an assembler error: a bug, reported, never a crash).
@@ -168,8 +177,9 @@ pub struct BackendError(pub String);
 pub trait Backend {
     /// The host architecture's name.
     fn name(&self) -> &'static str;
-    /// The entry trampoline and shared exits, for address `base`.
-    fn stubs(&self, base: usize) -> Result<Stubs, BackendError>;
+    /// The entry trampoline, the shared exits and the flag-regeneration stubs (which call
+    /// `arith_flags` for records they do not handle inline), for address `base`.
+    fn stubs(&self, base: usize, arith_flags: usize) -> Result<Stubs, BackendError>;
     /// Code for `block` at address `base`.
     fn compile(&self, block: &Block, env: &CodeEnv, base: usize) -> Result<Compiled, BackendError>;
     /// The bytes to write at a chain site (at address `site`) so it jumps to `target`, or back

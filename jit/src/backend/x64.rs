@@ -138,6 +138,124 @@ fn lazy_op(kind: FlagOp, size: Size) -> i32 {
     ((kind as u32) << 2 | size as u32) as i32
 }
 
+/// The flag-regeneration stub (called from generated code; returns with the guest's
+/// arithmetic flags in the host's EFLAGS): inline for the records blocks mostly leave (32-bit ADD, SUB/CMP, logic, INC/DEC, and
+/// eager flags): the host instruction that made them runs again on the record's operands,
+/// which gives exactly emu-core's flags (`LazyFlags::arith_flags`). ADD and SUB records
+/// are used only when the result is the plain sum or difference (not ADC/SBB with a carry
+/// in); logic records only when AF is not needed (the host leaves it undefined). Anything
+/// else calls `arith_flags`. Only r9 is clobbered. With `use_logic`, logic records are
+/// done inline too, for callers that do not need AF.
+fn regen_stub(a: &mut Asm, arith_flags: usize, use_logic: bool) {
+    let (add, sub, logic) =
+        (lazy_op(FlagOp::Add, Size::D), lazy_op(FlagOp::Sub, Size::D), lazy_op(FlagOp::Logic, Size::D));
+    let (inc, dec) = (lazy_op(FlagOp::Inc, Size::D), lazy_op(FlagOp::Dec, Size::D));
+    let done = a.new_dynamic_label();
+    let slow = a.new_dynamic_label();
+    let (l_add, l_sub, l_inc, l_dec, l_logic) = (
+        a.new_dynamic_label(),
+        a.new_dynamic_label(),
+        a.new_dynamic_label(),
+        a.new_dynamic_label(),
+        a.new_dynamic_label(),
+    );
+    dynasm!(a
+        ; .arch x64
+        ; mov r9d, [rbp + S_LAZY_OP]
+        ; cmp r9d, sub
+        ; je =>l_sub
+        ; cmp r9d, add
+        ; je =>l_add
+        ; cmp r9d, dec
+        ; je =>l_dec
+        ; cmp r9d, inc
+        ; je =>l_inc
+    );
+    if use_logic {
+        dynasm!(a ; .arch x64 ; cmp r9d, logic ; je =>l_logic);
+    }
+    dynasm!(a
+        ; .arch x64
+        ; cmp r9d, 3
+        ; ja =>slow
+        // Eager (any size): the flags are in EFLAGS.
+        ; mov r9d, [rbp + S_EFLAGS]
+        ; and r9d, ARITH
+        ; push r9
+        ; popfq
+        ; jmp =>done
+        ; =>l_sub
+        ; mov r9d, [rbp + S_LAZY_DST]
+        ; sub r9d, [rbp + S_LAZY_SRC]
+        ; cmp r9d, [rbp + S_LAZY_RES]
+        ; jne =>slow
+        ; mov r9d, [rbp + S_LAZY_DST]
+        ; cmp r9d, [rbp + S_LAZY_SRC]
+        ; jmp =>done
+        ; =>l_add
+        ; mov r9d, [rbp + S_LAZY_DST]
+        ; add r9d, [rbp + S_LAZY_SRC]
+        ; cmp r9d, [rbp + S_LAZY_RES]
+        ; jne =>slow
+        ; mov r9d, [rbp + S_LAZY_DST]
+        ; add r9d, [rbp + S_LAZY_SRC]
+        ; jmp =>done
+        // INC/DEC keep CF, which emu-core takes from EFLAGS.
+        ; =>l_inc
+        ; mov r9d, [rbp + S_LAZY_DST]
+        ; bt DWORD [rbp + S_EFLAGS], 0
+        ; inc r9d
+        ; jmp =>done
+        ; =>l_dec
+        ; mov r9d, [rbp + S_LAZY_DST]
+        ; bt DWORD [rbp + S_EFLAGS], 0
+        ; dec r9d
+        ; jmp =>done
+    );
+    if use_logic {
+        dynasm!(a
+            ; .arch x64
+            ; =>l_logic
+            ; mov r9d, [rbp + S_LAZY_RES]
+            ; test r9d, r9d
+            ; jmp =>done
+        );
+    }
+    // Anything else: emu-core materializes the record. At the call into the stub rsp was
+    // 16-aligned; the return address and nine pushes (80 bytes) keep it so.
+    let f = arith_flags as i64;
+    dynasm!(a
+        ; .arch x64
+        ; =>slow
+        ; push rax
+        ; push rcx
+        ; push rdx
+        ; push rsi
+        ; push rdi
+        ; push r8
+        ; push r9
+        ; push r10
+        ; push r11
+        ; mov rdi, rbp
+        ; mov rax, QWORD f
+        ; call rax
+        ; and eax, ARITH
+        ; push rax
+        ; popfq
+        ; pop r11
+        ; pop r10
+        ; pop r9
+        ; pop r8
+        ; pop rdi
+        ; pop rsi
+        ; pop rdx
+        ; pop rcx
+        ; pop rax
+        ; =>done
+        ; ret
+    );
+}
+
 /// The x86-64 code generator.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct X64;
@@ -147,7 +265,7 @@ impl Backend for X64 {
         "x86-64"
     }
 
-    fn stubs(&self, base: usize) -> Result<Stubs, BackendError> {
+    fn stubs(&self, base: usize, arith_flags: usize) -> Result<Stubs, BackendError> {
         let mut a = Asm::new(base);
         let entry = a.offset().0;
         // entry(ctx: rdi, code: rsi) -> reason (eax)
@@ -196,8 +314,12 @@ impl Backend for X64 {
             ; pop rbx
             ; ret
         );
+        let regen_flags = a.offset().0;
+        regen_stub(&mut a, arith_flags, false);
+        let regen_flags_noaf = a.offset().0;
+        regen_stub(&mut a, arith_flags, true);
         let code = a.finalize().map_err(|e| BackendError(format!("stubs: {e:?}")))?;
-        Ok(Stubs { code, entry, exit, exit_nostore })
+        Ok(Stubs { code, entry, exit, exit_nostore, regen_flags, regen_flags_noaf })
     }
 
     fn compile(&self, block: &Block, env: &CodeEnv, base: usize) -> Result<Compiled, BackendError> {
@@ -1132,93 +1254,15 @@ impl<'a> Emitter<'a> {
         true
     }
 
-    /// Loads the guest's arithmetic flags into the host's EFLAGS from the record in the state,
-    /// inline for the records blocks mostly leave (32-bit ADD, SUB/CMP, logic, INC/DEC, and
-    /// eager flags): the host instruction that made them runs again on the record's operands,
-    /// which gives exactly emu-core's flags (`LazyFlags::arith_flags`). ADD and SUB records
-    /// are used only when the result is the plain sum or difference (not ADC/SBB with a carry
-    /// in); logic records only when AF is not needed (the host leaves it undefined). Anything
-    /// else calls [`Emitter::regen_flags`]. Only r9 is clobbered.
+    /// Loads the guest's arithmetic flags into the host's EFLAGS from the record in the state:
+    /// a call to the shared stub (see [`regen_stub`]). Only r9 is clobbered.
     fn regen_flags_inline(&mut self, need: u8) {
-        let (add, sub, logic) =
-            (lazy_op(FlagOp::Add, Size::D), lazy_op(FlagOp::Sub, Size::D), lazy_op(FlagOp::Logic, Size::D));
-        let (inc, dec) = (lazy_op(FlagOp::Inc, Size::D), lazy_op(FlagOp::Dec, Size::D));
-        let use_logic = need & flag::AF == 0;
-        let done = self.a.new_dynamic_label();
-        let slow = self.a.new_dynamic_label();
-        let (l_add, l_sub, l_inc, l_dec, l_logic) = (
-            self.a.new_dynamic_label(),
-            self.a.new_dynamic_label(),
-            self.a.new_dynamic_label(),
-            self.a.new_dynamic_label(),
-            self.a.new_dynamic_label(),
-        );
-        dynasm!(self.a
-            ; .arch x64
-            ; mov r9d, [rbp + S_LAZY_OP]
-            ; cmp r9d, sub
-            ; je =>l_sub
-            ; cmp r9d, add
-            ; je =>l_add
-            ; cmp r9d, dec
-            ; je =>l_dec
-            ; cmp r9d, inc
-            ; je =>l_inc
-        );
-        if use_logic {
-            dynasm!(self.a ; .arch x64 ; cmp r9d, logic ; je =>l_logic);
-        }
-        dynasm!(self.a
-            ; .arch x64
-            ; cmp r9d, 3
-            ; ja =>slow
-            // Eager (any size): the flags are in EFLAGS.
-            ; mov r9d, [rbp + S_EFLAGS]
-            ; and r9d, ARITH
-            ; push r9
-            ; popfq
-            ; jmp =>done
-            ; =>l_sub
-            ; mov r9d, [rbp + S_LAZY_DST]
-            ; sub r9d, [rbp + S_LAZY_SRC]
-            ; cmp r9d, [rbp + S_LAZY_RES]
-            ; jne =>slow
-            ; mov r9d, [rbp + S_LAZY_DST]
-            ; cmp r9d, [rbp + S_LAZY_SRC]
-            ; jmp =>done
-            ; =>l_add
-            ; mov r9d, [rbp + S_LAZY_DST]
-            ; add r9d, [rbp + S_LAZY_SRC]
-            ; cmp r9d, [rbp + S_LAZY_RES]
-            ; jne =>slow
-            ; mov r9d, [rbp + S_LAZY_DST]
-            ; add r9d, [rbp + S_LAZY_SRC]
-            ; jmp =>done
-            // INC/DEC keep CF, which emu-core takes from EFLAGS.
-            ; =>l_inc
-            ; mov r9d, [rbp + S_LAZY_DST]
-            ; bt DWORD [rbp + S_EFLAGS], 0
-            ; inc r9d
-            ; jmp =>done
-            ; =>l_dec
-            ; mov r9d, [rbp + S_LAZY_DST]
-            ; bt DWORD [rbp + S_EFLAGS], 0
-            ; dec r9d
-            ; jmp =>done
-        );
-        if use_logic {
-            dynasm!(self.a
-                ; .arch x64
-                ; =>l_logic
-                ; mov r9d, [rbp + S_LAZY_RES]
-                ; test r9d, r9d
-                ; jmp =>done
-            );
-        }
-        dynasm!(self.a ; .arch x64 ; =>slow);
-        self.regen_flags();
-        dynasm!(self.a ; .arch x64 ; =>done);
-        self.host_flags = if use_logic { flag::ALL & !flag::AF } else { flag::ALL };
+        let logic = need & flag::AF == 0;
+        let stub = if logic { self.env.regen_flags_noaf } else { self.env.regen_flags };
+        self.a.push(0xE8);
+        let end = self.base + self.a.offset().0 + 4;
+        self.a.push_i32(stub.wrapping_sub(end) as i32);
+        self.host_flags = if logic { flag::ALL & !flag::AF } else { flag::ALL };
     }
 
     /// Writes the pending lazy-flags record to the state. `clobber`: the host flags may be
@@ -2645,7 +2689,7 @@ mod tests {
 
     #[test]
     fn stubs_assemble() {
-        let s = X64.stubs(0x1000_0000).unwrap();
+        let s = X64.stubs(0x1000_0000, 0x2000_0000).unwrap();
         assert!(s.entry < s.exit && s.exit < s.exit_nostore && s.exit_nostore < s.code.len());
     }
 

@@ -241,6 +241,8 @@ pub struct Jit {
     entry: usize,
     exit: usize,
     exit_nostore: usize,
+    /// The flag-regeneration stubs (all flags, all but AF).
+    regen_flags: (usize, usize),
     stubs_len: usize,
     options: JitOptions,
     /// The perf JIT map being written (`JitOptions::perf_map`).
@@ -297,7 +299,7 @@ impl Jit {
     pub fn with_options(options: JitOptions) -> std::io::Result<Jit> {
         let mut arena = CodeArena::new(options.arena_size)?;
         let backend = X64;
-        let stubs = backend.stubs(arena.cursor()).map_err(|e| std::io::Error::other(e.0))?;
+        let stubs = backend.stubs(arena.cursor(), entry::arith_flags as *const () as usize).map_err(|e| std::io::Error::other(e.0))?;
         let base =
             arena.alloc(&stubs.code).ok_or_else(|| std::io::Error::other("the code arena is too small"))?;
         Ok(Jit {
@@ -305,6 +307,7 @@ impl Jit {
             entry: base + stubs.entry,
             exit: base + stubs.exit,
             exit_nostore: base + stubs.exit_nostore,
+            regen_flags: (base + stubs.regen_flags, base + stubs.regen_flags_noaf),
             stubs_len: arena.used(),
             arena,
             perf_map: if options.perf_map {
@@ -628,6 +631,8 @@ impl Jit {
         let env = CodeEnv {
             exit: self.exit,
             exit_nostore: self.exit_nostore,
+            regen_flags: self.regen_flags.0,
+            regen_flags_noaf: self.regen_flags.1,
             callout: entry::callout as *const () as usize,
             arith_flags: entry::arith_flags as *const () as usize,
             mode_id: mode,
