@@ -302,6 +302,85 @@ fn rep_movs_and_stos_across_pages_and_overlapping_match_the_element_by_element_d
 }
 
 #[test]
+fn mul_and_div_of_every_size_match_the_interpreter_and_div_keeps_the_flags() {
+    // MUL and DIV are translated inline; DIV's #DE goes through emu-core. EDI sums products,
+    // quotients, remainders and the flags seen after each (DIV must leave the CMP's).
+    let elf = kernel(|a, _| {
+        let mut top = a.create_label();
+        let data = 0x0017_0000u32;
+        a.xor(edi, edi)?;
+        a.mov(esi, 0x1234_5679u32)?;
+        a.mov(ecx, 200u32)?;
+        a.set_label(&mut top)?;
+        a.imul_3(esi, esi, 1_103_515_245)?;
+        a.add(esi, 12345)?;
+        a.mov(dword_ptr(data), esi)?;
+        // 32-bit: MUL by a register, then DIV by memory with a dividend that fits.
+        a.mov(eax, esi)?;
+        a.mul(ecx)?;
+        a.seto(bl)?;
+        a.movzx(ebx, bl)?;
+        a.add(edi, ebx)?;
+        a.add(edi, eax)?;
+        a.add(edi, edx)?;
+        a.and(edx, 0xFFFF)?;
+        a.cmp(edi, esi)?;
+        a.div(dword_ptr(data))?;
+        a.setb(bl)?;
+        a.add(edi, ebx)?;
+        a.add(edi, eax)?;
+        a.add(edi, edx)?;
+        // 16-bit and 8-bit forms, high-byte divisors included.
+        a.mov(eax, esi)?;
+        a.mov(ebx, esi)?;
+        a.shr(ebx, 16)?;
+        a.or(ebx, 1)?;
+        a.mul(bx)?;
+        a.add(edi, eax)?;
+        a.add(edi, edx)?;
+        a.and(edx, 0x7F)?;
+        a.div(bx)?;
+        a.add(edi, eax)?;
+        a.add(edi, edx)?;
+        a.mov(eax, esi)?;
+        a.mul(ah)?;
+        a.setc(dl)?;
+        a.add(edi, eax)?;
+        a.add(edi, edx)?;
+        a.mov(eax, esi)?;
+        a.mov(ebx, 0x0000_F100u32)?;
+        a.or(bh, al)?;
+        a.and(eax, 0x0FFF)?;
+        a.div(bh)?;
+        a.add(edi, eax)?;
+        a.rol(edi, 3)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.mov(eax, edi)?;
+        Ok(top)
+    });
+    let (interp, stats) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert!(matches!(interp.0, Exit::DebugExit { value: 0 }), "{:?}", interp.0);
+    let callouts = stats.top_callouts(64);
+    assert!(!callouts.iter().any(|(n, _)| n == "mul" || n == "div"), "inline: {callouts:?}");
+    // A quotient too wide and a zero divisor: #DE (no IDT here, so a triple fault) in every
+    // engine, at the same instruction.
+    for divisor in [0u32, 1] {
+        let elf = kernel(|a, _| {
+            let mut top = a.create_label();
+            a.set_label(&mut top)?;
+            a.mov(edx, 5u32)?;
+            a.mov(eax, 7u32)?;
+            a.mov(ecx, divisor)?;
+            a.div(ecx)?;
+            Ok(top)
+        });
+        let (run, _) = everywhere(&elf, 1_000_000, JitOptions::default());
+        assert!(matches!(run.0, Exit::TripleFault(_)), "{:?}", run.0);
+    }
+}
+
+#[test]
 fn code_that_rewrites_itself_every_few_instructions() {
     // Each iteration stores the loop counter into the immediate of an `add ebx, imm32` a few
     // instructions ahead (in the same block), so the block must stop after the store and the

@@ -97,6 +97,9 @@ pub fn build_block(code: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
                 || info.props.intersects(Props::BRANCH | Props::MODE | Props::IO));
         let (reads, writes) = if callout {
             (flag::ALL, flag::ALL)
+        } else if matches!(op, Op::MulDiv { div: true, .. }) {
+            // emu-core's DIV keeps every flag: for liveness it neither reads nor writes one.
+            (0, 0)
         } else {
             (flag::from_iced(insn.rflags_read()), flag::from_iced(insn.rflags_modified()))
         };
@@ -372,6 +375,9 @@ fn lower(i: &Instruction, key: &ModeKey) -> Option<Op> {
             let dst = gpr(i.op0_register())?;
             let imm = if i.op_count() == 3 { Some(i.immediate(2) as u32 & size.mask()) } else { None };
             Op::Imul { size, dst, src: operand(i, 1, size)?, imm }
+        }
+        Mnemonic::Mul | Mnemonic::Div if i.op_count() == 1 => {
+            Op::MulDiv { div: i.mnemonic() == Mnemonic::Div, size, src: operand(i, 0, size)? }
         }
         Mnemonic::Leave => {
             if stack_slow {

@@ -315,6 +315,17 @@ pub enum Op {
         /// The immediate of the three-operand form.
         imm: Option<u32>,
     },
+    /// MUL r/m (unsigned, AX/DX:AX/EDX:EAX ← accumulator × source) or DIV r/m (unsigned, the
+    /// quotient and remainder of the double-width accumulator; #DE through the slow path).
+    /// DIV leaves every flag as it was (emu-core's choice for the undefined ones).
+    MulDiv {
+        /// DIV rather than MUL.
+        div: bool,
+        /// Size.
+        size: Size,
+        /// The source (register or memory).
+        src: Operand,
+    },
     /// LEAVE: ESP ← EBP, then POP EBP.
     Leave {
         /// Operand size of the pop.
@@ -390,7 +401,11 @@ impl Op {
             }
             Op::ShiftCl { dst, .. } => mem(dst),
             Op::Setcc { dst, .. } => mem(dst),
-            Op::Movx { src, .. } | Op::Cmov { src, .. } | Op::JmpInd { src, .. } | Op::Imul { src, .. } => {
+            Op::Movx { src, .. }
+            | Op::Cmov { src, .. }
+            | Op::JmpInd { src, .. }
+            | Op::Imul { src, .. }
+            | Op::MulDiv { src, .. } => {
                 mem(src)
             }
             Op::Push { .. }

@@ -362,6 +362,7 @@ fn writes_regs(op: &Op) -> u16 {
         Op::Pop { dst, .. } => gpr(dst) | esp,
         Op::Push { .. } | Op::Call { .. } | Op::CallInd { .. } | Op::Ret { .. } => esp,
         Op::Leave { .. } => esp | 1 << GUEST[5],
+        Op::MulDiv { .. } => 1 << RAX | 1 << RDX,
         Op::Nop | Op::Callout | Op::Jmp { .. } | Op::Jcc { .. } | Op::JmpInd { .. } => 0,
     }
 }
@@ -830,6 +831,8 @@ impl<'a> Emitter<'a> {
             Op::Setcc { cc, dst } => self.setcc(cc, dst),
             Op::Cmov { cc, size, dst, src } => self.cmov(cc, size, dst, src),
             Op::Imul { size, dst, src, imm } => self.imul(size, dst, src, imm),
+            Op::MulDiv { div: false, size, src } => self.mul(size, src),
+            Op::MulDiv { div: true, size, src } => self.div(size, src),
             Op::Leave { size } => {
                 // ESP ← EBP; EBP ← pop (the load first: a fault changes nothing).
                 dynasm!(self.a ; .arch x64 ; mov esi, r13d);
@@ -2354,6 +2357,87 @@ impl<'a> Emitter<'a> {
                 dst: Field::Stored,
             });
         }
+    }
+
+    /// MUL: the host's, on the pinned accumulator (AL/AX/EAX in rax, DX/EDX in rdx). Its CF
+    /// and OF are the guest's; the rest comes from emu-core's multiply record.
+    fn mul(&mut self, size: Size, src: Operand) {
+        let live = self.live();
+        let s = match self.src_val(&src, size, TB) {
+            Val::Host(r) | Val::Temp(r) => r,
+            Val::Imm(_) => unreachable!("MUL has no immediate form"),
+        };
+        match size {
+            Size::D => dynasm!(self.a ; .arch x64 ; mul Rd(s)),
+            Size::W => dynasm!(self.a ; .arch x64 ; mul Rw(s)),
+            Size::B => dynasm!(self.a ; .arch x64 ; mul Rb(s)),
+        }
+        self.host_flags = flag::CF | flag::OF;
+        if live == 0 {
+            self.pending = None;
+            return;
+        }
+        dynasm!(self.a
+            ; .arch x64
+            ; seto r9b
+            ; movzx r9d, r9b
+            ; mov [rbp + S_LAZY_SRC], r9d
+        );
+        // The low half of the product is AL, AX or EAX: rax at the operand size.
+        if self.has_slow_path() {
+            self.lazy_field(S_LAZY_RES, Val::Host(RAX), size);
+            self.lazy_kind(FlagOp::Mul, size);
+            self.pending = None;
+        } else {
+            self.pending = Some(Pending {
+                kind: FlagOp::Mul,
+                size,
+                res: Field::Reg(RAX),
+                src: Field::Stored,
+                dst: Field::Stored,
+            });
+        }
+    }
+
+    /// DIV: a zero divisor or a quotient too wide for the operand size (the high half of the
+    /// dividend not below the divisor) goes to the slow path, where emu-core raises #DE;
+    /// otherwise the host's DIV. The guest's flags do not change (the record stays as it
+    /// was); the host's are undefined.
+    fn div(&mut self, size: Size, src: Operand) {
+        let s = match self.src_val(&src, size, TB) {
+            Val::Host(r) | Val::Temp(r) => r,
+            Val::Imm(_) => unreachable!("DIV has no immediate form"),
+        };
+        let slow = self.slow_label();
+        match size {
+            Size::D => dynasm!(self.a
+                ; .arch x64
+                ; test Rd(s), Rd(s)
+                ; jz =>slow
+                ; cmp edx, Rd(s)
+                ; jae =>slow
+                ; div Rd(s)
+            ),
+            Size::W => dynasm!(self.a
+                ; .arch x64
+                ; test Rw(s), Rw(s)
+                ; jz =>slow
+                ; cmp dx, Rw(s)
+                ; jae =>slow
+                ; div Rw(s)
+            ),
+            Size::B => dynasm!(self.a
+                ; .arch x64
+                ; test Rb(s), Rb(s)
+                ; jz =>slow
+                ; movzx r9d, ax
+                ; shr r9d, 8
+                ; cmp r9b, Rb(s)
+                ; jae =>slow
+                ; div Rb(s)
+            ),
+        }
+        self.host_flags = 0;
     }
 
     fn setcc(&mut self, cc: Cond, dst: Operand) {
