@@ -381,6 +381,43 @@ fn mul_and_div_of_every_size_match_the_interpreter_and_div_keeps_the_flags() {
 }
 
 #[test]
+fn an_instruction_straddling_a_page_end_is_fetched_afresh_every_time() {
+    // `add ebx, imm32` (81 C3 imm32) at 0x170FFE: two bytes on one page, the immediate on the
+    // next, then RET. Each iteration rewrites the immediate (on the second page) and every
+    // fourth one turns the ADD into a SUB (81 EB, on the first page): the translator must run
+    // what is there now, and not interpret it every time.
+    const AT: u32 = 0x0017_0FFE;
+    let elf = kernel(|a, _| {
+        let mut top = a.create_label();
+        let mut add = a.create_label();
+        a.mov(dword_ptr(AT), 0x0000_C381u32)?;
+        a.mov(byte_ptr(AT + 6), 0xC3u32)?;
+        a.xor(ebx, ebx)?;
+        a.mov(ecx, 400u32)?;
+        a.set_label(&mut top)?;
+        a.imul_3(eax, ecx, 0x9E37_79B1u32 as i32)?;
+        a.mov(dword_ptr(AT + 2), eax)?;
+        a.test(ecx, 3)?;
+        a.mov(eax, 0xC381u32)?;
+        a.jnz(add)?;
+        a.mov(eax, 0xEB81u32)?;
+        a.set_label(&mut add)?;
+        a.mov(word_ptr(AT), ax)?;
+        a.mov(eax, AT)?;
+        a.call(eax)?;
+        a.rol(ebx, 1)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.mov(eax, ebx)?;
+        Ok(top)
+    });
+    let (interp, stats) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert!(matches!(interp.0, Exit::DebugExit { value: 0 }), "{:?}", interp.0);
+    let interpreted = stats.fallbacks.get(&Fallback::Untranslatable).copied().unwrap_or(0);
+    assert!(interpreted < 10, "the straddling instruction is a callout, not interpreted: {interpreted}");
+}
+
+#[test]
 fn code_that_rewrites_itself_every_few_instructions() {
     // Each iteration stores the loop counter into the immediate of an `add ebx, imm32` a few
     // instructions ahead (in the same block), so the block must stop after the store and the

@@ -634,6 +634,14 @@ impl Cpu {
         if self.state.halted {
             return StepResult::Halted;
         }
+        self.fetch_execute(io)
+    }
+
+    /// The instruction part of [`Cpu::step`]: fetches, decodes (through the decode cache) and
+    /// executes the instruction at CS:EIP, with no look at interrupts first. The binary
+    /// translator's callouts use it for an instruction that straddles a page end, whose bytes
+    /// on the second page a block cannot watch.
+    pub fn fetch_execute(&mut self, io: &mut dyn PortIo) -> StepResult {
         self.begin_instruction();
         let single_step = self.state.eflags & fl::TF != 0;
         let soft_ints = self.stats.soft_ints;

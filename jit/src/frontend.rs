@@ -65,10 +65,50 @@ fn only_reads_state(i: &Instruction) -> bool {
     )
 }
 
+/// The instruction at `eip` that starts with `head` (the rest of the page) and goes on into
+/// `tail` (the next page's first bytes, as last seen), as a refetching callout; `None` when the
+/// bytes do not make one that crosses, or it is port I/O (left to the interpreter).
+fn straddler(head: &[u8], tail: &[u8], eip: u32, key: &ModeKey) -> Option<Insn> {
+    let bitness = if key.code32() { 32 } else { 16 };
+    let mut bytes = head.to_vec();
+    bytes.extend_from_slice(&tail[..tail.len().min(15)]);
+    let mut decoder = Decoder::with_ip(bitness, &bytes, u64::from(eip), DecoderOptions::NONE);
+    let insn = decoder.decode();
+    if insn.is_invalid() || insn.len() <= head.len() {
+        return None;
+    }
+    let info = isa::lookup(insn.code())?;
+    if info.props.contains(Props::IO) {
+        return None;
+    }
+    let next = insn.next_ip() as u32;
+    let stop = (info.class != PgClass::Innocuous && !only_reads_state(&insn))
+        || info.props.intersects(Props::BRANCH | Props::MODE);
+    Some(Insn {
+        eip,
+        next_eip: if key.code32() { next } else { next & 0xFFFF },
+        op: Op::Callout,
+        insn,
+        reads: flag::ALL,
+        writes: flag::ALL,
+        live_out: 0,
+        may_exit: true,
+        stop,
+        straddles: true,
+    })
+}
+
 /// Builds the block at `eip` (guest-physical `phys`) for mode `key`, decoding from `code`:
 /// the guest bytes from `phys` to the end of its page or of the CS limit, whichever is nearer.
 /// An empty block means the first instruction must be interpreted.
 pub fn build_block(code: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
+    build_block_with_tail(code, &[], eip, phys, key)
+}
+
+/// [`build_block`], with `tail` the bytes that follow `code` on the next page (as last seen):
+/// an instruction that straddles the page end then ends the block as a callout that fetches
+/// it afresh (see [`Insn::straddles`]) instead of leaving it to the interpreter.
+pub fn build_block_with_tail(code: &[u8], tail: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
     let bitness = if key.code32() { 32 } else { 16 };
     let mut decoder = Decoder::with_ip(bitness, code, u64::from(eip), DecoderOptions::NONE);
     let mut insns: Vec<Insn> = Vec::new();
@@ -77,17 +117,24 @@ pub fn build_block(code: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
     let mut len = 0u32;
     let mut insn = Instruction::default();
     let mut side_exits = 0;
+    // Still open at the end of `code`: no branch, stop or cap ended the block first.
+    let mut open = true;
     while decoder.can_decode() {
         decoder.decode_out(&mut insn);
         if insn.is_invalid() {
+            open = decoder.last_error() == iced_x86::DecoderError::NoMoreBytes;
             break;
         }
         let this_eip = insn.ip() as u32;
         let next = insn.next_ip() as u32;
         let next_eip = if key.code32() { next } else { next & 0xFFFF };
-        let Some(info) = isa::lookup(insn.code()) else { break };
+        let Some(info) = isa::lookup(insn.code()) else {
+            open = false;
+            break;
+        };
         let is_io = info.props.contains(Props::IO);
         if is_io && !insns.is_empty() {
+            open = false;
             break;
         }
         let op = lower(&insn, key).unwrap_or(Op::Callout);
@@ -104,7 +151,18 @@ pub fn build_block(code: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
             (flag::from_iced(insn.rflags_read()), flag::from_iced(insn.rflags_modified()))
         };
         let may_exit = callout || op.touches_memory() || op.is_branch();
-        insns.push(Insn { eip: this_eip, next_eip, op, insn, reads, writes, live_out: 0, may_exit, stop });
+        insns.push(Insn {
+            eip: this_eip,
+            next_eip,
+            op,
+            insn,
+            reads,
+            writes,
+            live_out: 0,
+            may_exit,
+            stop,
+            straddles: false,
+        });
         len = next.wrapping_sub(eip);
         io = is_io;
         if op.is_branch() {
@@ -116,15 +174,27 @@ pub fn build_block(code: &[u8], eip: u32, phys: u32, key: &ModeKey) -> Block {
                 continue;
             }
             end = End::Branch;
+            open = false;
             break;
         }
         if stop {
             end = End::Stop;
+            open = false;
             break;
         }
         end = End::Next(next_eip);
         if insns.len() >= MAX_BLOCK_INSNS {
+            open = false;
             break;
+        }
+    }
+    let done = len as usize;
+    if open && !io && !tail.is_empty() && done < code.len() {
+        if let Some(i) = straddler(&code[done..], tail, eip.wrapping_add(len), key) {
+            end = if i.stop { End::Stop } else { End::Next(i.next_eip) };
+            insns.push(i);
+            // Only this page's bytes are the block's (and watched).
+            len = code.len() as u32;
         }
     }
     if matches!(insns.last(), Some(Insn { op: Op::Jcc { .. }, .. })) {
@@ -498,13 +568,28 @@ mod tests {
     #[test]
     fn innocuous_callouts_keep_the_block_going() {
         let b = block(|a| {
-            a.mul(ecx)?;
+            a.bswap(eax)?;
             a.add(eax, 1)?;
             a.ret()
         });
         assert_eq!(b.insns.len(), 3);
         assert_eq!(b.insns[0].op, Op::Callout);
         assert!(!b.insns[0].stop);
+    }
+
+    #[test]
+    fn an_instruction_across_the_page_end_ends_the_block_as_a_refetching_callout() {
+        // `mov eax, 0x11223344` (B8 44 33 22 11) with three bytes on the next page.
+        let key = flat_key();
+        let b = build_block_with_tail(&[0x90, 0xB8, 0x44], &[0x33, 0x22, 0x11, 0xC3], 0x1FFD, 0x1FFD, &key);
+        assert_eq!(b.insns.len(), 2);
+        let last = &b.insns[1];
+        assert!(last.straddles && last.op == Op::Callout && !last.stop);
+        assert_eq!((last.eip, last.next_eip), (0x1FFE, 0x2003));
+        assert_eq!(b.end, End::Next(0x2003));
+        assert_eq!(b.len, 3, "only this page's bytes belong to the block");
+        // Without the next page's bytes it is left to the interpreter, as before.
+        assert_eq!(build_block(&[0x90, 0xB8, 0x44], 0x1FFD, 0x1FFD, &key).insns.len(), 1);
     }
 
     #[test]

@@ -405,9 +405,7 @@ impl Op {
             | Op::Cmov { src, .. }
             | Op::JmpInd { src, .. }
             | Op::Imul { src, .. }
-            | Op::MulDiv { src, .. } => {
-                mem(src)
-            }
+            | Op::MulDiv { src, .. } => mem(src),
             Op::Push { .. }
             | Op::Pop { .. }
             | Op::Call { .. }
@@ -443,6 +441,9 @@ pub struct Insn {
     /// For callouts: the block ends after it (sensitive, branching, I/O or mode-changing
     /// instructions return to the dispatcher).
     pub stop: bool,
+    /// It straddles the end of the block's page: a callout that fetches and decodes it afresh
+    /// each time (its bytes on the next page are not watched), always the block's last.
+    pub straddles: bool,
 }
 
 /// How a block ends.

@@ -22,7 +22,7 @@ pub enum Fallback {
     /// The instruction fetch faults (page not present, beyond the CS limit).
     FetchFault,
     /// The first instruction cannot start a block (undecodable, not implemented, crossing the
-    /// page or limit end).
+    /// limit end, or crossing the page end into a page whose translation is not cached).
     Untranslatable,
     /// The block is longer than the instructions left before a device deadline.
     Budget,

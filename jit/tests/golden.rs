@@ -197,9 +197,9 @@ fn a_loop_nest_in_one_block() {
 
 #[test]
 fn callouts_and_a_return() {
-    // MUL is called out (innocuous, the block goes on); RET goes through the jump cache.
+    // BSWAP is called out (innocuous, the block goes on); RET goes through the jump cache.
     let text = render(&flat(), 32, 0x10_3000, |a| {
-        a.mul(ecx)?;
+        a.bswap(ecx)?;
         a.add(eax, 1)?;
         a.ret()
     });

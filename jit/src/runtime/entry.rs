@@ -112,6 +112,9 @@ pub(crate) struct CalloutInfo {
     pub kind: CalloutKind,
     /// Its memory accesses (inline instructions).
     pub mem: MemUse,
+    /// It straddles a page end: fetched and decoded afresh (`Cpu::fetch_execute`), never run
+    /// from the copy decoded at translation.
+    pub refetch: bool,
 }
 
 /// State shared between the dispatcher and callouts during one entry.
@@ -214,7 +217,7 @@ pub(crate) unsafe extern "sysv64" fn arith_flags(state: *const CpuState) -> u32 
 /// The body of [`callout`].
 fn run_callout(cpu: &mut Cpu, io: &mut dyn PortIo, sh: &mut Shared, id: u32) -> u32 {
     let Some(c) = sh.callouts.get(id as usize) else { return 1 };
-    let (insn, next_eip, kind, mem) = (c.insn, c.next_eip, c.kind, c.mem);
+    let (insn, next_eip, kind, mem, refetch) = (c.insn, c.next_eip, c.kind, c.mem, c.refetch);
     let mut stop = c.stop || c.io || c.branch;
     if c.stop || c.io {
         // The platform's notion of now: this instruction's time (it may do I/O, or halt).
@@ -228,6 +231,8 @@ fn run_callout(cpu: &mut Cpu, io: &mut dyn PortIo, sh: &mut Shared, id: u32) -> 
         let r = cpu.execute(&mut watch, &insn);
         sh.port_written |= watch.touched;
         r
+    } else if refetch {
+        cpu.fetch_execute(io)
     } else {
         cpu.execute(io, &insn)
     };

@@ -299,7 +299,9 @@ impl Jit {
     pub fn with_options(options: JitOptions) -> std::io::Result<Jit> {
         let mut arena = CodeArena::new(options.arena_size)?;
         let backend = X64;
-        let stubs = backend.stubs(arena.cursor(), entry::arith_flags as *const () as usize).map_err(|e| std::io::Error::other(e.0))?;
+        let stubs = backend
+            .stubs(arena.cursor(), entry::arith_flags as *const () as usize)
+            .map_err(|e| std::io::Error::other(e.0))?;
         let base =
             arena.alloc(&stubs.code).ok_or_else(|| std::io::Error::other("the code arena is too small"))?;
         Ok(Jit {
@@ -551,11 +553,12 @@ impl Jit {
         mode: u32,
     ) -> Result<u32, Fallback> {
         let n = frontend::window(pa, eip, &key);
+        let tail = next_page_bytes(cpu, pa, eip, n, &key);
         let block = match cpu.mem.ram().get(pa as usize..pa as usize + n) {
-            Some(bytes) => frontend::build_block(bytes, eip, pa, &key),
+            Some(bytes) => frontend::build_block_with_tail(bytes, &tail, eip, pa, &key),
             None => {
                 let bytes: Vec<u8> = (0..n as u32).map(|i| cpu.mem.read_u8(pa.wrapping_add(i))).collect();
-                frontend::build_block(&bytes, eip, pa, &key)
+                frontend::build_block_with_tail(&bytes, &tail, eip, pa, &key)
             }
         };
         if self.options.dump {
@@ -938,6 +941,34 @@ fn flag_all() -> u8 {
     crate::ir::flag::ALL
 }
 
+/// The first bytes of the page after the block at `pa`/`eip` (`n` bytes to its page end), for
+/// an instruction that straddles the two: empty when the CS limit ends the block first or the
+/// next page's translation is not cached. Read without side effects (no page walk, so no
+/// accessed bit set before the guest itself fetches there); the straddling instruction is
+/// fetched afresh whenever it runs, so these bytes only need to be plausible.
+fn next_page_bytes(cpu: &mut Cpu, pa: u32, eip: u32, n: usize, key: &ModeKey) -> Vec<u8> {
+    let page_left = PAGE_SIZE - (pa as usize & (PAGE_SIZE - 1));
+    if n != page_left || n >= 15 {
+        return Vec::new();
+    }
+    let next_eip = eip.wrapping_add(n as u32);
+    if next_eip > key.cs_limit || next_eip < eip {
+        return Vec::new();
+    }
+    let lin = key.cs_base.wrapping_add(next_eip);
+    let phys = if key.paging() {
+        match cpu.tlb.lookup(lin, Access::Execute, key.user()) {
+            Some(p) => p,
+            None => return Vec::new(),
+        }
+    } else {
+        lin
+    };
+    let phys = if cpu.state.a20 { phys } else { phys & !(1 << 20) };
+    let room = (key.cs_limit - next_eip).min(14) as u32 + 1;
+    (0..room).map(|i| cpu.mem.read_u8(phys.wrapping_add(i))).collect()
+}
+
 /// How a callout for instruction `i` behaves.
 fn callout_info(i: &crate::ir::Insn) -> CalloutInfo {
     let info = isa::lookup(i.insn.code());
@@ -973,7 +1004,16 @@ fn callout_info(i: &crate::ir::Insn) -> CalloutInfo {
             pop: false,
         },
     };
-    CalloutInfo { insn: i.insn, next_eip: i.next_eip, stop: i.stop, io, branch: i.op.is_branch(), kind, mem }
+    CalloutInfo {
+        insn: i.insn,
+        next_eip: i.next_eip,
+        stop: i.stop,
+        io,
+        branch: i.op.is_branch(),
+        kind,
+        mem,
+        refetch: i.straddles,
+    }
 }
 
 /// The linear addresses an inline instruction is about to access (before it runs), for
