@@ -90,8 +90,11 @@ const F_TMP: i32 = 32;
 const F_BLOCKS: i32 = 40;
 /// The memory operand of a flag producer whose record is pending (`Src2::Slot`).
 const F_SRC: i32 = 48;
+/// The host addend of the current frame window (see [`frame_windows`]), 0 when it could not
+/// be set up.
+const F_WIN: i32 = 56;
 /// Frame size: with the six callee-saved pushes and the return address, rsp stays 16-aligned.
-const FRAME: i32 = 56;
+const FRAME: i32 = 72;
 
 // ---------------------------------------------------------------- state offsets
 
@@ -564,6 +567,8 @@ struct Emitter<'a> {
     loop_label: DynamicLabel,
     loop_state: LoopState,
     /// Instructions a later conditional branch of the block loops back to (see [`Join`]).
+    /// The frame window each instruction's memory access goes through, if any.
+    wins: Vec<Option<Window>>,
     loop_heads: Vec<bool>,
     /// The join points bound so far in the body being emitted: label, count and epoch there.
     joins: Vec<Option<(DynamicLabel, u32, u32)>>,
@@ -653,6 +658,7 @@ impl<'a> Emitter<'a> {
             loop_label,
             loop_state: LoopState::Open,
             loop_heads: loop_heads(b, env),
+            wins: frame_windows(b),
             joins: Vec::new(),
             epoch: 0,
             loop_entries: Vec::new(),
@@ -1524,6 +1530,22 @@ impl<'a> Emitter<'a> {
             (true, true) => fast_kind::WRITE_USER,
         };
         let tag = 4 * kind as i32;
+        let have = match self.wins.get(self.cur).copied().flatten() {
+            Some(w) if self.b.key.seg_class(seg) == SegClass::Flat => {
+                if w.first {
+                    self.open_window(w);
+                }
+                let have = self.a.new_dynamic_label();
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov r8, [rsp + F_WIN]
+                    ; test r8, r8
+                    ; jnz =>have
+                );
+                Some(have)
+            }
+            _ => None,
+        };
         dynasm!(self.a
             ; .arch x64
             ; mov r9d, Rd(lin)
@@ -1543,7 +1565,43 @@ impl<'a> Emitter<'a> {
             ; jne =>slow
             ; mov r8, [r9 + FAST_ADDEND]
         );
+        if let Some(have) = have {
+            dynasm!(self.a ; .arch x64 ; =>have);
+        }
         MemRef { index: Some(lin) }
+    }
+
+    /// Sets up frame window `w`: when `[EBP + w.min, + w.span)` lies in one page whose TLB
+    /// fast view allows the group's accesses, its host addend goes to `F_WIN`, otherwise 0
+    /// (every access of the group then probes as usual). Uses r8 and r9.
+    fn open_window(&mut self, w: Window) {
+        let kind = match (w.write, self.b.key.user()) {
+            (false, false) => fast_kind::READ_SUPERVISOR,
+            (true, false) => fast_kind::WRITE_SUPERVISOR,
+            (false, true) => fast_kind::READ_USER,
+            (true, true) => fast_kind::WRITE_USER,
+        };
+        let tag = 4 * kind as i32;
+        let (min, last) = (w.min, w.span as i32 - 1);
+        let (none, done) = (self.a.new_dynamic_label(), self.a.new_dynamic_label());
+        dynasm!(self.a
+            ; .arch x64
+            ; lea r8d, [r13 + min]
+            ; mov r9d, r8d
+            ; shr r9d, FAST_SHIFT
+            ; and r9d, FAST_INDEX_MASK
+            ; add r9, [rsp + F_TLB]
+            ; add r8d, last
+            ; and r8d, 0xFFFF_F000u32 as i32
+            ; cmp r8d, [r9 + tag]
+            ; jne =>none
+            ; mov r8, [r9 + FAST_ADDEND]
+            ; mov [rsp + F_WIN], r8
+            ; jmp =>done
+            ; =>none
+            ; mov QWORD [rsp + F_WIN], 0
+            ; =>done
+        );
     }
 
     /// The access as one host address in r8 (for a read-modify-write, whose index register
@@ -2729,6 +2787,93 @@ fn live_in(i: &crate::ir::Insn) -> u8 {
     } else {
         (i.live_out & !i.writes) | i.reads
     }
+}
+
+/// A frame window: accesses `[EBP + disp]` of a stretch of a block (no callout, no write to
+/// EBP, no branch target inside) share one TLB probe, made before the first of them for the
+/// bytes all of them touch; the others reuse its host addend (`F_WIN`). Paging on, flat
+/// segments only. The translation it caches can only go stale the way a TLB entry can: with
+/// a page-table write and no TLB flush, which takes a callout (INVLPG, MOV CR3), which ends
+/// the stretch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Window {
+    /// This access sets the window up.
+    first: bool,
+    /// The lowest displacement from EBP.
+    min: i32,
+    /// Bytes from there to the end of the highest access.
+    span: u32,
+    /// Some access writes.
+    write: bool,
+}
+
+/// The EBP-relative memory access of an inline operation: displacement, size, write.
+fn frame_access(op: &Op, b: &Block) -> Option<(i32, u32, bool)> {
+    let (a, size, write) = match *op {
+        Op::Mov { size, dst: Operand::Mem(a), .. } => (a, size, true),
+        Op::Mov { size, src: Operand::Mem(a), .. } => (a, size, false),
+        Op::Alu { op, size, dst: Operand::Mem(a), .. } => (a, size, op.writes()),
+        Op::Alu { size, src: Operand::Mem(a), .. } => (a, size, false),
+        Op::IncDec { size, dst: Operand::Mem(a), .. }
+        | Op::Neg { size, dst: Operand::Mem(a) }
+        | Op::Not { size, dst: Operand::Mem(a) }
+        | Op::Shift { size, dst: Operand::Mem(a), .. }
+        | Op::ShiftCl { size, dst: Operand::Mem(a), .. } => (a, size, true),
+        Op::Setcc { dst: Operand::Mem(a), .. } => (a, Size::B, true),
+        Op::Movx { src: Operand::Mem(a), src_size, .. } => (a, src_size, false),
+        Op::Cmov { size, src: Operand::Mem(a), .. }
+        | Op::Imul { size, src: Operand::Mem(a), .. }
+        | Op::MulDiv { size, src: Operand::Mem(a), .. } => (a, size, false),
+        _ => return None,
+    };
+    let frame = a.base == Some(5) && a.index.is_none() && !a.addr16;
+    (frame && b.key.seg_class(a.seg) == SegClass::Flat).then_some((a.disp as i32, size.bytes() as u32, write))
+}
+
+/// The frame windows of block `b`, instruction by instruction (see [`Window`]): stretches
+/// with at least two EBP-relative accesses within a page's span.
+fn frame_windows(b: &Block) -> Vec<Option<Window>> {
+    let mut out = vec![None; b.insns.len()];
+    if !b.key.paging() {
+        return out;
+    }
+    let targets: Vec<u32> = b
+        .insns
+        .iter()
+        .filter_map(|i| match i.op {
+            Op::Jcc { target, .. } | Op::Jmp { target } => Some(target),
+            _ => None,
+        })
+        .collect();
+    let mut group: Vec<(usize, i32, u32, bool)> = Vec::new();
+    let close = |group: &mut Vec<(usize, i32, u32, bool)>, out: &mut Vec<Option<Window>>| {
+        if group.len() >= 2 {
+            let min = group.iter().map(|g| g.1).min().unwrap_or(0);
+            let end = group.iter().map(|g| i64::from(g.1) + i64::from(g.2)).max().unwrap_or(0);
+            let span = end - i64::from(min);
+            if span <= 4096 {
+                let write = group.iter().any(|g| g.3);
+                for (k, g) in group.iter().enumerate() {
+                    out[g.0] = Some(Window { first: k == 0, min, span: span as u32, write });
+                }
+            }
+        }
+        group.clear();
+    };
+    let ebp = 1u16 << GUEST[5];
+    for (i, insn) in b.insns.iter().enumerate() {
+        if targets.contains(&insn.eip) || insn.op == Op::Callout {
+            close(&mut group, &mut out);
+        }
+        if let Some((disp, size, write)) = frame_access(&insn.op, b) {
+            group.push((i, disp, size, write));
+        }
+        if writes_regs(&insn.op) & ebp != 0 {
+            close(&mut group, &mut out);
+        }
+    }
+    close(&mut group, &mut out);
+    out
 }
 
 /// Instructions of `b` (not the first: that is the loop copy's business) that a conditional

@@ -965,7 +965,7 @@ fn next_page_bytes(cpu: &mut Cpu, pa: u32, eip: u32, n: usize, key: &ModeKey) ->
         lin
     };
     let phys = if cpu.state.a20 { phys } else { phys & !(1 << 20) };
-    let room = (key.cs_limit - next_eip).min(14) as u32 + 1;
+    let room = (key.cs_limit - next_eip).min(14) + 1;
     (0..room).map(|i| cpu.mem.read_u8(phys.wrapping_add(i))).collect()
 }
 
