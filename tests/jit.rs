@@ -418,6 +418,66 @@ fn an_instruction_straddling_a_page_end_is_fetched_afresh_every_time() {
 }
 
 #[test]
+fn ebp_relative_accesses_under_paging_agree_when_their_window_fits_a_page_or_not() {
+    // With paging on, the translator probes the TLB once for a stretch of [EBP + d] accesses
+    // (a frame window). EBP walks across a page end so that the stretch's bytes sometimes lie
+    // in one page and sometimes in two; EBP is also changed inside a stretch and a callout
+    // (BSWAP) splits another. The results must be the interpreter's.
+    const PD: u32 = 0x0019_0000;
+    const PT: u32 = 0x0019_1000;
+    let elf = kernel(|a, _| {
+        let mut top = a.create_label();
+        let mut fill = a.create_label();
+        // 4 KiB pages mapping the first 4 MiB to themselves, except that linear 0x170000 and
+        // 0x171000 are swapped (so a probe of the wrong page would read the wrong bytes).
+        a.mov(dword_ptr(PD), PT | 3)?;
+        a.xor(ecx, ecx)?;
+        a.set_label(&mut fill)?;
+        a.mov(eax, ecx)?;
+        a.shl(eax, 12)?;
+        a.or(eax, 3)?;
+        a.mov(dword_ptr(ecx * 4 + PT), eax)?;
+        a.inc(ecx)?;
+        a.cmp(ecx, 1024)?;
+        a.jne(fill)?;
+        a.mov(dword_ptr(PT + 0x170 * 4), 0x0017_1003u32)?;
+        a.mov(dword_ptr(PT + 0x171 * 4), 0x0017_0003u32)?;
+        a.mov(eax, PD)?;
+        a.mov(cr3, eax)?;
+        a.mov(eax, cr0)?;
+        a.or(eax, 0x8000_0000u32 as i32)?;
+        a.mov(cr0, eax)?;
+        a.xor(edi, edi)?;
+        a.mov(ebp, 0x0017_0F80u32)?;
+        a.mov(ecx, 300u32)?;
+        a.set_label(&mut top)?;
+        a.mov(dword_ptr(ebp - 0x10), ecx)?;
+        a.mov(dword_ptr(ebp + 0x14), edi)?;
+        a.add(dword_ptr(ebp - 0x10), 0x1234)?;
+        a.mov(eax, dword_ptr(ebp - 0x10))?;
+        a.xor(eax, dword_ptr(ebp + 0x14))?;
+        a.movzx(edx, byte_ptr(ebp + 0x1))?;
+        a.add(edi, eax)?;
+        a.add(edi, edx)?;
+        a.lea(ebp, dword_ptr(ebp + 1))?;
+        a.mov(word_ptr(ebp + 0x20), cx)?;
+        a.movsx(eax, word_ptr(ebp + 0x20))?;
+        a.bswap(eax)?;
+        a.add(eax, dword_ptr(ebp - 0x8))?;
+        a.mov(dword_ptr(ebp - 0x8), eax)?;
+        a.inc(dword_ptr(ebp - 0x4))?;
+        a.add(edi, dword_ptr(ebp - 0x4))?;
+        a.rol(edi, 5)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.mov(eax, edi)?;
+        Ok(top)
+    });
+    let (interp, _) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert!(matches!(interp.0, Exit::DebugExit { value: 0 }), "{:?}", interp.0);
+}
+
+#[test]
 fn code_that_rewrites_itself_every_few_instructions() {
     // Each iteration stores the loop counter into the immediate of an `add ebx, imm32` a few
     // instructions ahead (in the same block), so the block must stop after the store and the
