@@ -418,9 +418,9 @@ fn an_instruction_straddling_a_page_end_is_fetched_afresh_every_time() {
 }
 
 #[test]
-fn ebp_relative_accesses_under_paging_agree_when_their_window_fits_a_page_or_not() {
-    // With paging on, the translator probes the TLB once for a stretch of [EBP + d] accesses
-    // (a frame window). EBP walks across a page end so that the stretch's bytes sometimes lie
+fn ebp_and_esp_relative_accesses_under_paging_agree_when_their_window_fits_a_page_or_not() {
+    // With paging on, the translator probes the TLB once for a stretch of [EBP + d] (or
+    // [ESP + d]) accesses (a frame window). EBP walks across a page end so that the stretch's bytes sometimes lie
     // in one page and sometimes in two; EBP is also changed inside a stretch and a callout
     // (BSWAP) splits another. The results must be the interpreter's.
     const PD: u32 = 0x0019_0000;
@@ -460,6 +460,15 @@ fn ebp_relative_accesses_under_paging_agree_when_their_window_fits_a_page_or_not
         a.add(edi, eax)?;
         a.add(edi, edx)?;
         a.lea(ebp, dword_ptr(ebp + 1))?;
+        // ESP-relative accesses, ESP walking across the same page end.
+        a.mov(dword_ptr(0x0017_2000u32), esp)?;
+        a.lea(esp, dword_ptr(ebp + 0x30))?;
+        a.mov(dword_ptr(esp - 0x4), edi)?;
+        a.add(dword_ptr(esp + 0x8), ecx)?;
+        a.mov(eax, dword_ptr(esp + 0x8))?;
+        a.xor(eax, dword_ptr(esp - 0x4))?;
+        a.add(edi, eax)?;
+        a.mov(esp, dword_ptr(0x0017_2000u32))?;
         a.mov(word_ptr(ebp + 0x20), cx)?;
         a.movsx(eax, word_ptr(ebp + 0x20))?;
         a.bswap(eax)?;

@@ -90,9 +90,11 @@ const F_TMP: i32 = 32;
 const F_BLOCKS: i32 = 40;
 /// The memory operand of a flag producer whose record is pending (`Src2::Slot`).
 const F_SRC: i32 = 48;
-/// The host addend of the current frame window (see [`frame_windows`]), 0 when it could not
-/// be set up.
+/// The host addend of the current EBP frame window (see [`frame_windows`]), 0 when it could
+/// not be set up.
 const F_WIN: i32 = 56;
+/// The same for the current ESP window.
+const F_WIN_SP: i32 = 64;
 /// Frame size: with the six callee-saved pushes and the return address, rsp stays 16-aligned.
 const FRAME: i32 = 72;
 
@@ -1536,9 +1538,10 @@ impl<'a> Emitter<'a> {
                     self.open_window(w);
                 }
                 let have = self.a.new_dynamic_label();
+                let slot = w.slot();
                 dynasm!(self.a
                     ; .arch x64
-                    ; mov r8, [rsp + F_WIN]
+                    ; mov r8, [rsp + slot]
                     ; test r8, r8
                     ; jnz =>have
                 );
@@ -1571,9 +1574,9 @@ impl<'a> Emitter<'a> {
         MemRef { index: Some(lin) }
     }
 
-    /// Sets up frame window `w`: when `[EBP + w.min, + w.span)` lies in one page whose TLB
-    /// fast view allows the group's accesses, its host addend goes to `F_WIN`, otherwise 0
-    /// (every access of the group then probes as usual). Uses r8 and r9.
+    /// Sets up frame window `w`: when `[base + w.min, + w.span)` lies in one page whose TLB
+    /// fast view allows the group's accesses, its host addend goes to the window's frame slot,
+    /// otherwise 0 (every access of the group then probes as usual). Uses r8 and r9.
     fn open_window(&mut self, w: Window) {
         let kind = match (w.write, self.b.key.user()) {
             (false, false) => fast_kind::READ_SUPERVISOR,
@@ -1582,11 +1585,11 @@ impl<'a> Emitter<'a> {
             (true, true) => fast_kind::WRITE_USER,
         };
         let tag = 4 * kind as i32;
-        let (min, last) = (w.min, w.span as i32 - 1);
+        let (min, last, slot, base) = (w.min, w.span as i32 - 1, w.slot(), GUEST[w.base as usize]);
         let (none, done) = (self.a.new_dynamic_label(), self.a.new_dynamic_label());
         dynasm!(self.a
             ; .arch x64
-            ; lea r8d, [r13 + min]
+            ; lea r8d, [Rq(base) + min]
             ; mov r9d, r8d
             ; shr r9d, FAST_SHIFT
             ; and r9d, FAST_INDEX_MASK
@@ -1596,10 +1599,10 @@ impl<'a> Emitter<'a> {
             ; cmp r8d, [r9 + tag]
             ; jne =>none
             ; mov r8, [r9 + FAST_ADDEND]
-            ; mov [rsp + F_WIN], r8
+            ; mov [rsp + slot], r8
             ; jmp =>done
             ; =>none
-            ; mov QWORD [rsp + F_WIN], 0
+            ; mov QWORD [rsp + slot], 0
             ; =>done
         );
     }
@@ -2789,14 +2792,16 @@ fn live_in(i: &crate::ir::Insn) -> u8 {
     }
 }
 
-/// A frame window: accesses `[EBP + disp]` of a stretch of a block (no callout, no write to
-/// EBP, no branch target inside) share one TLB probe, made before the first of them for the
-/// bytes all of them touch; the others reuse its host addend (`F_WIN`). Paging on, flat
-/// segments only. The translation it caches can only go stale the way a TLB entry can: with
+/// A frame window: accesses `[EBP + disp]` (or `[ESP + disp]`) of a stretch of a block (no
+/// callout, no write to that register, no branch target inside) share one TLB probe, made
+/// before the first of them for the bytes all of them touch; the others reuse its host addend
+/// (`F_WIN`, `F_WIN_SP`). Paging on, flat segments only. The translation it caches can only go stale the way a TLB entry can: with
 /// a page-table write and no TLB flush, which takes a callout (INVLPG, MOV CR3), which ends
 /// the stretch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Window {
+    /// The base register (guest number: 5 for EBP, 4 for ESP).
+    base: u8,
     /// This access sets the window up.
     first: bool,
     /// The lowest displacement from EBP.
@@ -2807,8 +2812,20 @@ struct Window {
     write: bool,
 }
 
-/// The EBP-relative memory access of an inline operation: displacement, size, write.
-fn frame_access(op: &Op, b: &Block) -> Option<(i32, u32, bool)> {
+impl Window {
+    /// The frame slot of its host addend.
+    fn slot(&self) -> i32 {
+        if self.base == 5 {
+            F_WIN
+        } else {
+            F_WIN_SP
+        }
+    }
+}
+
+/// The EBP- or ESP-relative memory access of an inline operation: base, displacement, size,
+/// write.
+fn frame_access(op: &Op, b: &Block) -> Option<(u8, i32, u32, bool)> {
     let (a, size, write) = match *op {
         Op::Mov { size, dst: Operand::Mem(a), .. } => (a, size, true),
         Op::Mov { size, src: Operand::Mem(a), .. } => (a, size, false),
@@ -2826,12 +2843,13 @@ fn frame_access(op: &Op, b: &Block) -> Option<(i32, u32, bool)> {
         | Op::MulDiv { size, src: Operand::Mem(a), .. } => (a, size, false),
         _ => return None,
     };
-    let frame = a.base == Some(5) && a.index.is_none() && !a.addr16;
-    (frame && b.key.seg_class(a.seg) == SegClass::Flat).then_some((a.disp as i32, size.bytes() as u32, write))
+    let base = a.base.filter(|&r| r == 4 || r == 5)?;
+    let frame = a.index.is_none() && !a.addr16;
+    (frame && b.key.seg_class(a.seg) == SegClass::Flat).then_some((base, a.disp as i32, size.bytes() as u32, write))
 }
 
 /// The frame windows of block `b`, instruction by instruction (see [`Window`]): stretches
-/// with at least two EBP-relative accesses within a page's span.
+/// with at least two EBP-relative (or ESP-relative) accesses within a page's span.
 fn frame_windows(b: &Block) -> Vec<Option<Window>> {
     let mut out = vec![None; b.insns.len()];
     if !b.key.paging() {
@@ -2845,8 +2863,10 @@ fn frame_windows(b: &Block) -> Vec<Option<Window>> {
             _ => None,
         })
         .collect();
-    let mut group: Vec<(usize, i32, u32, bool)> = Vec::new();
-    let close = |group: &mut Vec<(usize, i32, u32, bool)>, out: &mut Vec<Option<Window>>| {
+    // One stretch per base register: (instruction, displacement, size, write).
+    type Group = Vec<(usize, i32, u32, bool)>;
+    let mut groups: [Group; 2] = [Vec::new(), Vec::new()];
+    let close = |base: u8, group: &mut Group, out: &mut Vec<Option<Window>>| {
         if group.len() >= 2 {
             let min = group.iter().map(|g| g.1).min().unwrap_or(0);
             let end = group.iter().map(|g| i64::from(g.1) + i64::from(g.2)).max().unwrap_or(0);
@@ -2854,25 +2874,32 @@ fn frame_windows(b: &Block) -> Vec<Option<Window>> {
             if span <= 4096 {
                 let write = group.iter().any(|g| g.3);
                 for (k, g) in group.iter().enumerate() {
-                    out[g.0] = Some(Window { first: k == 0, min, span: span as u32, write });
+                    out[g.0] = Some(Window { base, first: k == 0, min, span: span as u32, write });
                 }
             }
         }
         group.clear();
     };
-    let ebp = 1u16 << GUEST[5];
+    let bases = [4u8, 5];
     for (i, insn) in b.insns.iter().enumerate() {
         if targets.contains(&insn.eip) || insn.op == Op::Callout {
-            close(&mut group, &mut out);
+            for (g, &base) in groups.iter_mut().zip(&bases) {
+                close(base, g, &mut out);
+            }
         }
-        if let Some((disp, size, write)) = frame_access(&insn.op, b) {
-            group.push((i, disp, size, write));
+        if let Some((base, disp, size, write)) = frame_access(&insn.op, b) {
+            groups[usize::from(base == 5)].push((i, disp, size, write));
         }
-        if writes_regs(&insn.op) & ebp != 0 {
-            close(&mut group, &mut out);
+        let written = writes_regs(&insn.op);
+        for (g, &base) in groups.iter_mut().zip(&bases) {
+            if written & (1 << GUEST[base as usize]) != 0 {
+                close(base, g, &mut out);
+            }
         }
     }
-    close(&mut group, &mut out);
+    for (g, &base) in groups.iter_mut().zip(&bases) {
+        close(base, g, &mut out);
+    }
     out
 }
 
