@@ -143,41 +143,65 @@ fn lazy_op(kind: FlagOp, size: Size) -> i32 {
     ((kind as u32) << 2 | size as u32) as i32
 }
 
+/// `r9 op= [record src]` at `size`: ADD/ADC or SUB/SBB (for the regeneration stub).
+fn stub_alu(a: &mut Asm, add: bool, carry: bool, size: Size) {
+    match (add, carry, size) {
+        (true, false, Size::D) => dynasm!(a ; .arch x64 ; add r9d, [rbp + S_LAZY_SRC]),
+        (true, false, Size::W) => dynasm!(a ; .arch x64 ; add r9w, [rbp + S_LAZY_SRC]),
+        (true, false, Size::B) => dynasm!(a ; .arch x64 ; add r9b, [rbp + S_LAZY_SRC]),
+        (true, true, Size::D) => dynasm!(a ; .arch x64 ; adc r9d, [rbp + S_LAZY_SRC]),
+        (true, true, Size::W) => dynasm!(a ; .arch x64 ; adc r9w, [rbp + S_LAZY_SRC]),
+        (true, true, Size::B) => dynasm!(a ; .arch x64 ; adc r9b, [rbp + S_LAZY_SRC]),
+        (false, false, Size::D) => dynasm!(a ; .arch x64 ; sub r9d, [rbp + S_LAZY_SRC]),
+        (false, false, Size::W) => dynasm!(a ; .arch x64 ; sub r9w, [rbp + S_LAZY_SRC]),
+        (false, false, Size::B) => dynasm!(a ; .arch x64 ; sub r9b, [rbp + S_LAZY_SRC]),
+        (false, true, Size::D) => dynasm!(a ; .arch x64 ; sbb r9d, [rbp + S_LAZY_SRC]),
+        (false, true, Size::W) => dynasm!(a ; .arch x64 ; sbb r9w, [rbp + S_LAZY_SRC]),
+        (false, true, Size::B) => dynasm!(a ; .arch x64 ; sbb r9b, [rbp + S_LAZY_SRC]),
+    }
+}
+
+/// `cmp r9, [record res]` at `size` (for the regeneration stub).
+fn stub_cmp_res(a: &mut Asm, size: Size) {
+    match size {
+        Size::D => dynasm!(a ; .arch x64 ; cmp r9d, [rbp + S_LAZY_RES]),
+        Size::W => dynasm!(a ; .arch x64 ; cmp r9w, [rbp + S_LAZY_RES]),
+        Size::B => dynasm!(a ; .arch x64 ; cmp r9b, [rbp + S_LAZY_RES]),
+    }
+}
+
+/// `cmp r9, [record src]` at `size` (for the regeneration stub).
+fn stub_cmp_src(a: &mut Asm, size: Size) {
+    match size {
+        Size::D => dynasm!(a ; .arch x64 ; cmp r9d, [rbp + S_LAZY_SRC]),
+        Size::W => dynasm!(a ; .arch x64 ; cmp r9w, [rbp + S_LAZY_SRC]),
+        Size::B => dynasm!(a ; .arch x64 ; cmp r9b, [rbp + S_LAZY_SRC]),
+    }
+}
+
 /// The flag-regeneration stub (called from generated code; returns with the guest's
-/// arithmetic flags in the host's EFLAGS): inline for the records blocks mostly leave (32-bit ADD, SUB/CMP, logic, INC/DEC, and
-/// eager flags): the host instruction that made them runs again on the record's operands,
-/// which gives exactly emu-core's flags (`LazyFlags::arith_flags`). ADD and SUB records
-/// are used only when the result is the plain sum or difference (not ADC/SBB with a carry
-/// in); logic records only when AF is not needed (the host leaves it undefined). Anything
-/// else calls `arith_flags`. Only r9 is clobbered. With `use_logic`, logic records are
-/// done inline too, for callers that do not need AF.
-fn regen_stub(a: &mut Asm, arith_flags: usize, use_logic: bool) {
-    let (add, sub, logic) =
-        (lazy_op(FlagOp::Add, Size::D), lazy_op(FlagOp::Sub, Size::D), lazy_op(FlagOp::Logic, Size::D));
-    let (inc, dec) = (lazy_op(FlagOp::Inc, Size::D), lazy_op(FlagOp::Dec, Size::D));
+/// arithmetic flags in the host's EFLAGS): inline for the records blocks mostly leave (ADD,
+/// ADC, SUB, SBB, CMP, logic, INC and DEC of every size, and eager flags): the host
+/// instruction that made them runs again on the record's operands, which gives exactly
+/// emu-core's flags (`LazyFlags::arith_flags`). An ADD or SUB record holds the carry or
+/// borrow folded into its result: the plain operation is used when the result says there was
+/// none, ADC/SBB with CF set when there was one. Logic records leave AF to the host, so the
+/// stub for consumers that need AF clears it. Anything else calls `arith_flags`. Only r9 is
+/// clobbered.
+fn regen_stub(a: &mut Asm, arith_flags: usize, no_af: bool) {
     let done = a.new_dynamic_label();
     let slow = a.new_dynamic_label();
-    let (l_add, l_sub, l_inc, l_dec, l_logic) = (
-        a.new_dynamic_label(),
-        a.new_dynamic_label(),
-        a.new_dynamic_label(),
-        a.new_dynamic_label(),
-        a.new_dynamic_label(),
-    );
-    dynasm!(a
-        ; .arch x64
-        ; mov r9d, [rbp + S_LAZY_OP]
-        ; cmp r9d, sub
-        ; je =>l_sub
-        ; cmp r9d, add
-        ; je =>l_add
-        ; cmp r9d, dec
-        ; je =>l_dec
-        ; cmp r9d, inc
-        ; je =>l_inc
-    );
-    if use_logic {
-        dynasm!(a ; .arch x64 ; cmp r9d, logic ; je =>l_logic);
+    let sizes = [Size::D, Size::B, Size::W];
+    let kinds = [FlagOp::Sub, FlagOp::Add, FlagOp::Logic, FlagOp::Dec, FlagOp::Inc];
+    let mut cases = Vec::new();
+    dynasm!(a ; .arch x64 ; mov r9d, [rbp + S_LAZY_OP]);
+    for kind in kinds {
+        for size in sizes {
+            let l = a.new_dynamic_label();
+            let op = lazy_op(kind, size);
+            dynasm!(a ; .arch x64 ; cmp r9d, op ; je =>l);
+            cases.push((kind, size, l));
+        }
     }
     dynasm!(a
         ; .arch x64
@@ -189,42 +213,55 @@ fn regen_stub(a: &mut Asm, arith_flags: usize, use_logic: bool) {
         ; push r9
         ; popfq
         ; jmp =>done
-        ; =>l_sub
-        ; mov r9d, [rbp + S_LAZY_DST]
-        ; sub r9d, [rbp + S_LAZY_SRC]
-        ; cmp r9d, [rbp + S_LAZY_RES]
-        ; jne =>slow
-        ; mov r9d, [rbp + S_LAZY_DST]
-        ; cmp r9d, [rbp + S_LAZY_SRC]
-        ; jmp =>done
-        ; =>l_add
-        ; mov r9d, [rbp + S_LAZY_DST]
-        ; add r9d, [rbp + S_LAZY_SRC]
-        ; cmp r9d, [rbp + S_LAZY_RES]
-        ; jne =>slow
-        ; mov r9d, [rbp + S_LAZY_DST]
-        ; add r9d, [rbp + S_LAZY_SRC]
-        ; jmp =>done
-        // INC/DEC keep CF, which emu-core takes from EFLAGS.
-        ; =>l_inc
-        ; mov r9d, [rbp + S_LAZY_DST]
-        ; bt DWORD [rbp + S_EFLAGS], 0
-        ; inc r9d
-        ; jmp =>done
-        ; =>l_dec
-        ; mov r9d, [rbp + S_LAZY_DST]
-        ; bt DWORD [rbp + S_EFLAGS], 0
-        ; dec r9d
-        ; jmp =>done
     );
-    if use_logic {
-        dynasm!(a
-            ; .arch x64
-            ; =>l_logic
-            ; mov r9d, [rbp + S_LAZY_RES]
-            ; test r9d, r9d
-            ; jmp =>done
-        );
+    for (kind, size, l) in cases {
+        dynasm!(a ; .arch x64 ; =>l);
+        match kind {
+            FlagOp::Sub | FlagOp::Add => {
+                let add = kind == FlagOp::Add;
+                let carry = a.new_dynamic_label();
+                // Without a carry in: the result is the plain sum or difference.
+                dynasm!(a ; .arch x64 ; mov r9d, [rbp + S_LAZY_DST]);
+                stub_alu(a, add, false, size);
+                stub_cmp_res(a, size);
+                dynasm!(a ; .arch x64 ; jne =>carry ; mov r9d, [rbp + S_LAZY_DST]);
+                if add {
+                    stub_alu(a, true, false, size);
+                } else {
+                    stub_cmp_src(a, size);
+                }
+                dynasm!(a ; .arch x64 ; jmp =>done ; =>carry ; mov r9d, [rbp + S_LAZY_DST] ; stc);
+                stub_alu(a, add, true, size);
+                stub_cmp_res(a, size);
+                dynasm!(a ; .arch x64 ; jne =>slow ; mov r9d, [rbp + S_LAZY_DST] ; stc);
+                stub_alu(a, add, true, size);
+            }
+            FlagOp::Logic => {
+                dynasm!(a ; .arch x64 ; mov r9d, [rbp + S_LAZY_RES]);
+                match size {
+                    Size::D => dynasm!(a ; .arch x64 ; test r9d, r9d),
+                    Size::W => dynasm!(a ; .arch x64 ; test r9w, r9w),
+                    Size::B => dynasm!(a ; .arch x64 ; test r9b, r9b),
+                }
+                if !no_af {
+                    // emu-core clears AF after logic operations.
+                    dynasm!(a ; .arch x64 ; pushfq ; and BYTE [rsp], !(fl::AF as i8) ; popfq);
+                }
+            }
+            _ => {
+                // INC/DEC keep CF, which emu-core takes from EFLAGS.
+                dynasm!(a ; .arch x64 ; mov r9d, [rbp + S_LAZY_DST] ; bt DWORD [rbp + S_EFLAGS], 0);
+                match (kind == FlagOp::Inc, size) {
+                    (true, Size::D) => dynasm!(a ; .arch x64 ; inc r9d),
+                    (true, Size::W) => dynasm!(a ; .arch x64 ; inc r9w),
+                    (true, Size::B) => dynasm!(a ; .arch x64 ; inc r9b),
+                    (false, Size::D) => dynasm!(a ; .arch x64 ; dec r9d),
+                    (false, Size::W) => dynasm!(a ; .arch x64 ; dec r9w),
+                    (false, Size::B) => dynasm!(a ; .arch x64 ; dec r9b),
+                }
+            }
+        }
+        dynasm!(a ; .arch x64 ; jmp =>done);
     }
     // Anything else: emu-core materializes the record. At the call into the stub rsp was
     // 16-aligned; the return address and nine pushes (80 bytes) keep it so.
@@ -2845,7 +2882,12 @@ fn frame_access(op: &Op, b: &Block) -> Option<(u8, i32, u32, bool)> {
     };
     let base = a.base.filter(|&r| r == 4 || r == 5)?;
     let frame = a.index.is_none() && !a.addr16;
-    (frame && b.key.seg_class(a.seg) == SegClass::Flat).then_some((base, a.disp as i32, size.bytes() as u32, write))
+    (frame && b.key.seg_class(a.seg) == SegClass::Flat).then_some((
+        base,
+        a.disp as i32,
+        size.bytes() as u32,
+        write,
+    ))
 }
 
 /// The frame windows of block `b`, instruction by instruction (see [`Window`]): stretches
