@@ -252,6 +252,8 @@ pub struct Jit {
     pages: FxMap<u32, Vec<u32>>,
     exits: Vec<ExitSite>,
     modes: FxMap<ModeKey, u32>,
+    /// The mode looked up last, and its id (the dispatcher's common case).
+    last_mode: Option<(ModeKey, u32)>,
     /// The jump cache: its generation entry, then the entries (generated code gets a pointer
     /// to the first entry).
     jump_cache: Box<[JumpCacheEntry]>,
@@ -324,6 +326,7 @@ impl Jit {
             pages: FxMap::default(),
             exits: Vec::new(),
             modes: FxMap::default(),
+            last_mode: None,
             jump_cache: vec![JumpCacheEntry { tag: 0, code: 0 }]
                 .into_iter()
                 .chain(std::iter::repeat_n(JumpCacheEntry::EMPTY, abi::JUMP_CACHE_ENTRIES))
@@ -501,7 +504,7 @@ impl Jit {
         }
         let lin = key.cs_base.wrapping_add(eip);
         let pa = cpu.translate(lin, Access::Execute, key.user()).map_err(|_| Fallback::FetchFault)?;
-        if self.smc_pages.contains(&(pa >> 12)) {
+        if !self.smc_pages.is_empty() && self.smc_pages.contains(&(pa >> 12)) {
             return Err(Fallback::SmcPage);
         }
         if self.arena.free() < MIN_FREE || self.blocks.len() >= MAX_BLOCKS || self.exits.len() >= MAX_EXITS {
@@ -519,7 +522,11 @@ impl Jit {
         if let (Some(entry), false, true) = (b.entry, b.io, self.options.chaining) {
             let slot = abi::jump_cache_slot(eip);
             let tag = abi::jump_cache_tag(eip, mode, self.jump_cache_gen);
-            self.jump_cache[1 + slot] = JumpCacheEntry { tag, code: entry as u64 };
+            let new = JumpCacheEntry { tag, code: entry as u64 };
+            if self.jump_cache[1 + slot] == new {
+                return Ok(id);
+            }
+            self.jump_cache[1 + slot] = new;
             let global = cpu.tlb.is_global(lin);
             self.jc_pages.entry(lin >> 12).or_insert((global, Vec::new())).1.push((slot as u32, tag));
             self.jc_listed += 1;
@@ -532,7 +539,13 @@ impl Jit {
 
     /// The id of mode `key` (interning it).
     fn mode_id(&mut self, cpu: &mut Cpu, key: ModeKey) -> u32 {
+        if let Some((k, id)) = self.last_mode {
+            if k == key {
+                return id;
+            }
+        }
         if let Some(&id) = self.modes.get(&key) {
+            self.last_mode = Some((key, id));
             return id;
         }
         if self.modes.len() >= MAX_MODES {
@@ -540,6 +553,7 @@ impl Jit {
         }
         let id = self.modes.len() as u32;
         self.modes.insert(key, id);
+        self.last_mode = Some((key, id));
         id
     }
 
@@ -923,6 +937,7 @@ impl Jit {
         self.pages.clear();
         self.exits.clear();
         self.modes.clear();
+        self.last_mode = None;
         self.shared.callouts.clear();
         self.clear_jump_cache();
         self.pending_link = None;
