@@ -88,7 +88,7 @@ run options (at most one of --image, --raw, --kernel, --bios):
   --engine interp|jit|lockstep
                     how guest code runs: the interpreter, the binary translator (the default
                     on x86-64 hosts), or both in lockstep, stopping at the first divergence
-                    (exit status 5)
+                    (exit status 6)
   --stats           print execution counters to stderr when the guest stops
 ";
 
