@@ -132,7 +132,12 @@ pub fn build_block_with_tail(code: &[u8], tail: &[u8], eip: u32, phys: u32, key:
             open = false;
             break;
         };
-        let is_io = info.props.contains(Props::IO);
+        // IN reads a port: the platform needs the time (the callout gives it) but has nothing
+        // to act on, and a read never raises an interrupt the block would have to stop for
+        // (the callout checks), so it may sit inside a block. Every other port access starts a
+        // block of its own and ends it.
+        let port_read = insn.mnemonic() == Mnemonic::In;
+        let is_io = info.props.contains(Props::IO) && !port_read;
         if is_io && !insns.is_empty() {
             open = false;
             break;
@@ -140,8 +145,9 @@ pub fn build_block_with_tail(code: &[u8], tail: &[u8], eip: u32, phys: u32, key:
         let op = lower(&insn, key).unwrap_or(Op::Callout);
         let callout = op == Op::Callout;
         let stop = callout
-            && ((info.class != PgClass::Innocuous && !only_reads_state(&insn))
-                || info.props.intersects(Props::BRANCH | Props::MODE | Props::IO));
+            && ((info.class != PgClass::Innocuous && !only_reads_state(&insn) && !port_read)
+                || info.props.intersects(Props::BRANCH | Props::MODE)
+                || is_io);
         let (reads, writes) = if callout {
             (flag::ALL, flag::ALL)
         } else if matches!(op, Op::MulDiv { div: true, .. }) {

@@ -218,7 +218,8 @@ pub(crate) unsafe extern "sysv64" fn arith_flags(state: *const CpuState) -> u32 
 fn run_callout(cpu: &mut Cpu, io: &mut dyn PortIo, sh: &mut Shared, id: u32) -> u32 {
     let Some(c) = sh.callouts.get(id as usize) else { return 1 };
     let (insn, next_eip, kind, mem, refetch) = (c.insn, c.next_eip, c.kind, c.mem, c.refetch);
-    let mut stop = c.stop || c.io || c.branch;
+    // Port I/O that must end the block has `stop` (IN does not: see the frontend).
+    let mut stop = c.stop || c.branch;
     if c.stop || c.io {
         // The platform's notion of now: this instruction's time (it may do I/O, or halt).
         io.sync_time(cpu.state.retired);
@@ -230,6 +231,9 @@ fn run_callout(cpu: &mut Cpu, io: &mut dyn PortIo, sh: &mut Shared, id: u32) -> 
         let mut watch = super::Watch { io, touched: false };
         let r = cpu.execute(&mut watch, &insn);
         sh.port_written |= watch.touched;
+        // A write, or (never seen) a read that raised an interrupt request: the dispatcher
+        // looks before the next instruction, as the interpreter would.
+        stop |= watch.touched || (cpu.state.eflags & fl::IF != 0 && watch.io.interrupt_pending());
         r
     } else if refetch {
         cpu.fetch_execute(io)
