@@ -1562,13 +1562,7 @@ impl<'a> Emitter<'a> {
             return MemRef { index: Some(lin) };
         }
         self.r8_ram = false;
-        let kind = match (write, self.b.key.user()) {
-            (false, false) => fast_kind::READ_SUPERVISOR,
-            (true, false) => fast_kind::WRITE_SUPERVISOR,
-            (false, true) => fast_kind::READ_USER,
-            (true, true) => fast_kind::WRITE_USER,
-        };
-        let tag = 4 * kind as i32;
+        let tag = self.fast_tag(write);
         let have = match self.wins.get(self.cur).copied().flatten() {
             Some(w) if self.b.key.seg_class(seg) == SegClass::Flat => {
                 if w.first {
@@ -1611,17 +1605,22 @@ impl<'a> Emitter<'a> {
         MemRef { index: Some(lin) }
     }
 
-    /// Sets up frame window `w`: when `[base + w.min, + w.span)` lies in one page whose TLB
-    /// fast view allows the group's accesses, its host addend goes to the window's frame slot,
-    /// otherwise 0 (every access of the group then probes as usual). Uses r8 and r9.
-    fn open_window(&mut self, w: Window) {
-        let kind = match (w.write, self.b.key.user()) {
+    /// The offset in a `FastEntry` of the tag for this block's privilege and a read or write.
+    fn fast_tag(&self, write: bool) -> i32 {
+        let kind = match (write, self.b.key.user()) {
             (false, false) => fast_kind::READ_SUPERVISOR,
             (true, false) => fast_kind::WRITE_SUPERVISOR,
             (false, true) => fast_kind::READ_USER,
             (true, true) => fast_kind::WRITE_USER,
         };
-        let tag = 4 * kind as i32;
+        4 * kind as i32
+    }
+
+    /// Sets up frame window `w`: when `[base + w.min, + w.span)` lies in one page whose TLB
+    /// fast view allows the group's accesses, its host addend goes to the window's frame slot,
+    /// otherwise 0 (every access of the group then probes as usual). Uses r8 and r9.
+    fn open_window(&mut self, w: Window) {
+        let tag = self.fast_tag(w.write);
         let (min, last, slot, base) = (w.min, w.span as i32 - 1, w.slot(), GUEST[w.base as usize]);
         let (none, done) = (self.a.new_dynamic_label(), self.a.new_dynamic_label());
         dynasm!(self.a
@@ -2429,13 +2428,18 @@ impl<'a> Emitter<'a> {
             (Some(v), Size::W) => dynasm!(self.a ; .arch x64 ; imul Rw(d), Rw(s), v as i16),
             (Some(v), _) => dynasm!(self.a ; .arch x64 ; imul Rd(d), Rd(s), v as i32),
         }
-        // CF and OF are defined by the host as by the guest; SF ZF PF are not.
+        self.mul_record(live, d, size);
+    }
+
+    /// After a host multiply: CF and OF are defined by the host as by the guest (SF ZF PF are
+    /// not); with flags live, emu-core's lazy multiply record — overflow in `src`, the low half
+    /// of the product (in host register `low` at `size`) in `res`.
+    fn mul_record(&mut self, live: u8, low: u8, size: Size) {
         self.host_flags = flag::CF | flag::OF;
         if live == 0 {
             self.pending = None;
             return;
         }
-        // emu-core's lazy multiply record: overflow in `src`, the low half in `res`.
         dynasm!(self.a
             ; .arch x64
             ; seto r9b
@@ -2443,14 +2447,14 @@ impl<'a> Emitter<'a> {
             ; mov [rbp + S_LAZY_SRC], r9d
         );
         if self.has_slow_path() {
-            self.lazy_field(S_LAZY_RES, Val::Host(d), size);
+            self.lazy_field(S_LAZY_RES, Val::Host(low), size);
             self.lazy_kind(FlagOp::Mul, size);
             self.pending = None;
         } else {
             self.pending = Some(Pending {
                 kind: FlagOp::Mul,
                 size,
-                res: Field::Reg(d),
+                res: Field::Reg(low),
                 src: Field::Stored,
                 dst: Field::Stored,
             });
@@ -2470,31 +2474,8 @@ impl<'a> Emitter<'a> {
             Size::W => dynasm!(self.a ; .arch x64 ; mul Rw(s)),
             Size::B => dynasm!(self.a ; .arch x64 ; mul Rb(s)),
         }
-        self.host_flags = flag::CF | flag::OF;
-        if live == 0 {
-            self.pending = None;
-            return;
-        }
-        dynasm!(self.a
-            ; .arch x64
-            ; seto r9b
-            ; movzx r9d, r9b
-            ; mov [rbp + S_LAZY_SRC], r9d
-        );
         // The low half of the product is AL, AX or EAX: rax at the operand size.
-        if self.has_slow_path() {
-            self.lazy_field(S_LAZY_RES, Val::Host(RAX), size);
-            self.lazy_kind(FlagOp::Mul, size);
-            self.pending = None;
-        } else {
-            self.pending = Some(Pending {
-                kind: FlagOp::Mul,
-                size,
-                res: Field::Reg(RAX),
-                src: Field::Stored,
-                dst: Field::Stored,
-            });
-        }
+        self.mul_record(live, RAX, size);
     }
 
     /// DIV: a zero divisor or a quotient too wide for the operand size (the high half of the
