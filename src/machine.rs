@@ -498,6 +498,8 @@ impl Machine {
     pub fn reset(&mut self) -> Result<(), crate::boot::BootError> {
         self.cpu.reset();
         self.cpu.state.a20 = self.bus.a20;
+        // FERR# follows the CPU's instructions (`PortIo::set_ferr`); a reset clears it too.
+        self.bus.sync_ferr(self.cpu.fpu.ferr());
         match self.boot.take() {
             Some(path) => {
                 let entered = path.reenter(self);
@@ -606,7 +608,6 @@ impl Machine {
             steps += n;
             // The time of the last step's instruction (the engine keeps the bus up to date).
             now = self.bus.now;
-            self.bus.sync_ferr(self.cpu.fpu.ferr());
             if let Some(report) = self.engine.take_divergence() {
                 return Exit::Divergence(report);
             }

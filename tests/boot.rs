@@ -11,16 +11,18 @@
 //! fields are missing or wrong; 4 no command line; 8 no usable memory-map entry for 1 MiB on;
 //! 16 the bss is not zero; 32 the stack does not work after reloading the segment registers.
 
-use std::cell::RefCell;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "common/console.rs"]
+mod console;
 #[path = "common/engines.rs"]
 mod engines;
+
+use console::Console;
 
 use bt86::boot::{bios, multiboot, BootError};
 use bt86::machine::{Exit, Machine, TripleFaultAction};
@@ -51,27 +53,6 @@ const BSS_VAR: u32 = BASE + FILE_SIZE + 0x10;
 const STACK_TOP: u32 = BASE + IMAGE_MEM;
 
 // ------------------------------------------------------------------ machines and files
-
-/// A debug console that keeps what the guest wrote.
-#[derive(Clone, Default)]
-struct Console(Rc<RefCell<Vec<u8>>>);
-
-impl Write for Console {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Console {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.borrow()).into_owned()
-    }
-}
 
 fn machine(ram: u64) -> (Machine, Console) {
     let console = Console::default();

@@ -7,13 +7,14 @@
 //! skipped check.
 
 mod common;
+#[path = "common/console.rs"]
+mod console;
 #[path = "common/engines.rs"]
 mod engines;
 
-use std::cell::RefCell;
-use std::io::Write;
 use std::path::Path;
-use std::rc::Rc;
+
+use console::Console;
 
 use bt86::engine::EngineKind;
 use bt86::machine::{Exit, Machine};
@@ -24,21 +25,6 @@ use guest_images::Image;
 const RAM: u64 = 16 << 20;
 /// More instructions than any of these guests needs.
 const STEP_LIMIT: u64 = 200_000_000;
-
-/// A debug console that keeps what the guest wrote.
-#[derive(Clone, Default)]
-struct Console(Rc<RefCell<Vec<u8>>>);
-
-impl Write for Console {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Runs `image` in a fresh bt86 machine with the interpreter; returns how it ended and its
 /// console output.
@@ -55,7 +41,7 @@ fn run_bt86_with(image: &Image, max_steps: u64, engine: EngineKind) -> (Exit, St
     machine.engine = engines::engine(engine);
     machine.load_image(image).expect("image fits in RAM");
     let exit = machine.run(max_steps);
-    let output = String::from_utf8_lossy(&console.0.borrow()).into_owned();
+    let output = console.text();
     (exit, output, machine.cpu.state.retired)
 }
 

@@ -14,30 +14,16 @@
 
 #![cfg(target_arch = "x86_64")]
 
-use std::cell::RefCell;
-use std::io::Write;
-use std::rc::Rc;
+#[path = "common/console.rs"]
+mod console;
+
+use console::Console;
 
 use bt86::engine::{Engine, EngineKind};
 use bt86::machine::{Exit, Machine};
 use guest_images::FLAT_KERNEL_CODE;
 use iced_x86::code_asm::*;
 use jit::{Fallback, JitOptions, JitStats};
-
-/// A debug console that keeps what the guest wrote.
-#[derive(Clone, Default)]
-struct Console(Rc<RefCell<Vec<u8>>>);
-
-impl Write for Console {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// How a run ended: exit, debug-console output, retired instructions.
 type Run = (Exit, String, u64);
@@ -49,7 +35,7 @@ fn run(elf: &[u8], engine: Engine, max_steps: u64) -> (Run, Option<JitStats>) {
     m.engine = engine;
     bt86::boot::multiboot::load_bytes(&mut m, elf, "test", "test").expect("the kernel loads");
     let exit = m.run(max_steps);
-    let out = String::from_utf8_lossy(&console.0.borrow()).into_owned();
+    let out = console.text();
     ((exit, out, m.cpu.state.retired), m.engine.jit_stats().cloned())
 }
 

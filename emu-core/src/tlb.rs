@@ -290,14 +290,20 @@ impl Tlb {
     /// or a miss.
     #[inline]
     pub fn lookup(&mut self, lin: u32, acc: Access, user: bool) -> Option<u32> {
-        let e = &self.entries[index(lin)];
-        if e.tag == tag(lin) && e.perms & required(acc, user) != 0 {
+        let pa = self.peek(lin, acc, user);
+        if pa.is_some() {
             self.stats.hits += 1;
-            Some(e.phys | (lin & !PAGE_MASK))
         } else {
             self.stats.misses += 1;
-            None
         }
+        pa
+    }
+
+    /// [`Tlb::lookup`] without counting it (for a look that is not an access: the translator
+    /// reading ahead into the next page).
+    pub fn peek(&self, lin: u32, acc: Access, user: bool) -> Option<u32> {
+        let e = &self.entries[index(lin)];
+        (e.tag == tag(lin) && e.perms & required(acc, user) != 0).then_some(e.phys | (lin & !PAGE_MASK))
     }
 
     /// Caches translation `t` of `lin` (replacing whatever the slot held), under CR0.WP =

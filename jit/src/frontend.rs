@@ -65,6 +65,21 @@ fn only_reads_state(i: &Instruction) -> bool {
     )
 }
 
+/// IN reads a port: the platform needs the time (the callout gives it) but has nothing to act
+/// on, and a read never raises an interrupt the block would have to stop for (the callout
+/// checks), so it may sit inside a block. Every other port access starts a block of its own.
+fn port_read(i: &Instruction) -> bool {
+    i.mnemonic() == Mnemonic::In
+}
+
+/// Whether the block ends after instruction `i` as a callout: it is sensitive or privileged
+/// and changes state, branches, changes the mode key, or does port I/O other than IN.
+fn ends_block(i: &Instruction, info: &isa::InsnInfo) -> bool {
+    (info.class != PgClass::Innocuous && !only_reads_state(i) && !port_read(i))
+        || info.props.intersects(Props::BRANCH | Props::MODE)
+        || (info.props.contains(Props::IO) && !port_read(i))
+}
+
 /// The instruction at `eip` that starts with `head` (the rest of the page) and goes on into
 /// `tail` (the next page's first bytes, as last seen), as a refetching callout; `None` when the
 /// bytes do not make one that crosses, or it is port I/O (left to the interpreter).
@@ -82,8 +97,7 @@ fn straddler(head: &[u8], tail: &[u8], eip: u32, key: &ModeKey) -> Option<Insn> 
         return None;
     }
     let next = insn.next_ip() as u32;
-    let stop = (info.class != PgClass::Innocuous && !only_reads_state(&insn))
-        || info.props.intersects(Props::BRANCH | Props::MODE);
+    let stop = ends_block(&insn, info);
     Some(Insn {
         eip,
         next_eip: if key.code32() { next } else { next & 0xFFFF },
@@ -132,22 +146,14 @@ pub fn build_block_with_tail(code: &[u8], tail: &[u8], eip: u32, phys: u32, key:
             open = false;
             break;
         };
-        // IN reads a port: the platform needs the time (the callout gives it) but has nothing
-        // to act on, and a read never raises an interrupt the block would have to stop for
-        // (the callout checks), so it may sit inside a block. Every other port access starts a
-        // block of its own and ends it.
-        let port_read = insn.mnemonic() == Mnemonic::In;
-        let is_io = info.props.contains(Props::IO) && !port_read;
+        let is_io = info.props.contains(Props::IO) && !port_read(&insn);
         if is_io && !insns.is_empty() {
             open = false;
             break;
         }
         let op = lower(&insn, key).unwrap_or(Op::Callout);
         let callout = op == Op::Callout;
-        let stop = callout
-            && ((info.class != PgClass::Innocuous && !only_reads_state(&insn) && !port_read)
-                || info.props.intersects(Props::BRANCH | Props::MODE)
-                || is_io);
+        let stop = callout && ends_block(&insn, info);
         let (reads, writes) = if callout {
             (flag::ALL, flag::ALL)
         } else if matches!(op, Op::MulDiv { div: true, .. }) {

@@ -44,71 +44,28 @@ pub mod backend;
 pub mod frontend;
 pub mod ir;
 pub mod mode;
+pub mod options;
 #[cfg(target_arch = "x86_64")]
 pub mod runtime;
 pub mod stats;
 
+pub use options::{JitOptions, RunLimit, RunOutcome};
 pub use stats::{Fallback, JitStats};
 
 #[cfg(target_arch = "x86_64")]
-pub use runtime::{Jit, JitOptions, RunLimit, RunOutcome};
+pub use runtime::Jit;
 
 /// There is no backend for this host: [`Jit::new`] always fails and bt86 interprets.
 #[cfg(not(target_arch = "x86_64"))]
 mod unsupported {
-    use emu_core::cpu::StepResult;
     use emu_core::{Cpu, PortIo};
 
-    use crate::JitStats;
-
-    /// Knobs of the translator (no effect on this host).
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-    pub struct JitOptions {
-        /// Size of the code arena in bytes.
-        pub arena_size: usize,
-        /// Chain direct exits.
-        pub chaining: bool,
-        /// Invalidations after which a page is interpreted.
-        pub smc_limit: u32,
-        /// Return after every unit.
-        pub unit: bool,
-        /// Print every block's IR.
-        pub dump: bool,
-        /// Print every block's host code.
-        pub dump_code: bool,
-        /// Count block entries.
-        pub count_blocks: bool,
-    }
-
-    /// A limit on one run.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct RunLimit {
-        /// Steps.
-        pub steps: u64,
-        /// Retired-instruction limit.
-        pub retired: u64,
-    }
-
-    /// How a run ended.
-    #[derive(Clone, Debug, PartialEq, Eq)]
-    pub struct RunOutcome {
-        /// The last step's result.
-        pub result: StepResult,
-        /// Steps taken.
-        pub steps: u64,
-    }
+    use crate::{JitOptions, JitStats, RunLimit, RunOutcome};
 
     /// The translator, which this host has no backend for.
     #[derive(Debug)]
     pub struct Jit {
         stats: JitStats,
-    }
-
-    impl JitOptions {
-        /// The defaults.
-        pub fn from_env() -> JitOptions {
-            JitOptions::default()
-        }
     }
 
     impl Jit {
@@ -141,4 +98,4 @@ mod unsupported {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub use unsupported::{Jit, JitOptions, RunLimit, RunOutcome};
+pub use unsupported::Jit;

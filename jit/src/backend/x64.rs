@@ -669,6 +669,30 @@ macro_rules! cc_arms {
     };
 }
 
+/// The host shift or rotate `op` of register `d` at `size` by `count` (an `i8` expression,
+/// or `cl`).
+macro_rules! shift_arms {
+    ($e:ident, $op:expr, $size:expr, $d:expr, $count:tt) => {
+        match ($op, $size) {
+            (ShiftOp::Shl, Size::D) => dynasm!($e.a ; .arch x64 ; shl Rd($d), $count),
+            (ShiftOp::Shl, Size::W) => dynasm!($e.a ; .arch x64 ; shl Rw($d), $count),
+            (ShiftOp::Shl, Size::B) => dynasm!($e.a ; .arch x64 ; shl Rb($d), $count),
+            (ShiftOp::Shr, Size::D) => dynasm!($e.a ; .arch x64 ; shr Rd($d), $count),
+            (ShiftOp::Shr, Size::W) => dynasm!($e.a ; .arch x64 ; shr Rw($d), $count),
+            (ShiftOp::Shr, Size::B) => dynasm!($e.a ; .arch x64 ; shr Rb($d), $count),
+            (ShiftOp::Sar, Size::D) => dynasm!($e.a ; .arch x64 ; sar Rd($d), $count),
+            (ShiftOp::Sar, Size::W) => dynasm!($e.a ; .arch x64 ; sar Rw($d), $count),
+            (ShiftOp::Sar, Size::B) => dynasm!($e.a ; .arch x64 ; sar Rb($d), $count),
+            (ShiftOp::Rol, Size::D) => dynasm!($e.a ; .arch x64 ; rol Rd($d), $count),
+            (ShiftOp::Rol, Size::W) => dynasm!($e.a ; .arch x64 ; rol Rw($d), $count),
+            (ShiftOp::Rol, Size::B) => dynasm!($e.a ; .arch x64 ; rol Rb($d), $count),
+            (ShiftOp::Ror, Size::D) => dynasm!($e.a ; .arch x64 ; ror Rd($d), $count),
+            (ShiftOp::Ror, Size::W) => dynasm!($e.a ; .arch x64 ; ror Rw($d), $count),
+            (ShiftOp::Ror, Size::B) => dynasm!($e.a ; .arch x64 ; ror Rb($d), $count),
+        }
+    };
+}
+
 impl<'a> Emitter<'a> {
     fn new(b: &'a Block, env: &'a CodeEnv, base: usize) -> Emitter<'a> {
         let mut a = Asm::new(base);
@@ -2205,23 +2229,7 @@ impl<'a> Emitter<'a> {
 
     /// `op d, c` on the host (SHL SHR SAR ROL ROR by an immediate).
     fn host_shift(&mut self, op: ShiftOp, size: Size, d: u8, c: i8) {
-        match (op, size) {
-            (ShiftOp::Shl, Size::D) => dynasm!(self.a ; .arch x64 ; shl Rd(d), c),
-            (ShiftOp::Shl, Size::W) => dynasm!(self.a ; .arch x64 ; shl Rw(d), c),
-            (ShiftOp::Shl, Size::B) => dynasm!(self.a ; .arch x64 ; shl Rb(d), c),
-            (ShiftOp::Shr, Size::D) => dynasm!(self.a ; .arch x64 ; shr Rd(d), c),
-            (ShiftOp::Shr, Size::W) => dynasm!(self.a ; .arch x64 ; shr Rw(d), c),
-            (ShiftOp::Shr, Size::B) => dynasm!(self.a ; .arch x64 ; shr Rb(d), c),
-            (ShiftOp::Sar, Size::D) => dynasm!(self.a ; .arch x64 ; sar Rd(d), c),
-            (ShiftOp::Sar, Size::W) => dynasm!(self.a ; .arch x64 ; sar Rw(d), c),
-            (ShiftOp::Sar, Size::B) => dynasm!(self.a ; .arch x64 ; sar Rb(d), c),
-            (ShiftOp::Rol, Size::D) => dynasm!(self.a ; .arch x64 ; rol Rd(d), c),
-            (ShiftOp::Rol, Size::W) => dynasm!(self.a ; .arch x64 ; rol Rw(d), c),
-            (ShiftOp::Rol, Size::B) => dynasm!(self.a ; .arch x64 ; rol Rb(d), c),
-            (ShiftOp::Ror, Size::D) => dynasm!(self.a ; .arch x64 ; ror Rd(d), c),
-            (ShiftOp::Ror, Size::W) => dynasm!(self.a ; .arch x64 ; ror Rw(d), c),
-            (ShiftOp::Ror, Size::B) => dynasm!(self.a ; .arch x64 ; ror Rb(d), c),
-        }
+        shift_arms!(self, op, size, d, c);
     }
 
     /// ROL/ROR by an immediate (1 ≤ count < width). They change only CF and OF. With either
@@ -2251,14 +2259,21 @@ impl<'a> Emitter<'a> {
             self.host_shift(op, size, d, count as i8 - 1);
         }
         self.host_shift(op, size, d, 1);
-        // The host flags into the frame (no register is free before the write-back), then
-        // the arithmetic ones into EFLAGS with the record Eager.
+        self.rotate_end(&dst, size);
+        self.host_flags = 0;
+        self.pending = None;
+    }
+
+    /// The end of a rotate whose flags are live: the write-back, and the host's arithmetic
+    /// flags (the guest's now) stored eagerly to EFLAGS. They go through the frame because no
+    /// register is free before the write-back.
+    fn rotate_end(&mut self, dst: &Operand, size: Size) {
         dynasm!(self.a
             ; .arch x64
             ; pushfq
             ; pop QWORD [rsp + F_TMP]
         );
-        self.rmw_end(&dst, size);
+        self.rmw_end(dst, size);
         dynasm!(self.a
             ; .arch x64
             ; mov r9d, [rsp + F_TMP]
@@ -2269,29 +2284,11 @@ impl<'a> Emitter<'a> {
             ; mov [rbp + S_EFLAGS], esi
             ; mov DWORD [rbp + S_LAZY_OP], FlagOp::Eager as i32
         );
-        self.host_flags = 0;
-        self.pending = None;
     }
 
     /// `op d, cl` on the host.
     fn host_shift_cl(&mut self, op: ShiftOp, size: Size, d: u8) {
-        match (op, size) {
-            (ShiftOp::Shl, Size::D) => dynasm!(self.a ; .arch x64 ; shl Rd(d), cl),
-            (ShiftOp::Shl, Size::W) => dynasm!(self.a ; .arch x64 ; shl Rw(d), cl),
-            (ShiftOp::Shl, Size::B) => dynasm!(self.a ; .arch x64 ; shl Rb(d), cl),
-            (ShiftOp::Shr, Size::D) => dynasm!(self.a ; .arch x64 ; shr Rd(d), cl),
-            (ShiftOp::Shr, Size::W) => dynasm!(self.a ; .arch x64 ; shr Rw(d), cl),
-            (ShiftOp::Shr, Size::B) => dynasm!(self.a ; .arch x64 ; shr Rb(d), cl),
-            (ShiftOp::Sar, Size::D) => dynasm!(self.a ; .arch x64 ; sar Rd(d), cl),
-            (ShiftOp::Sar, Size::W) => dynasm!(self.a ; .arch x64 ; sar Rw(d), cl),
-            (ShiftOp::Sar, Size::B) => dynasm!(self.a ; .arch x64 ; sar Rb(d), cl),
-            (ShiftOp::Rol, Size::D) => dynasm!(self.a ; .arch x64 ; rol Rd(d), cl),
-            (ShiftOp::Rol, Size::W) => dynasm!(self.a ; .arch x64 ; rol Rw(d), cl),
-            (ShiftOp::Rol, Size::B) => dynasm!(self.a ; .arch x64 ; rol Rb(d), cl),
-            (ShiftOp::Ror, Size::D) => dynasm!(self.a ; .arch x64 ; ror Rd(d), cl),
-            (ShiftOp::Ror, Size::W) => dynasm!(self.a ; .arch x64 ; ror Rw(d), cl),
-            (ShiftOp::Ror, Size::B) => dynasm!(self.a ; .arch x64 ; ror Rb(d), cl),
-        }
+        shift_arms!(self, op, size, d, cl);
     }
 
     /// SHL SHR SAR ROL ROR by CL. With no flag it writes live, just the host instruction.
@@ -2347,22 +2344,7 @@ impl<'a> Emitter<'a> {
                 let back = if op == ShiftOp::Rol { ShiftOp::Ror } else { ShiftOp::Rol };
                 self.host_shift(back, size, d, 1);
                 self.host_shift(op, size, d, 1);
-                dynasm!(self.a
-                    ; .arch x64
-                    ; pushfq
-                    ; pop QWORD [rsp + F_TMP]
-                );
-                self.rmw_end(&dst, size);
-                dynasm!(self.a
-                    ; .arch x64
-                    ; mov r9d, [rsp + F_TMP]
-                    ; and r9d, ARITH
-                    ; mov esi, [rbp + S_EFLAGS]
-                    ; and esi, !ARITH
-                    ; or esi, r9d
-                    ; mov [rbp + S_EFLAGS], esi
-                    ; mov DWORD [rbp + S_LAZY_OP], FlagOp::Eager as i32
-                );
+                self.rotate_end(&dst, size);
             }
         }
         dynasm!(self.a ; .arch x64 ; jmp =>done ; =>skip);

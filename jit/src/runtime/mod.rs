@@ -48,94 +48,10 @@ use crate::backend::{Backend, CodeEnv};
 use crate::frontend;
 use crate::ir::{Block, Op};
 use crate::mode::ModeKey;
+use crate::options::{JitOptions, RunLimit, RunOutcome};
 use crate::stats::{Fallback, JitStats};
 use arena::CodeArena;
 use entry::{CalloutInfo, CalloutKind, Entry, MemUse, Shared};
-
-/// Knobs of the translator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct JitOptions {
-    /// Size of the code arena in bytes.
-    pub arena_size: usize,
-    /// Chain direct exits and use the jump cache (off: every block returns to the dispatcher,
-    /// as lockstep execution wants).
-    pub chaining: bool,
-    /// Invalidations of a page's blocks after which the page is interpreted.
-    pub smc_limit: u32,
-    /// Return to the caller after every unit: one block, one interpreter step or one interrupt
-    /// delivery (lockstep execution compares after each).
-    pub unit: bool,
-    /// Print every block's IR to stderr as it is translated.
-    pub dump: bool,
-    /// Print every block's host code too.
-    pub dump_code: bool,
-    /// Count block entries, for the chain-hit statistic (a memory increment per block).
-    pub count_blocks: bool,
-    /// Write `/tmp/perf-PID.map` (Linux perf's JIT symbol map), naming each block by its
-    /// guest EIP and physical address, so `perf report` attributes host time to guest code.
-    pub perf_map: bool,
-}
-
-impl JitOptions {
-    /// The defaults, adjusted by the environment variable `BT86_JIT`, a comma-separated list
-    /// of debugging switches: `dump` (print each block's IR), `code` (and its host code), `nochain` (no chaining, no jump
-    /// cache), `unit` (return after every block), `perfmap` (write perf's JIT symbol map).
-    pub fn from_env() -> JitOptions {
-        let mut o = JitOptions::default();
-        if let Ok(v) = std::env::var("BT86_JIT") {
-            for w in v.split(',') {
-                match w.trim() {
-                    "dump" => o.dump = true,
-                    "code" => {
-                        o.dump = true;
-                        o.dump_code = true;
-                    }
-                    "nochain" => o.chaining = false,
-                    "unit" => o.unit = true,
-                    "perfmap" => o.perf_map = true,
-                    _ => {}
-                }
-            }
-        }
-        o
-    }
-}
-
-impl Default for JitOptions {
-    fn default() -> JitOptions {
-        JitOptions {
-            arena_size: 128 << 20,
-            chaining: true,
-            smc_limit: 64,
-            unit: false,
-            dump: false,
-            dump_code: false,
-            count_blocks: false,
-            perf_map: false,
-        }
-    }
-}
-
-/// A limit on one [`Jit::run`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunLimit {
-    /// Steps (as the interpreter counts them: instructions, and exceptions or interrupts
-    /// delivered) the run may take.
-    pub steps: u64,
-    /// No instruction may start once this many instructions have retired (the next device
-    /// deadline).
-    pub retired: u64,
-}
-
-/// How a run ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunOutcome {
-    /// The last step's result (`Retired` when the run simply reached its limit or returned for
-    /// the platform to look at a port write).
-    pub result: StepResult,
-    /// Steps taken.
-    pub steps: u64,
-}
 
 /// A translated block.
 #[derive(Clone, Debug)]
@@ -961,7 +877,7 @@ fn flag_all() -> u8 {
 /// next page's translation is not cached. Read without side effects (no page walk, so no
 /// accessed bit set before the guest itself fetches there); the straddling instruction is
 /// fetched afresh whenever it runs, so these bytes only need to be plausible.
-fn next_page_bytes(cpu: &mut Cpu, pa: u32, eip: u32, n: usize, key: &ModeKey) -> Vec<u8> {
+fn next_page_bytes(cpu: &Cpu, pa: u32, eip: u32, n: usize, key: &ModeKey) -> Vec<u8> {
     let page_left = PAGE_SIZE - (pa as usize & (PAGE_SIZE - 1));
     if n != page_left || n >= 15 {
         return Vec::new();
@@ -972,7 +888,7 @@ fn next_page_bytes(cpu: &mut Cpu, pa: u32, eip: u32, n: usize, key: &ModeKey) ->
     }
     let lin = key.cs_base.wrapping_add(next_eip);
     let phys = if key.paging() {
-        match cpu.tlb.lookup(lin, Access::Execute, key.user()) {
+        match cpu.tlb.peek(lin, Access::Execute, key.user()) {
             Some(p) => p,
             None => return Vec::new(),
         }
