@@ -645,3 +645,139 @@ fn branches_inside_a_block_keep_exact_counts() {
         assert!(retired <= max, "{max}: {retired}");
     }
 }
+
+#[test]
+fn a_store_straddling_into_translated_code_with_paging_off_is_caught() {
+    // With paging off, stores check their page's direct-write byte. Pages D = 0x2FF000 and
+    // C = 0x300000 are both written first (D may then be written directly); then a routine is
+    // put in C and run (translated), which must take D's grant away too: a dword store at D's
+    // last byte straddles into C and rewrites the routine's immediate on every iteration.
+    let elf = kernel(|a, _| {
+        let (mut warm, mut top, mut end) = (a.create_label(), a.create_label(), a.create_label());
+        a.mov(ecx, 100u32)?;
+        a.set_label(&mut warm)?;
+        a.mov(dword_ptr(0x2F_F800), ecx)?;
+        a.mov(dword_ptr(0x30_0800), ecx)?;
+        a.dec(ecx)?;
+        a.jnz(warm)?;
+        a.mov(dword_ptr(0x30_0000), 0xC300_C083u32)?; // add eax, 0 ; ret
+        a.xor(eax, eax)?;
+        a.mov(ecx, 500u32)?;
+        a.set_label(&mut top)?;
+        // Bytes 0x2FFFFF..=0x300002: 00 83 C0 imm8, imm8 = CL.
+        a.mov(edx, ecx)?;
+        a.shl(edx, 24)?;
+        a.or(edx, 0x00C0_8300u32)?;
+        a.mov(dword_ptr(0x2F_FFFF), edx)?;
+        a.mov(ebx, 0x30_0000u32)?;
+        a.call(ebx)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.set_label(&mut end)?;
+        Ok(end)
+    });
+    let want = (1..=500u32).fold(0u32, |s, i| s.wrapping_add(i32::from(i as u8 as i8) as u32));
+    let ((_, out, _), stats) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert_eq!(out, hex(want));
+    assert!(stats.invalidations > 0, "{stats}");
+}
+
+#[test]
+fn registers_known_to_be_zero_and_constant_addresses_stay_exact() {
+    // The translator leaves registers known to hold 0 out of effective addresses and skips
+    // the RAM bound check of constant addresses inside RAM; every way a register stops being
+    // 0 (a byte write, a callout, a multiply, a join with a path where it is not) must be seen.
+    let features = emu_core::cpuid::cpuid(1)[3]; // EDX of leaf 1
+    let elf = kernel(|a, _| {
+        let (mut top, mut skip, mut end) = (a.create_label(), a.create_label(), a.create_label());
+        a.mov(esi, 0x20_0000u32)?;
+        for i in 0..64u32 {
+            a.mov(dword_ptr(0x20_0000 + 4 * i), i * 0x0101_0101)?;
+        }
+        a.xor(edi, edi)?;
+        a.mov(ecx, 20u32)?;
+        a.set_label(&mut top)?;
+        a.xor(edx, edx)?;
+        a.add(edi, dword_ptr(esi + edx * 4))?; // [esi]
+        a.mov(dl, cl)?; // edx = cl now
+        a.add(edi, dword_ptr(esi + edx * 4))?;
+        a.test(cl, 1u32)?;
+        a.jz(skip)?;
+        a.xor(edx, edx)?; // zero on one path only
+        a.set_label(&mut skip)?;
+        a.xor(ebx, ebx)?; // no flag live here: the taken path rejoins the block
+        a.add(edi, dword_ptr(esi + edx * 4 + 8))?;
+        a.xor(edx, edx)?;
+        a.mov(eax, 1u32)?;
+        a.push(ecx)?;
+        a.cpuid()?; // a callout that writes EBX, ECX, EDX
+        a.pop(ecx)?;
+        a.add(edi, dword_ptr(esi + edx + 12 - features as i32))?; // [esi + 12]
+        a.sub(eax, eax)?;
+        a.mov(eax, 0x4000_0000u32)?;
+        a.mov(edx, 0u32)?;
+        a.mul(ecx)?; // EDX = ECX / 4
+        a.add(edi, dword_ptr(esi + edx * 4 + 4))?;
+        // Constant addresses: inside RAM (no bound check), a store, and past RAM (open bus).
+        a.mov(dword_ptr(0x20_0100), edi)?;
+        a.add(edi, dword_ptr(0x20_0100))?;
+        a.add(edi, dword_ptr(0x7FFF_FFF0))?;
+        a.mov(dword_ptr(0x7FFF_FFF0), edi)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.mov(eax, edi)?;
+        a.set_label(&mut end)?;
+        Ok(end)
+    });
+    let mut mem = [0u32; 65];
+    for (i, m) in mem.iter_mut().enumerate().take(64) {
+        *m = (i as u32).wrapping_mul(0x0101_0101);
+    }
+    let mut sum = 0u32;
+    for count in (1..=20u32).rev() {
+        sum = sum.wrapping_add(mem[0]);
+        sum = sum.wrapping_add(mem[(count & 0xFF) as usize]);
+        let index = if count & 1 == 0 { count & 0xFF } else { 0 };
+        sum = sum.wrapping_add(mem[index as usize + 2]);
+        sum = sum.wrapping_add(mem[3]);
+        sum = sum.wrapping_add(mem[(count / 4) as usize + 1]);
+        mem[0x40] = sum;
+        sum = sum.wrapping_add(sum);
+        sum = sum.wrapping_add(0xFFFF_FFFF);
+    }
+    let ((_, out, _), _) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert_eq!(out, hex(sum));
+}
+
+#[test]
+fn accesses_at_and_past_the_end_of_ram_after_a_checked_one_stay_exact() {
+    // With paging off, a register checked against RAM's end is not checked again in the same
+    // stretch of code. The accesses here start inside RAM (4 MiB) and run past its end, or lie
+    // far beyond it: a byte read at RAM's end − 2 passes the check, the dword store and read
+    // at the same address must not (they are partly open bus), nor may anything after a
+    // failed check rely on it.
+    let ram = 4u32 << 20;
+    let elf = kernel(|a, _| {
+        let mut end = a.create_label();
+        a.mov(dword_ptr(ram - 8), 0x1122_3344u32)?;
+        a.mov(dword_ptr(ram - 4), 0x5566_7788u32)?;
+        a.mov(ebx, ram - 2)?;
+        a.movzx(eax, byte_ptr(ebx))?; // 0x66: inside RAM
+        a.mov(dword_ptr(ebx), 0xAABB_CCDDu32)?; // the two bytes past RAM are dropped
+        a.add(eax, dword_ptr(ebx))?; // 0xFFFF_CCDD
+        a.mov(esi, 0x7FFF_FFF0u32)?;
+        a.add(eax, dword_ptr(esi))?; // open bus, and the check failed:
+        a.mov(dword_ptr(esi), eax)?; // nothing after it may write there
+        a.add(eax, dword_ptr(esi))?;
+        a.add(eax, dword_ptr(ram - 4))?; // 0xCCDD_7788
+        a.set_label(&mut end)?;
+        Ok(end)
+    });
+    let want = 0x66u32
+        .wrapping_add(0xFFFF_CCDD)
+        .wrapping_add(0xFFFF_FFFF)
+        .wrapping_add(0xFFFF_FFFF)
+        .wrapping_add(0xCCDD_7788);
+    let ((_, out, _), _) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert_eq!(out, hex(want));
+}

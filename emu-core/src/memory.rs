@@ -50,6 +50,16 @@
 //! ROM, already dirty, and nothing derived from its bytes is cached. Whenever one of those
 //! conditions can become false for pages that were fine before, [`GuestMemory::protection_epoch`]
 //! changes, and a translator must then forget what it knew.
+//!
+//! The direct-write map ([`GuestMemory::direct_writes`]): one byte per RAM page, in the same
+//! memory file right after RAM (so generated code reaches it at a constant offset from the RAM
+//! base it already holds), set to 1 only while that page and the next are both directly
+//! writable in the sense above. Translated code running with paging off checks it before a
+//! store instead of probing the TLB. This module sets a byte only when asked
+//! ([`GuestMemory::grant_direct_write`], from the translator's TLB refill) and clears it itself
+//! wherever the epoch would change for that page, and for the page before it (a store that
+//! starts there may end in it). Guest accesses never reach the map: every access path is
+//! bounded by the RAM size.
 
 use std::fs::File;
 
@@ -173,7 +183,10 @@ struct Rom {
 /// Guest-physical RAM.
 #[derive(Debug)]
 pub struct GuestMemory {
+    /// RAM (`ram_len` bytes), then the direct-write map (one byte per page).
     map: MmapMut,
+    /// RAM size in bytes.
+    ram_len: usize,
     /// Keeps the memory file open for the life of the mapping (and for a second mapping later).
     _file: File,
     /// One bit per page written since the last `clear_dirty`.
@@ -209,16 +222,18 @@ impl GuestMemory {
         let fd = rustix::fs::memfd_create("bt86-guest-ram", rustix::fs::MemfdFlags::CLOEXEC)
             .map_err(|e| host(e.into()))?;
         let file = File::from(fd);
-        file.set_len(size).map_err(host)?;
+        let pages = (size as usize).div_ceil(PAGE_SIZE);
+        let map_len = pages.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        file.set_len(size + map_len as u64).map_err(host)?;
         // The file is a memfd created just above and owned only by this struct: nothing else can
         // truncate or resize it while the mapping lives (`_file` is kept, set_len is never called
         // again), and every access goes through `MmapMut`'s slices, which borrow `self`.
         // SAFETY: the mapped range stays valid and unaliased for the mapping's lifetime.
         let map = unsafe { MmapMut::map_mut(&file) }.map_err(host)?;
-        let pages = (size as usize).div_ceil(PAGE_SIZE);
         let words = pages.div_ceil(64);
         Ok(GuestMemory {
             map,
+            ram_len: size as usize,
             _file: file,
             dirty: vec![0; words],
             code: vec![0; words],
@@ -236,21 +251,92 @@ impl GuestMemory {
     /// RAM size in bytes.
     #[inline]
     pub fn size(&self) -> usize {
-        self.map.len()
+        self.ram_len
     }
 
     /// All of RAM, read-only.
     pub fn ram(&self) -> &[u8] {
-        &self.map
+        &self.map[..self.ram_len]
+    }
+
+    /// All of RAM.
+    fn ram_mut(&mut self) -> &mut [u8] {
+        &mut self.map[..self.ram_len]
+    }
+
+    /// Page `page` may be written without this module seeing it (see the module header).
+    fn page_writable(&self, page: usize) -> bool {
+        let a = page * PAGE_SIZE;
+        if a + PAGE_SIZE > self.size() {
+            return false;
+        }
+        let (word, bit) = (page / 64, 1u64 << (page % 64));
+        let guarded =
+            self.guard_len != 0 && a < self.guard_lo + self.guard_len && self.guard_lo < a + PAGE_SIZE;
+        self.dirty[word] & bit != 0
+            && (self.code[word] | self.jit_pages[word]) & bit == 0
+            && !guarded
+            && !self.is_rom(a as u32)
+    }
+
+    /// Sets the direct-write byte of the page holding `addr` if it and the next page are
+    /// directly writable (the last page of RAM needs no next: a store never passes RAM's end
+    /// on that path). Pages are granted when they first become dirty, and when the translator
+    /// refills its TLB view for them.
+    pub fn grant_direct_write(&mut self, addr: u32) {
+        let page = addr as usize / PAGE_SIZE;
+        let last = self.size() / PAGE_SIZE - 1;
+        if page <= last && self.page_writable(page) && (page == last || self.page_writable(page + 1)) {
+            let at = self.ram_len + page;
+            self.map[at] = 1;
+        }
+    }
+
+    /// Clears the direct-write bytes that depend on page `page` (its own and the previous
+    /// page's).
+    fn revoke_direct_write(&mut self, page: usize) {
+        let at = self.ram_len + page;
+        if page < self.size() / PAGE_SIZE {
+            self.map[at] = 0;
+            if page > 0 {
+                self.map[at - 1] = 0;
+            }
+        }
+    }
+
+    /// Where the direct-write map starts, as an offset from the RAM base (see the module
+    /// header); `None` when it is too far for a 32-bit displacement.
+    pub fn direct_writes(&self) -> Option<i32> {
+        i32::try_from(self.ram_len).ok()
+    }
+
+    /// The direct-write byte of the page holding `addr` (0 outside RAM).
+    pub fn direct_write_granted(&self, addr: u32) -> bool {
+        let page = addr as usize / PAGE_SIZE;
+        page < self.size() / PAGE_SIZE && self.map[self.ram_len + page] != 0
     }
 
     #[inline]
     fn mark(&mut self, addr: usize) {
         let page = addr / PAGE_SIZE;
         let (word, bit) = (page / 64, 1u64 << (page % 64));
-        self.dirty[word] |= bit;
+        let dirty = self.dirty[word];
+        if dirty & bit == 0 {
+            self.dirty[word] = dirty | bit;
+            self.first_write(page);
+        }
         if (self.code[word] | self.jit_pages[word]) & bit != 0 {
             self.mark_code_write(addr);
+        }
+    }
+
+    /// Page `page` just became dirty: it, and the page before it, may now be written directly.
+    #[cold]
+    fn first_write(&mut self, page: usize) {
+        let addr = (page * PAGE_SIZE) as u32;
+        self.grant_direct_write(addr);
+        if page > 0 {
+            self.grant_direct_write(addr - PAGE_SIZE as u32);
         }
     }
 
@@ -338,7 +424,7 @@ impl GuestMemory {
     #[cold]
     fn write_checked(&mut self, a: usize, v: u8) {
         if !self.is_rom(a as u32) {
-            self.map[a] = v;
+            self.ram_mut()[a] = v;
             self.mark(a);
         }
     }
@@ -365,9 +451,10 @@ impl GuestMemory {
         // Inside RAM: copy in, then guard the span.
         if base < ram {
             let (lo, hi) = (base as usize, end.min(ram) as usize);
-            self.map[lo..hi].copy_from_slice(&data[..hi - lo]);
+            self.ram_mut()[lo..hi].copy_from_slice(&data[..hi - lo]);
             for p in lo / PAGE_SIZE..hi / PAGE_SIZE {
                 self.invalidate_code(p);
+                self.revoke_direct_write(p);
                 // Written before it became ROM: no longer the guest's to reset.
                 self.dirty[p / 64] &= !(1 << (p % 64));
             }
@@ -398,6 +485,7 @@ impl GuestMemory {
                 self.code[word] |= bit;
                 // The page may have been directly writable: it no longer is.
                 self.epoch = self.epoch.wrapping_add(1);
+                self.revoke_direct_write(page);
             }
         }
     }
@@ -414,6 +502,7 @@ impl GuestMemory {
         let mask = (u64::MAX >> (63 - (last - first))) << first;
         self.jit_lines[page] |= mask;
         self.jit_pages[page / 64] |= 1 << (page % 64);
+        self.revoke_direct_write(page);
     }
 
     /// Replaces the translated-code line mask of the page holding `addr` (the translator
@@ -428,6 +517,7 @@ impl GuestMemory {
             self.jit_pages[page / 64] &= !(1 << (page % 64));
         } else {
             self.jit_pages[page / 64] |= 1 << (page % 64);
+            self.revoke_direct_write(page);
         }
     }
 
@@ -482,14 +572,7 @@ impl GuestMemory {
         if a + PAGE_SIZE > self.size() {
             return None;
         }
-        let page = a / PAGE_SIZE;
-        let (word, bit) = (page / 64, 1u64 << (page % 64));
-        let guarded =
-            self.guard_len != 0 && a < self.guard_lo + self.guard_len && self.guard_lo < a + PAGE_SIZE;
-        let writable = self.dirty[word] & bit != 0
-            && (self.code[word] | self.jit_pages[word]) & bit == 0
-            && !guarded
-            && !self.is_rom(page_addr);
+        let writable = self.page_writable(a / PAGE_SIZE);
         Some(HostPage { addr: self.map.as_ptr() as usize + a, writable })
     }
 
@@ -505,7 +588,7 @@ impl GuestMemory {
     /// its own (lockstep execution runs a second CPU on it).
     pub fn try_clone(&self) -> Result<GuestMemory, MemoryError> {
         let mut m = GuestMemory::new(self.size() as u64)?;
-        m.map.copy_from_slice(&self.map);
+        m.ram_mut().copy_from_slice(self.ram());
         m.dirty.clone_from(&self.dirty);
         m.code.clone_from(&self.code);
         m.gens.clone_from(&self.gens);
@@ -538,7 +621,7 @@ impl GuestMemory {
     /// Reads one byte; outside RAM and ROM reads 0xFF.
     #[inline]
     pub fn read_u8(&self, addr: u32) -> u8 {
-        match self.map.get(addr as usize) {
+        match self.ram().get(addr as usize) {
             Some(b) => *b,
             None => self.read_beyond_ram(addr),
         }
@@ -554,7 +637,7 @@ impl GuestMemory {
             }
             return;
         }
-        if let Some(b) = self.map.get_mut(a) {
+        if let Some(b) = self.ram_mut().get_mut(a) {
             *b = v;
             self.mark(a);
         }
@@ -564,7 +647,7 @@ impl GuestMemory {
     #[inline]
     fn read_n<const N: usize>(&self, addr: u32) -> u32 {
         let a = addr as usize;
-        match self.map.get(a..a + N) {
+        match self.ram().get(a..a + N) {
             Some(s) => {
                 let mut b = [0u8; 4];
                 b[..N].copy_from_slice(s);
@@ -584,7 +667,7 @@ impl GuestMemory {
         let bytes = v.to_le_bytes();
         // A write that may touch ROM goes byte by byte (the guard starts 3 bytes early, so
         // one compare on the first byte covers every byte of an up-to-4-byte write).
-        let fast = if self.write_guarded(a) { None } else { self.map.get_mut(a..a + N) };
+        let fast = if self.write_guarded(a) { None } else { self.ram_mut().get_mut(a..a + N) };
         match fast {
             Some(s) => {
                 s.copy_from_slice(&bytes[..N]);
@@ -649,7 +732,7 @@ impl GuestMemory {
         if (d > s && d < s + n) || d + n > self.size() || s + n > self.size() || self.range_guarded(d, n) {
             return false;
         }
-        self.map.copy_within(s..s + n, d);
+        self.ram_mut().copy_within(s..s + n, d);
         self.mark_range(d, n);
         true
     }
@@ -662,7 +745,7 @@ impl GuestMemory {
             return false;
         }
         let bytes = v.to_le_bytes();
-        for chunk in self.map[d..d + n].chunks_exact_mut(e) {
+        for chunk in self.ram_mut()[d..d + n].chunks_exact_mut(e) {
             chunk.copy_from_slice(&bytes[..e]);
         }
         self.mark_range(d, n);
@@ -683,7 +766,7 @@ impl GuestMemory {
             return Err(MemoryError::RomOverlap { base: addr, len, rom_base: r.base, rom_end: r.end });
         }
         let a = addr as usize;
-        self.map[a..a + data.len()].copy_from_slice(data);
+        self.ram_mut()[a..a + data.len()].copy_from_slice(data);
         for p in (a / PAGE_SIZE)..(a + data.len()).div_ceil(PAGE_SIZE) {
             self.mark(p * PAGE_SIZE);
         }
@@ -704,6 +787,8 @@ impl GuestMemory {
         self.dirty.fill(0);
         // Directly writable pages must be dirty: none is any more.
         self.epoch = self.epoch.wrapping_add(1);
+        let ram = self.ram_len;
+        self.map[ram..].fill(0);
     }
 
     /// Zeroes every page written since the last clear, then clears the record.
@@ -712,7 +797,7 @@ impl GuestMemory {
         for p in pages {
             let start = p * PAGE_SIZE;
             let end = (start + PAGE_SIZE).min(self.size());
-            self.map[start..end].fill(0);
+            self.ram_mut()[start..end].fill(0);
         }
         self.clear_dirty();
     }
@@ -886,6 +971,72 @@ mod tests {
         m.write_u16(0xB_FFFF, 0xAAAA);
         assert_eq!(m.read_u8(0xB_FFFF), 0xAA);
         assert_eq!(m.read_u8(0xC_0000), 0);
+    }
+
+    #[test]
+    fn direct_writes_are_granted_only_while_the_page_and_the_next_are_writable() {
+        let mut m = GuestMemory::new(0x10000).unwrap();
+        assert_eq!(m.direct_writes(), Some(0x10000));
+        // Clean pages are not writable directly (their first write must mark them dirty).
+        m.grant_direct_write(0x3000);
+        assert!(!m.direct_write_granted(0x3000));
+        m.write_u8(0x3000, 1);
+        m.grant_direct_write(0x3000);
+        assert!(!m.direct_write_granted(0x3000), "the next page is still clean");
+        m.write_u8(0x4000, 1);
+        m.grant_direct_write(0x3000);
+        m.grant_direct_write(0x4000);
+        assert!(m.direct_write_granted(0x3000) && !m.direct_write_granted(0x4000));
+        // Code in the next page takes the grant away (a store may straddle into it).
+        m.write_u8(0x5000, 1);
+        m.grant_direct_write(0x4000);
+        assert!(m.direct_write_granted(0x4000));
+        m.mark_jit_code(0x4010, 4);
+        assert!(!m.direct_write_granted(0x3000) && !m.direct_write_granted(0x4000));
+        m.set_jit_lines(0x4000, 0);
+        m.grant_direct_write(0x3000);
+        assert!(m.direct_write_granted(0x3000));
+        m.mark_code(0x4000);
+        assert!(!m.direct_write_granted(0x3000));
+        // The last page needs no next one; clearing the dirty record takes every grant away.
+        m.write_u8(0xF000, 1);
+        m.grant_direct_write(0xF000);
+        assert!(m.direct_write_granted(0xF000));
+        m.clear_dirty();
+        assert!(!m.direct_write_granted(0xF000));
+        // ROM, and the RAM page just below it, are never granted.
+        let mut m = GuestMemory::new(0x10000).unwrap();
+        for p in (0..0x10000).step_by(PAGE_SIZE) {
+            m.write_u8(p, 1);
+        }
+        m.grant_direct_write(0xB000);
+        m.grant_direct_write(0xC000);
+        assert!(m.direct_write_granted(0xB000) && m.direct_write_granted(0xC000));
+        m.map_rom(0xC000, &rom_bytes(0x1000)).unwrap();
+        m.grant_direct_write(0xB000);
+        m.grant_direct_write(0xC000);
+        assert!(!m.direct_write_granted(0xB000) && !m.direct_write_granted(0xC000));
+    }
+
+    #[test]
+    fn guest_accesses_never_reach_the_direct_write_map() {
+        let mut m = GuestMemory::new(0x2000).unwrap();
+        m.write_u8(0x1000, 1);
+        m.write_u8(0x0, 1);
+        m.grant_direct_write(0x1000);
+        assert!(m.direct_write_granted(0x1000));
+        // Just past RAM is where the map lives: open bus for the guest, map unchanged.
+        assert_eq!(m.read_u32(0x2000), 0xFFFF_FFFF);
+        m.write_u32(0x1FFE, 0);
+        m.write_u32(0x2000, 0);
+        m.write_u8(0x2001, 0);
+        assert!(m.direct_write_granted(0x1000));
+        assert!(!m.copy_run(0x2000, 0, 2) && !m.fill_run(0x2000, 0, 1, 2));
+        assert!(m.load(0x2000, &[0]).is_err());
+        assert_eq!(m.ram().len(), 0x2000);
+        assert!(m.direct_write_granted(0x1000));
+        // A clone starts with nothing granted.
+        assert!(!m.try_clone().unwrap().direct_write_granted(0x1000));
     }
 
     #[test]

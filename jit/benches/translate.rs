@@ -68,6 +68,7 @@ fn translate(c: &mut Criterion) {
             count_blocks: false,
             ram_base: 0x7100_0000_0000,
             ram_direct: 16 << 20,
+            ram_write_map: Some(16 << 20),
         };
         g.bench_function("backend_x64", |b| {
             b.iter(|| black_box(jit::backend::x64::X64.compile(black_box(&block), &env, 0x7000_0010_0000)))

@@ -31,6 +31,7 @@ const ENV: CodeEnv = CodeEnv {
     count_blocks: false,
     ram_base: 0x7100_0000_0000,
     ram_direct: 16 << 20,
+    ram_write_map: Some(16 << 20),
 };
 
 /// Where the block's code is placed.

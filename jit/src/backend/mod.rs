@@ -117,6 +117,10 @@ pub struct CodeEnv {
     pub ram_base: usize,
     /// Guest-physical bytes from 0 that may be read directly there (0: none).
     pub ram_direct: u32,
+    /// Where guest memory's direct-write map starts, from `ram_base`
+    /// (`GuestMemory::direct_writes`): stores there check their page's byte instead of
+    /// probing the TLB. `None`: they probe.
+    pub ram_write_map: Option<i32>,
     /// The shared stub that loads the guest's arithmetic flags into the host's from the
     /// record in the state (called; clobbers only r9).
     pub regen_flags: usize,

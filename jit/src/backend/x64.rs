@@ -27,9 +27,11 @@
 //!            <instruction 0> … <instruction n-1>               (fast paths only)
 //!            <exits>                                          (chained jmp, or jump cache)
 //!   side_k:  the taken path of conditional branch k: out (chained), or back into the
-//!            block at the instruction it targets when no flag is live there (forward:
-//!            r11 -= instructions skipped; backward, a loop inside the block: only if
-//!            retired + the rest of the block from there <= limit)
+//!            block at the instruction it targets when no flag is live there (forward: the
+//!            first such branch jumps straight there and the fall-through path adds the
+//!            instructions it retired more to r11 on its way in, later ones r11 -= the
+//!            difference; backward, a loop inside the block: only if retired + the rest of the
+//!            block from there <= limit)
 //!   budget:  state.eip = start; return BUDGET
 //!   slow_k:  the slow path of instruction k: run it in emu-core (callout), then rejoin
 //!   stop:    return CALLOUT (the state is current)
@@ -459,7 +461,8 @@ struct SlowPath {
     flags: Option<Pending>,
     /// Host flags the fast path leaves valid at the join (the slow path must match).
     join_flags: u8,
-    /// The instruction branches: its callout never rejoins.
+    /// Its callout never rejoins: the instruction branches, or failed a check later code
+    /// relies on (see [`Emitter::in_ram`]).
     branch: bool,
     /// The fast path keeps its memory source in the frame (`F_SRC`): refill it from the record
     /// emu-core wrote before rejoining.
@@ -588,6 +591,8 @@ struct Emitter<'a> {
     cur: usize,
     /// Its slow path, once something needs it, with the record pending when it is taken.
     cur_slow: Option<(DynamicLabel, Option<Pending>)>,
+    /// Its slow path that does not rejoin (see [`Emitter::in_ram`]).
+    cur_exit: Option<(DynamicLabel, Option<Pending>)>,
     slow: Vec<SlowPath>,
     sites: Vec<ChainSite>,
     stop: DynamicLabel,
@@ -604,6 +609,9 @@ struct Emitter<'a> {
     r8_ram: bool,
     /// The loop copy of the body (see [`Emitter::block`]).
     loop_label: DynamicLabel,
+    /// The loop copy's body, past its budget check, and where a failed check goes.
+    loop_body: DynamicLabel,
+    loop_out: DynamicLabel,
     loop_state: LoopState,
     /// Instructions a later conditional branch of the block loops back to (see [`Join`]).
     /// The frame window each instruction's memory access goes through, if any.
@@ -612,10 +620,64 @@ struct Emitter<'a> {
     /// The join points bound so far in the body being emitted: label, count and epoch there.
     joins: Vec<Option<(DynamicLabel, u32, u32)>>,
     /// Entries of the loop copy by count (see [`Emitter::loop_entry`]); emitted yet?
-    loop_entries: Vec<(u32, DynamicLabel, bool)>,
+    loop_entries: Vec<LoopEntry>,
+    /// The loop copy starts with the RAM base in r8 (every way into it puts it there).
+    copy_r8: bool,
     /// How many times the count has gone to r11 so far: a join needs the same on both sides
     /// (the count each carries is then relative to the same point).
     epoch: u32,
+    /// Forward joins the first branch to them jumps to directly (see [`Emitter::join`]): the
+    /// label and the count that branch carries, which the fall-through path adopts there.
+    direct_joins: Vec<Option<DirectJoin>>,
+    /// Out-of-line TLB probes of direct stores (see [`Emitter::probe`]).
+    far_probes: Vec<FarProbe>,
+    /// Guest registers (bit per number) known to hold 0 here: set by `xor r, r`, `sub r, r`
+    /// and `mov r, 0`, forgotten when written, at joins and after callouts. Effective
+    /// addresses leave them out.
+    zero: u8,
+    /// The effective address [`Emitter::ea_reg`] just produced is this constant.
+    ea_const: Option<u32>,
+    /// Per guest register (by number): accesses of up to this many bytes at the address it
+    /// holds are known to be inside RAM here (0: not known). Set where a direct access checks
+    /// the register against RAM's end, with a failed check leaving the block (its slow path
+    /// does not rejoin, so everything after the check has passed it); forgotten like
+    /// [`Emitter::zero`].
+    in_ram: [u8; 8],
+}
+
+/// A store's TLB probe, out of line: taken when the page's direct-write byte is clear; back to
+/// the store on a hit, to the slow path on a miss.
+struct FarProbe {
+    label: DynamicLabel,
+    back: DynamicLabel,
+    slow: DynamicLabel,
+    /// The register holding the linear address.
+    lin: u8,
+    /// Access size in bytes.
+    n: i32,
+    /// Offset of the write tag in a `FastEntry`.
+    tag: i32,
+}
+
+/// A forward join the first branch to it reaches directly (see [`Emitter::join`]).
+#[derive(Clone, Copy, Debug)]
+struct DirectJoin {
+    label: DynamicLabel,
+    /// The count those branches carry, which the fall-through path adopts at the join.
+    count: u32,
+    /// Every such branch had the RAM base in r8.
+    r8_ram: bool,
+}
+
+/// A way into the loop copy from a back edge (see [`Emitter::loop_entry`]).
+#[derive(Clone, Copy, Debug)]
+struct LoopEntry {
+    /// Instructions the back edge has pending (added to r11 on the way in).
+    count: u32,
+    /// The back edge does not have the RAM base in r8 and the copy expects it.
+    load_r8: bool,
+    label: DynamicLabel,
+    emitted: bool,
 }
 
 /// The taken path of a conditional branch in the middle of a block.
@@ -630,6 +692,8 @@ struct SideExit {
     join: Option<Join>,
     /// [`Emitter::epoch`] at the branch.
     epoch: u32,
+    /// r8 held the RAM base at the branch.
+    r8_ram: bool,
 }
 
 /// Where the taken path of a conditional branch to another instruction of the block rejoins
@@ -699,6 +763,7 @@ impl<'a> Emitter<'a> {
         let stop = a.new_dynamic_label();
         let budget = a.new_dynamic_label();
         let loop_label = a.new_dynamic_label();
+        let (loop_body, loop_out) = (a.new_dynamic_label(), a.new_dynamic_label());
         Emitter {
             a,
             base,
@@ -709,6 +774,7 @@ impl<'a> Emitter<'a> {
             host_flags: 0,
             cur: 0,
             cur_slow: None,
+            cur_exit: None,
             slow: Vec::new(),
             sites: Vec::new(),
             stop,
@@ -719,12 +785,20 @@ impl<'a> Emitter<'a> {
             refill_src: false,
             r8_ram: false,
             loop_label,
+            loop_body,
+            loop_out,
             loop_state: LoopState::Open,
             loop_heads: loop_heads(b, env),
             wins: frame_windows(b),
             joins: Vec::new(),
             epoch: 0,
             loop_entries: Vec::new(),
+            copy_r8: b.key.identity() && env.ram_direct >= 4096,
+            direct_joins: Vec::new(),
+            far_probes: Vec::new(),
+            zero: 0,
+            ea_const: None,
+            in_ram: [0; 8],
         }
     }
 
@@ -742,44 +816,49 @@ impl<'a> Emitter<'a> {
         if self.env.count_blocks {
             dynasm!(self.a ; .arch x64 ; add QWORD [rsp + F_BLOCKS], 1);
         }
-        self.body();
+        self.body(false);
         if let LoopState::Wanted(flags) = self.loop_state {
             // The loop copy: entered only from back edges that leave `flags` pending. Its own
             // budget check writes that record before it leaves.
             self.loop_state = LoopState::Emitting(flags);
-            let (l, out) = (self.loop_label, self.a.new_dynamic_label());
+            let (l, out, body) = (self.loop_label, self.loop_out, self.loop_body);
             if let Some(e) = self.loop_entries.first_mut() {
-                let (k, entry) = (e.0 as i32, e.1);
-                e.2 = true;
-                dynasm!(self.a ; .arch x64 ; =>entry ; lea r11, [r11 + k]);
+                e.emitted = true;
+                let e = *e;
+                self.emit_loop_entry(e);
             }
             dynasm!(self.a
                 ; .arch x64
                 ; =>l
                 ; cmp r11, -n
                 ; jg =>out
+                ; =>body
             );
             self.pending = flags;
             self.host_flags = 0;
             self.count = 0;
-            self.body();
+            self.body(self.copy_r8);
             dynasm!(self.a ; .arch x64 ; =>out);
             self.pending = flags;
             self.materialize(true);
             let budget = self.budget;
             dynasm!(self.a ; .arch x64 ; jmp =>budget);
-            for e in std::mem::take(&mut self.loop_entries).into_iter().filter(|e| !e.2) {
-                let (k, entry) = (e.0 as i32, e.1);
-                dynasm!(self.a ; .arch x64 ; =>entry ; lea r11, [r11 + k] ; jmp =>l);
+            for e in std::mem::take(&mut self.loop_entries).into_iter().filter(|e| !e.emitted) {
+                self.emit_loop_entry(e);
+                dynasm!(self.a ; .arch x64 ; jmp =>l);
             }
         }
         self.tail();
     }
 
     /// The instructions and the fall-through exit.
-    fn body(&mut self) {
-        self.r8_ram = false;
+    /// `r8_ram`: r8 holds the RAM base on every way in.
+    fn body(&mut self, r8_ram: bool) {
+        self.r8_ram = r8_ram;
+        self.zero = 0;
+        self.in_ram = [0; 8];
         self.joins = vec![None; self.b.insns.len()];
+        self.direct_joins = vec![None; self.b.insns.len()];
         for i in 0..self.b.insns.len() {
             self.insn(i);
         }
@@ -790,6 +869,34 @@ impl<'a> Emitter<'a> {
             }
             End::Branch | End::Stop => {}
         }
+    }
+
+    /// The code of a way into the loop copy: the back edge's count to r11, the RAM base to r8
+    /// if the copy needs it and the edge does not have it.
+    fn emit_loop_entry(&mut self, e: LoopEntry) {
+        let (k, label) = (e.count as i32, e.label);
+        dynasm!(self.a ; .arch x64 ; =>label ; lea r11, [r11 + k]);
+        if e.load_r8 {
+            let base = self.env.ram_base as i64;
+            dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
+        }
+    }
+
+    /// An unconditional jump into the loop copy (the count is synced): the RAM base to r8 if
+    /// the copy expects it there, then the copy's budget check, done here so that the jump
+    /// goes straight to its body.
+    fn jump_to_copy(&mut self) {
+        if self.copy_r8 && !self.r8_ram {
+            let base = self.env.ram_base as i64;
+            dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
+        }
+        let (n, body, out) = (self.b.insns.len() as i32, self.loop_body, self.loop_out);
+        dynasm!(self.a
+            ; .arch x64
+            ; cmp r11, -n
+            ; jle =>body
+            ; jmp =>out
+        );
     }
 
     /// Out-of-line code: the budget exit, slow paths, the callout stop.
@@ -822,6 +929,9 @@ impl<'a> Emitter<'a> {
             self.count = x.count;
             self.sync();
             self.exit_or_loop(x.target);
+        }
+        for p in std::mem::take(&mut self.far_probes) {
+            self.far_probe(&p);
         }
         for s in std::mem::take(&mut self.slow) {
             self.slow_path(&s);
@@ -863,7 +973,9 @@ impl<'a> Emitter<'a> {
 
     fn insn(&mut self, i: usize) {
         self.cur = i;
+        self.ea_const = None;
         self.cur_slow = None;
+        self.cur_exit = None;
         self.refill_src = false;
         self.join(i);
         let count_before = self.count;
@@ -962,6 +1074,20 @@ impl<'a> Emitter<'a> {
                 self.indirect_exit();
             }
         }
+        if let Some((label, flags)) = self.cur_exit.take() {
+            let back = self.a.new_dynamic_label();
+            self.slow.push(SlowPath {
+                label,
+                back,
+                index: i,
+                count: count_before,
+                flags,
+                join_flags: 0,
+                branch: true,
+                refill_src: false,
+                join_r8: false,
+            });
+        }
         if let Some((label, flags)) = self.cur_slow.take() {
             let back = self.a.new_dynamic_label();
             dynasm!(self.a ; .arch x64 ; =>back);
@@ -977,8 +1103,38 @@ impl<'a> Emitter<'a> {
                 join_r8: self.r8_ram,
             });
         }
+        self.track_zero(&op);
         if op != Op::Callout && !op.is_branch() {
             self.count += 1;
+        }
+    }
+
+    /// Updates [`Emitter::zero`] and [`Emitter::in_ram`] after `op`.
+    fn track_zero(&mut self, op: &Op) {
+        if *op == Op::Callout {
+            self.zero = 0;
+            self.in_ram = [0; 8];
+            return;
+        }
+        let written = writes_regs(op);
+        for (n, &h) in GUEST.iter().enumerate() {
+            if written & (1 << h) != 0 {
+                self.zero &= !(1 << n);
+                self.in_ram[n] = 0;
+            }
+        }
+        let zeroed = match *op {
+            Op::Alu {
+                op: AluOp::Xor | AluOp::Sub,
+                size: Size::D,
+                dst: Operand::Reg(d),
+                src: Operand::Reg(s),
+            } if d == s && !d.high => Some(d.num),
+            Op::Mov { size: Size::D, dst: Operand::Reg(d), src: Operand::Imm(0) } if !d.high => Some(d.num),
+            _ => None,
+        };
+        if let Some(n) = zeroed {
+            self.zero |= 1 << n;
         }
     }
 
@@ -987,6 +1143,17 @@ impl<'a> Emitter<'a> {
         self.a.push(0xE9);
         let end = self.base + self.a.offset().0 + 4;
         self.a.push_i32(target.wrapping_sub(end) as i32);
+    }
+
+    /// The slow path of the current instruction that ends the block after it instead of
+    /// rejoining (created on first use).
+    fn exit_label(&mut self) -> DynamicLabel {
+        if let Some((l, _)) = self.cur_exit {
+            return l;
+        }
+        let l = self.a.new_dynamic_label();
+        self.cur_exit = Some((l, self.pending));
+        l
     }
 
     /// The slow path of the current instruction (created on first use).
@@ -1484,8 +1651,15 @@ impl<'a> Emitter<'a> {
 
     // ------------------------------------------------------------ memory
 
+    /// `addr` without the registers known to hold 0.
+    fn simplified(&self, addr: &Addr) -> Addr {
+        let known = |r: Option<u8>| r.filter(|&n| self.zero & (1 << n) == 0);
+        Addr { base: known(addr.base), index: known(addr.index), ..*addr }
+    }
+
     /// The effective address of `addr` into `dst` (32 bits; 16-bit addressing wraps).
     fn ea(&mut self, addr: &Addr, dst: u8) {
+        let addr = &self.simplified(addr);
         let disp = addr.disp as i32;
         match (addr.base, addr.index) {
             (None, None) => dynasm!(self.a ; .arch x64 ; mov Rd(dst), disp),
@@ -1520,10 +1694,17 @@ impl<'a> Emitter<'a> {
     /// The effective address of `addr` as a register: the base register itself for a plain
     /// `[reg]` (32-bit addressing, no index or displacement), else computed into rsi.
     fn ea_reg(&mut self, addr: &Addr) -> u8 {
+        let addr = self.simplified(addr);
+        self.ea_const = None;
         match (addr.base, addr.index, addr.disp, addr.addr16) {
             (Some(b), None, 0, false) => GUEST[b as usize],
+            (None, None, disp, addr16) => {
+                self.ea(&addr, RSI);
+                self.ea_const = Some(if addr16 { disp & 0xFFFF } else { disp });
+                RSI
+            }
             _ => {
-                self.ea(addr, RSI);
+                self.ea(&addr, RSI);
                 RSI
             }
         }
@@ -1547,6 +1728,7 @@ impl<'a> Emitter<'a> {
     ///   access [f.addend + lin]          (one compare, one add)
     /// ```
     fn probe(&mut self, seg: SegReg, size: Size, write: bool, ea: u8) -> MemRef {
+        let konst = self.ea_const.take().filter(|_| self.b.key.seg_class(seg) == SegClass::Flat);
         let slow = self.slow_label();
         self.host_flags = 0;
         let n = size.bytes() as i32;
@@ -1571,17 +1753,51 @@ impl<'a> Emitter<'a> {
                 return MemRef { index: None };
             }
         };
-        if !write && self.b.key.identity() && self.env.ram_direct >= 4096 {
+        let wmap = self.env.ram_write_map.filter(|_| write);
+        if self.b.key.identity() && self.env.ram_direct >= 4096 && (!write || wmap.is_some()) {
             let last = (self.env.ram_direct - n as u32) as i32;
             let base = self.env.ram_base as i64;
-            dynasm!(self.a
-                ; .arch x64
-                ; cmp Rd(lin), last
-                ; ja =>slow
-            );
+            // A constant address inside RAM needs no check, nor a register checked before.
+            let konst = konst.filter(|&c| c <= last as u32);
+            let guest = GUEST.iter().position(|&h| h == lin);
+            match guest {
+                _ if konst.is_some() => {}
+                Some(g) if self.in_ram[g] >= n as u8 => {}
+                Some(g) => {
+                    let exit = self.exit_label();
+                    dynasm!(self.a
+                        ; .arch x64
+                        ; cmp Rd(lin), last
+                        ; ja =>exit
+                    );
+                    self.in_ram[g] = n as u8;
+                }
+                None => dynasm!(self.a
+                    ; .arch x64
+                    ; cmp Rd(lin), last
+                    ; ja =>slow
+                ),
+            }
             if !self.r8_ram {
                 dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
                 self.r8_ram = true;
+            }
+            if let Some(map) = wmap {
+                // The page's direct-write byte; when clear, the TLB's fast view out of line
+                // (its addend for a RAM page is the RAM base too, so r8 is the same after).
+                let (probe, back) = (self.a.new_dynamic_label(), self.a.new_dynamic_label());
+                match konst.and_then(|c| map.checked_add((c >> 12) as i32)) {
+                    Some(byte) => dynasm!(self.a ; .arch x64 ; cmp BYTE [r8 + byte], 0),
+                    None => dynasm!(self.a
+                        ; .arch x64
+                        ; mov r9d, Rd(lin)
+                        ; shr r9d, 12
+                        ; cmp BYTE [r8 + r9 + map], 0
+                    ),
+                }
+                dynasm!(self.a ; .arch x64 ; je =>probe ; =>back);
+                let tag = self.fast_tag(true);
+                self.far_probes.push(FarProbe { label: probe, back, slow, lin, n, tag });
             }
             return MemRef { index: Some(lin) };
         }
@@ -1627,6 +1843,25 @@ impl<'a> Emitter<'a> {
             dynasm!(self.a ; .arch x64 ; =>have);
         }
         MemRef { index: Some(lin) }
+    }
+
+    /// The TLB probe of a store whose direct-write byte was clear (see [`Emitter::probe`]).
+    fn far_probe(&mut self, p: &FarProbe) {
+        let (label, back, slow, lin, n, tag) = (p.label, p.back, p.slow, p.lin, p.n, p.tag);
+        dynasm!(self.a
+            ; .arch x64
+            ; =>label
+            ; mov r9d, Rd(lin)
+            ; shr r9d, FAST_SHIFT
+            ; and r9d, FAST_INDEX_MASK
+            ; add r9, [rsp + F_TLB]
+            ; lea r8d, [Rq(lin) + n - 1]
+            ; and r8d, 0xFFFF_F000u32 as i32
+            ; cmp r8d, [r9 + tag]
+            ; jne =>slow
+            ; mov r8, [r9 + FAST_ADDEND]
+            ; jmp =>back
+        );
     }
 
     /// The offset in a `FastEntry` of the tag for this block's privilege and a read or write.
@@ -1715,6 +1950,7 @@ impl<'a> Emitter<'a> {
 
     /// The stack pointer moved by `delta` into rsi (the EA of a stack access).
     fn stack_ea(&mut self, delta: i32) {
+        self.ea_const = None;
         dynasm!(self.a ; .arch x64 ; lea esi, [r12 + delta]);
         if !self.b.key.stack32() {
             dynasm!(self.a ; .arch x64 ; movzx esi, si);
@@ -1945,6 +2181,24 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// `cmp d, [m]` (or `test`) on the host at `size`.
+    fn cmp_mem(&mut self, test: bool, size: Size, d: u8, m: MemRef) {
+        match (test, size, m.index) {
+            (false, Size::D, None) => dynasm!(self.a ; .arch x64 ; cmp Rd(d), [r8]),
+            (false, Size::W, None) => dynasm!(self.a ; .arch x64 ; cmp Rw(d), [r8]),
+            (false, Size::B, None) => dynasm!(self.a ; .arch x64 ; cmp Rb(d), [r8]),
+            (false, Size::D, Some(i)) => dynasm!(self.a ; .arch x64 ; cmp Rd(d), [r8 + Rq(i)]),
+            (false, Size::W, Some(i)) => dynasm!(self.a ; .arch x64 ; cmp Rw(d), [r8 + Rq(i)]),
+            (false, Size::B, Some(i)) => dynasm!(self.a ; .arch x64 ; cmp Rb(d), [r8 + Rq(i)]),
+            (true, Size::D, None) => dynasm!(self.a ; .arch x64 ; test [r8], Rd(d)),
+            (true, Size::W, None) => dynasm!(self.a ; .arch x64 ; test [r8], Rw(d)),
+            (true, Size::B, None) => dynasm!(self.a ; .arch x64 ; test [r8], Rb(d)),
+            (true, Size::D, Some(i)) => dynasm!(self.a ; .arch x64 ; test [r8 + Rq(i)], Rd(d)),
+            (true, Size::W, Some(i)) => dynasm!(self.a ; .arch x64 ; test [r8 + Rq(i)], Rw(d)),
+            (true, Size::B, Some(i)) => dynasm!(self.a ; .arch x64 ; test [r8 + Rq(i)], Rb(d)),
+        }
+    }
+
     /// `op d, imm` on the host at `size`.
     fn host_alu_ri(&mut self, op: AluOp, size: Size, d: u8, v: u32) {
         macro_rules! ri {
@@ -1981,6 +2235,21 @@ impl<'a> Emitter<'a> {
         }
     }
 
+    /// The flags of the current instruction are read by the conditional branch right after it
+    /// and by nothing else: that branch's fall-through needs none, and its taken path stays in
+    /// the block at an instruction that needs none (see [`Emitter::internal_target`]).
+    fn record_dies_at_branch(&self) -> bool {
+        let next = self.cur + 1;
+        match self.b.insns.get(next) {
+            Some(j @ crate::ir::Insn { op: Op::Jcc { target, .. }, .. }) => {
+                j.live_out == 0
+                    && next + 1 < self.b.insns.len()
+                    && self.internal_target(next, *target).is_some()
+            }
+            _ => false,
+        }
+    }
+
     /// The instruction may take a slow path (its record must then be fully derivable from
     /// registers or written eagerly, see [`Pending`]).
     fn has_slow_path(&self) -> bool {
@@ -1999,6 +2268,17 @@ impl<'a> Emitter<'a> {
             self.ensure_flags(flag::CF);
             dynasm!(self.a ; .arch x64 ; setc BYTE [rsp + F_TMP]);
         }
+        if let (Operand::Reg(g), Operand::Mem(addr), AluOp::Cmp | AluOp::Test) = (dst, src, op) {
+            if !g.high && self.record_dies_at_branch() {
+                // Only the branch that follows reads these flags: compare with memory in place.
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, size, false, ea);
+                self.cmp_mem(op == AluOp::Test, size, GUEST[g.num as usize], m);
+                self.host_flags = if op == AluOp::Test { flag::ALL & !flag::AF } else { flag::ALL };
+                self.pending = None;
+                return;
+            }
+        }
         let a = self.rmw_begin(&dst, size, op.writes());
         let b = self.src_val(&src, size, TB);
         let kind = match op {
@@ -2006,6 +2286,17 @@ impl<'a> Emitter<'a> {
             AluOp::Sub | AluOp::Sbb | AluOp::Cmp => FlagOp::Sub,
             _ => FlagOp::Logic,
         };
+        if !carry_in && matches!(a, Val::Host(_)) && self.record_dies_at_branch() {
+            // Only the branch that follows reads these flags, from the host's.
+            if op.writes() {
+                self.host_op(op, size, a, b, false);
+            } else {
+                self.host_cmp(op == AluOp::Test, size, a.reg().expect("a register"), b);
+            }
+            self.host_flags = if kind == FlagOp::Logic { flag::ALL & !flag::AF } else { flag::ALL };
+            self.pending = None;
+            return;
+        }
         // A memory source of ADD/SUB/CMP/TEST is kept in the frame, so the record can stay
         // pending (a slow path refills the slot from the record emu-core wrote).
         let b_src = match (a, b) {
@@ -2595,21 +2886,37 @@ impl<'a> Emitter<'a> {
             }
             return;
         }
-        let taken = self.a.new_dynamic_label();
-        self.branch_on(cc, taken);
         let count = self.count + 1;
         let flags = self.pending;
         if self.cur + 1 < self.b.insns.len() {
             // A side exit: the fall-through goes on in this block.
             let join = match self.loop_back(target, count) {
                 Some(back) => Some(back),
-                None => self.internal_target(target).map(Join::Wanted),
+                None => self.internal_target(self.cur, target).map(Join::Wanted),
             };
+            if let Some(Join::Wanted(j)) = join {
+                // Straight to the join when this branch's count is the one it adopts.
+                let r8_ram = self.r8_ram;
+                let label = self.a.new_dynamic_label();
+                let d = self.direct_joins[j].get_or_insert(DirectJoin { label, count, r8_ram });
+                if d.count == count {
+                    d.r8_ram &= r8_ram;
+                    let l = d.label;
+                    self.branch_on(cc, l);
+                    self.count = count;
+                    return;
+                }
+            }
+            let taken = self.a.new_dynamic_label();
+            self.branch_on(cc, taken);
             let epoch = self.epoch;
-            self.side_exits.push(SideExit { label: taken, count, flags, target, join, epoch });
+            let r8_ram = self.r8_ram;
+            self.side_exits.push(SideExit { label: taken, count, flags, target, join, epoch, r8_ram });
             self.count = count;
             return;
         }
+        let taken = self.a.new_dynamic_label();
+        self.branch_on(cc, taken);
         let back = self.loop_back(target, count);
         self.count = count;
         self.sync();
@@ -2647,15 +2954,17 @@ impl<'a> Emitter<'a> {
     }
 
     /// The entry of the loop copy for back edges with `count` instructions pending: a `lea`
-    /// adding them to r11, placed right before the copy's budget check for the first such count
+    /// adding them to r11 (and the RAM base to r8 when the copy expects it and this edge does
+    /// not have it), placed right before the copy's budget check for the first such entry
     /// (emitted later, out of line, for others).
     fn loop_entry(&mut self, count: u32) -> DynamicLabel {
-        if let Some(&(_, l, _)) = self.loop_entries.iter().find(|e| e.0 == count) {
-            return l;
+        let load_r8 = self.copy_r8 && !self.r8_ram;
+        if let Some(e) = self.loop_entries.iter().find(|e| e.count == count && e.load_r8 == load_r8) {
+            return e.label;
         }
-        let l = self.a.new_dynamic_label();
-        self.loop_entries.push((count, l, false));
-        l
+        let label = self.a.new_dynamic_label();
+        self.loop_entries.push(LoopEntry { count, load_r8, label, emitted: false });
+        label
     }
 
     /// A branch to `target` here can go straight to the loop copy (see [`Emitter::block`]).
@@ -2672,13 +2981,13 @@ impl<'a> Emitter<'a> {
     /// block: it is further on, no callout lies between (the count of retired instructions is
     /// then one the taken path can adjust by a constant), and no flag is live where it starts
     /// (so neither path has a record to hand over: the join starts with none).
-    fn internal_target(&self, target: u32) -> Option<usize> {
+    fn internal_target(&self, from: usize, target: u32) -> Option<usize> {
         if !self.env.chaining {
             return None;
         }
         let insns = &self.b.insns;
-        let j = (self.cur + 1..insns.len()).find(|&j| insns[j].eip == target)?;
-        let plain = insns[self.cur + 1..j].iter().all(|x| x.op != Op::Callout);
+        let j = (from + 1..insns.len()).find(|&j| insns[j].eip == target)?;
+        let plain = insns[from + 1..j].iter().all(|x| x.op != Op::Callout);
         (live_in(&insns[j]) == 0 && plain).then_some(j)
     }
 
@@ -2714,14 +3023,34 @@ impl<'a> Emitter<'a> {
         let epoch = self.epoch;
         let wanted = |x: &SideExit| matches!(x.join, Some(Join::Wanted(j)) if j == i) && x.epoch == epoch;
         let wanted_here = self.side_exits.iter().any(wanted);
-        if !wanted_here && !self.loop_heads[i] {
+        let direct = self.direct_joins[i];
+        if !wanted_here && !self.loop_heads[i] && direct.is_none() {
             return;
         }
-        // The flags are dead here (see `internal_target`); nothing else is assumed.
+        // The flags are dead here (see `internal_target`); r8 holds the RAM base if it does on
+        // every way in (a loop head's ways in are not all known yet); nothing else is assumed.
         self.pending = None;
         self.host_flags = 0;
-        self.r8_ram = false;
-        let l = self.a.new_dynamic_label();
+        self.zero = 0;
+        self.in_ram = [0; 8];
+        self.r8_ram = self.r8_ram
+            && !self.loop_heads[i]
+            && direct.is_none_or(|d| d.r8_ram)
+            && self.side_exits.iter().filter(|x| wanted(x)).all(|x| x.r8_ram);
+        let l = match direct {
+            Some(DirectJoin { label: l, count: at, .. }) => {
+                // The branch jumps here with its own count; the fall-through path takes on the
+                // same one by adding the difference to r11 (what has retired is r11 + count on
+                // every path, so this holds whatever was synced in between).
+                let delta = self.count as i32 - at as i32;
+                if delta != 0 {
+                    dynasm!(self.a ; .arch x64 ; lea r11, [r11 + delta]);
+                }
+                self.count = at;
+                l
+            }
+            None => self.a.new_dynamic_label(),
+        };
         dynasm!(self.a ; .arch x64 ; =>l);
         self.joins[i] = Some((l, self.count, epoch));
         let count = self.count as i32;
@@ -2740,13 +3069,11 @@ impl<'a> Emitter<'a> {
             match self.loop_state {
                 LoopState::Open => {
                     self.loop_state = LoopState::Wanted(self.pending);
-                    let l = self.loop_label;
-                    dynasm!(self.a ; .arch x64 ; jmp =>l);
+                    self.jump_to_copy();
                     return;
                 }
                 LoopState::Wanted(p) | LoopState::Emitting(p) if p == self.pending => {
-                    let l = self.loop_label;
-                    dynasm!(self.a ; .arch x64 ; jmp =>l);
+                    self.jump_to_copy();
                     return;
                 }
                 _ => {}

@@ -185,6 +185,8 @@ pub struct Jit {
     seen_memory: (usize, usize),
     /// Guest RAM for direct reads: host address of physical 0, bytes readable.
     ram: (usize, u32),
+    /// Where guest memory's direct-write map starts, from the RAM base.
+    ram_write_map: Option<i32>,
     seen_epoch: u64,
     seen_a20: bool,
     /// The TLB's (whole, non-global, single-page) flush counts last seen.
@@ -254,6 +256,7 @@ impl Jit {
             pending_link: None,
             seen_memory: (0, 0),
             ram: (0, 0),
+            ram_write_map: None,
             seen_epoch: 0,
             seen_a20: true,
             seen_tlb: (0, 0, 0),
@@ -575,6 +578,7 @@ impl Jit {
             count_blocks: self.options.count_blocks,
             ram_base: self.ram.0,
             ram_direct: self.ram.1,
+            ram_write_map: self.ram_write_map,
         };
         let compiled = match self.backend.compile(block, &env, self.arena.cursor()) {
             Ok(c) => c,
@@ -683,6 +687,7 @@ impl Jit {
             cpu.tlb.flush_fast();
             self.seen_memory = memory;
             self.ram = cpu.mem.direct_reads();
+            self.ram_write_map = cpu.mem.direct_writes();
         }
         if cpu.state.a20 != self.seen_a20 {
             cpu.tlb.flush_fast();
@@ -980,6 +985,11 @@ pub(crate) fn refresh_fast(cpu: &mut Cpu, lin: u32) {
     let phys = if cpu.state.a20 { phys } else { phys & !(1 << 20) };
     if let Some(host) = cpu.mem.host_page(phys) {
         cpu.tlb.set_fast(lin, phys, perms, host);
+        if host.writable {
+            // This page, and the one before it (which needs this one writable too).
+            cpu.mem.grant_direct_write(phys);
+            cpu.mem.grant_direct_write(phys.wrapping_sub(PAGE_SIZE as u32));
+        }
     }
 }
 
