@@ -19,8 +19,12 @@
 //!   used only when its last byte is in the same page, which the tag compare checks), guest RAM
 //!   directly while paging is off (`GuestMemory::direct_reads`: an access is used only when its
 //!   last byte is below the RAM size it was compiled for, which the runtime keeps equal to the
-//!   live mapping's by flushing every block when guest memory changes), and its own frame on
-//!   the host stack.
+//!   live mapping's by flushing every block when guest memory changes; that bound is checked
+//!   inline, or known from a constant address, or from an earlier check of the same unchanged
+//!   register in the same straight stretch of code, where a failed check left the block),
+//!   guest memory's direct-write map (`GuestMemory::direct_writes`: read only, one byte per RAM
+//!   page, in the same mapping right after RAM, indexed by the page of an address already
+//!   checked to be in RAM), and its own frame on the host stack.
 //! - All of these are reached from one `&mut Cpu` that [`enter`]'s caller gives up for the
 //!   duration of the call: no Rust reference to any of them is alive while generated code runs.
 //!   Generated code calls back only [`callout`] and [`arith_flags`], passing back the pointers it
