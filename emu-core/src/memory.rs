@@ -51,15 +51,16 @@
 //! conditions can become false for pages that were fine before, [`GuestMemory::protection_epoch`]
 //! changes, and a translator must then forget what it knew.
 //!
-//! The direct-write map ([`GuestMemory::direct_writes`]): one byte per RAM page, in the same
-//! memory file right after RAM (so generated code reaches it at a constant offset from the RAM
-//! base it already holds), set to 1 only while that page and the next are both directly
-//! writable in the sense above. Translated code running with paging off checks it before a
-//! store instead of probing the TLB. This module sets a byte only when asked
-//! ([`GuestMemory::grant_direct_write`], from the translator's TLB refill) and clears it itself
-//! wherever the epoch would change for that page, and for the page before it (a store that
-//! starts there may end in it). Guest accesses never reach the map: every access path is
-//! bounded by the RAM size.
+//! The direct-write map ([`GuestMemory::direct_writes`]): one byte per page of the 32-bit
+//! physical space, in the same memory file right after RAM (so generated code reaches it at a
+//! constant offset from the RAM base it already holds, for any 32-bit address, with no bound
+//! check), set to 1 only while that page and the next are both RAM and directly writable in
+//! the sense above. Translated code running with paging off checks it before a store instead
+//! of probing the TLB. This module sets a page's byte when the page first becomes dirty and
+//! when asked ([`GuestMemory::grant_direct_write`], from the translator's TLB refill), and
+//! clears it itself wherever the epoch would change for that page, and for the page before it
+//! (a store that starts there may end in it). Guest accesses never reach the map: every access
+//! path is bounded by the RAM size.
 
 use std::fs::File;
 
@@ -75,6 +76,11 @@ pub const MAX_ROM_SIZE: u64 = 16 << 20;
 
 /// End of the 32-bit physical address space.
 const PHYS_END: u64 = 1 << 32;
+
+/// Bytes in the direct-write map: one per page of the 32-bit physical space, so that any
+/// 32-bit address indexes it (see the module header). Pages of the memory file that are never
+/// written cost no host memory.
+const DIRECT_MAP_LEN: usize = 1 << 20;
 
 /// Granularity of self-modifying-code detection for translated code: 64 bytes, one bit per line
 /// in a page's [`u64`] line mask.
@@ -223,8 +229,7 @@ impl GuestMemory {
             .map_err(|e| host(e.into()))?;
         let file = File::from(fd);
         let pages = (size as usize).div_ceil(PAGE_SIZE);
-        let map_len = pages.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        file.set_len(size + map_len as u64).map_err(host)?;
+        file.set_len(size + DIRECT_MAP_LEN as u64).map_err(host)?;
         // The file is a memfd created just above and owned only by this struct: nothing else can
         // truncate or resize it while the mapping lives (`_file` is kept, set_len is never called
         // again), and every access goes through `MmapMut`'s slices, which borrow `self`.
@@ -280,13 +285,12 @@ impl GuestMemory {
     }
 
     /// Sets the direct-write byte of the page holding `addr` if it and the next page are
-    /// directly writable (the last page of RAM needs no next: a store never passes RAM's end
-    /// on that path). Pages are granted when they first become dirty, and when the translator
-    /// refills its TLB view for them.
+    /// directly writable (so RAM's last page never is: a store there may run past RAM). Pages
+    /// are granted when they first become dirty, and when the translator refills its TLB view
+    /// for them.
     pub fn grant_direct_write(&mut self, addr: u32) {
         let page = addr as usize / PAGE_SIZE;
-        let last = self.size() / PAGE_SIZE - 1;
-        if page <= last && self.page_writable(page) && (page == last || self.page_writable(page + 1)) {
+        if page + 1 < self.size() / PAGE_SIZE && self.page_writable(page) && self.page_writable(page + 1) {
             let at = self.ram_len + page;
             self.map[at] = 1;
         }
@@ -312,8 +316,7 @@ impl GuestMemory {
 
     /// The direct-write byte of the page holding `addr` (0 outside RAM).
     pub fn direct_write_granted(&self, addr: u32) -> bool {
-        let page = addr as usize / PAGE_SIZE;
-        page < self.size() / PAGE_SIZE && self.map[self.ram_len + page] != 0
+        self.map[self.ram_len + addr as usize / PAGE_SIZE] != 0
     }
 
     #[inline]
@@ -998,12 +1001,16 @@ mod tests {
         assert!(m.direct_write_granted(0x3000));
         m.mark_code(0x4000);
         assert!(!m.direct_write_granted(0x3000));
-        // The last page needs no next one; clearing the dirty record takes every grant away.
+        // RAM's last page never is (a store there may run past RAM); clearing the dirty record
+        // takes every grant away.
+        m.write_u8(0xE000, 1);
         m.write_u8(0xF000, 1);
         m.grant_direct_write(0xF000);
-        assert!(m.direct_write_granted(0xF000));
+        assert!(m.direct_write_granted(0xE000) && !m.direct_write_granted(0xF000));
         m.clear_dirty();
-        assert!(!m.direct_write_granted(0xF000));
+        assert!(!m.direct_write_granted(0xE000));
+        // Past RAM the map reads 0, up to the end of the 32-bit space.
+        assert!(!m.direct_write_granted(0x1_0000) && !m.direct_write_granted(0xFFFF_FFFF));
         // ROM, and the RAM page just below it, are never granted.
         let mut m = GuestMemory::new(0x10000).unwrap();
         for p in (0..0x10000).step_by(PAGE_SIZE) {
@@ -1023,20 +1030,19 @@ mod tests {
         let mut m = GuestMemory::new(0x2000).unwrap();
         m.write_u8(0x1000, 1);
         m.write_u8(0x0, 1);
-        m.grant_direct_write(0x1000);
-        assert!(m.direct_write_granted(0x1000));
+        assert!(m.direct_write_granted(0));
         // Just past RAM is where the map lives: open bus for the guest, map unchanged.
         assert_eq!(m.read_u32(0x2000), 0xFFFF_FFFF);
         m.write_u32(0x1FFE, 0);
-        m.write_u32(0x2000, 0);
-        m.write_u8(0x2001, 0);
-        assert!(m.direct_write_granted(0x1000));
-        assert!(!m.copy_run(0x2000, 0, 2) && !m.fill_run(0x2000, 0, 1, 2));
-        assert!(m.load(0x2000, &[0]).is_err());
+        m.write_u32(0x2000, 0x0101_0101);
+        m.write_u8(0x2001, 1);
+        assert!(!m.copy_run(0x2000, 0, 2) && !m.fill_run(0x2000, 0x0101_0101, 1, 2));
+        assert!(m.load(0x2000, &[1]).is_err());
         assert_eq!(m.ram().len(), 0x2000);
-        assert!(m.direct_write_granted(0x1000));
+        assert!(m.direct_write_granted(0) && !m.direct_write_granted(0x1000));
+        assert!(!m.direct_write_granted(0x2000) && !m.direct_write_granted(0x3000));
         // A clone starts with nothing granted.
-        assert!(!m.try_clone().unwrap().direct_write_granted(0x1000));
+        assert!(!m.try_clone().unwrap().direct_write_granted(0));
     }
 
     #[test]

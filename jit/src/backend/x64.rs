@@ -1755,9 +1755,34 @@ impl<'a> Emitter<'a> {
         };
         let wmap = self.env.ram_write_map.filter(|_| write);
         if self.b.key.identity() && self.env.ram_direct >= 4096 && (!write || wmap.is_some()) {
-            let last = (self.env.ram_direct - n as u32) as i32;
             let base = self.env.ram_base as i64;
-            // A constant address inside RAM needs no check, nor a register checked before.
+            if !self.r8_ram {
+                dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
+                self.r8_ram = true;
+            }
+            if let Some(map) = wmap {
+                // A store: its page's direct-write byte (which covers every 32-bit address,
+                // and is set only for RAM pages followed by another: no bound check); when
+                // clear, the TLB's fast view out of line (its addend for a RAM page is the RAM
+                // base too, so r8 is the same after).
+                let (probe, back) = (self.a.new_dynamic_label(), self.a.new_dynamic_label());
+                match konst.and_then(|c| map.checked_add((c >> 12) as i32)) {
+                    Some(byte) => dynasm!(self.a ; .arch x64 ; cmp BYTE [r8 + byte], 0),
+                    None => dynasm!(self.a
+                        ; .arch x64
+                        ; mov r9d, Rd(lin)
+                        ; shr r9d, 12
+                        ; cmp BYTE [r8 + r9 + map], 0
+                    ),
+                }
+                dynasm!(self.a ; .arch x64 ; je =>probe ; =>back);
+                let tag = self.fast_tag(true);
+                self.far_probes.push(FarProbe { label: probe, back, slow, lin, n, tag });
+                return MemRef { index: Some(lin) };
+            }
+            // A read: below RAM's end. A constant address inside RAM needs no check, nor a
+            // register checked before.
+            let last = (self.env.ram_direct - n as u32) as i32;
             let konst = konst.filter(|&c| c <= last as u32);
             let guest = GUEST.iter().position(|&h| h == lin);
             match guest {
@@ -1777,27 +1802,6 @@ impl<'a> Emitter<'a> {
                     ; cmp Rd(lin), last
                     ; ja =>slow
                 ),
-            }
-            if !self.r8_ram {
-                dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
-                self.r8_ram = true;
-            }
-            if let Some(map) = wmap {
-                // The page's direct-write byte; when clear, the TLB's fast view out of line
-                // (its addend for a RAM page is the RAM base too, so r8 is the same after).
-                let (probe, back) = (self.a.new_dynamic_label(), self.a.new_dynamic_label());
-                match konst.and_then(|c| map.checked_add((c >> 12) as i32)) {
-                    Some(byte) => dynasm!(self.a ; .arch x64 ; cmp BYTE [r8 + byte], 0),
-                    None => dynasm!(self.a
-                        ; .arch x64
-                        ; mov r9d, Rd(lin)
-                        ; shr r9d, 12
-                        ; cmp BYTE [r8 + r9 + map], 0
-                    ),
-                }
-                dynasm!(self.a ; .arch x64 ; je =>probe ; =>back);
-                let tag = self.fast_tag(true);
-                self.far_probes.push(FarProbe { label: probe, back, slow, lin, n, tag });
             }
             return MemRef { index: Some(lin) };
         }

@@ -48,6 +48,11 @@ pub struct CodeArena {
     used: usize,
 }
 
+/// Alignment of every allocation: a cache line, so that a block's code falls on lines the
+/// same way wherever it is placed (its speed then does not depend on what was translated before
+/// it).
+pub const ARENA_ALIGN: usize = 64;
+
 impl CodeArena {
     /// Maps an arena of `size` bytes (rounded up to host pages): dual-mapped where the host
     /// can, otherwise with protection flips on write.
@@ -121,14 +126,14 @@ impl CodeArena {
     }
 
     /// Appends `code` (assembled for [`CodeArena::cursor`]) and returns its address, or `None`
-    /// when it does not fit. Allocations are 16-byte aligned.
+    /// when it does not fit. Allocations are [`ARENA_ALIGN`]-byte aligned.
     pub fn alloc(&mut self, code: &[u8]) -> Option<usize> {
         if code.len() > self.free() {
             return None;
         }
         let at = self.cursor();
         self.write(at, code).ok()?;
-        self.used = (self.used + code.len()).div_ceil(16) * 16;
+        self.used = (self.used + code.len()).div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
         self.used = self.used.min(self.size);
         Some(at)
     }
@@ -212,16 +217,16 @@ mod tests {
         let start = a.cursor();
         let p = a.alloc(&[0xC3; 10]).unwrap();
         assert_eq!(p, start);
-        assert_eq!(a.used(), 16);
+        assert_eq!(a.used(), ARENA_ALIGN);
         let q = a.alloc(&[0x90; 3]).unwrap();
-        assert_eq!(q, p + 16);
+        assert_eq!(q, p + ARENA_ALIGN);
         a.patch(p + 1, &[1, 2]).unwrap();
         assert!(a.patch(p + 4096, &[0]).is_err(), "past the code in use");
         assert!(a.alloc(&vec![0; 8192]).is_none());
         // SAFETY: reading bytes of the arena's executable view (test only).
         let seen = unsafe { core::slice::from_raw_parts(p as *const u8, 4) };
         assert_eq!(seen, [0xC3, 1, 2, 0xC3], "written through the other view");
-        a.reset(16);
-        assert_eq!(a.cursor(), p + 16);
+        a.reset(ARENA_ALIGN);
+        assert_eq!(a.cursor(), p + ARENA_ALIGN);
     }
 }
