@@ -1258,7 +1258,7 @@ impl<'a> Emitter<'a> {
             self.jmp_to(exit);
             return;
         }
-        let mode = self.env.mode_id as i32;
+        let mode = i64::from(self.env.mode_id) << 32;
         let mask = (abi::JUMP_CACHE_ENTRIES - 1) as i32;
         let miss = self.a.new_dynamic_label();
         dynasm!(self.a
@@ -1268,11 +1268,22 @@ impl<'a> Emitter<'a> {
             ; xor r8d, Rd(TA)
             ; and r8d, mask
             ; shl r8d, 4
-            ; add r8, [rsp + F_JC]
-            ; mov r9d, mode
-            ; shl r9, 32
-            ; or r9, Rq(TA)
             ; mov rsi, [rsp + F_JC]
+            ; add r8, rsi
+        );
+        // The tag: mode id << 32 | EIP | the cache's generation (in the entry before the
+        // first).
+        if mode == 0 {
+            dynasm!(self.a ; .arch x64 ; mov r9d, Rd(TA));
+        } else {
+            dynasm!(self.a
+                ; .arch x64
+                ; mov r9, QWORD mode
+                ; or r9, Rq(TA)
+            );
+        }
+        dynasm!(self.a
+            ; .arch x64
             ; or r9, [rsi - 16]
             ; cmp r9, [r8]
             ; jne =>miss
