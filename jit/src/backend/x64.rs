@@ -22,7 +22,8 @@
 //!
 //! ```text
 //!   entry:   if retired + N > limit: goto budget              (N = guest instructions;
-//!                                                              r11 = retired − limit)
+//!                                                              r11 = retired − limit
+//!                                                              + SLACK)
 //!            frame.blocks += 1                                 (with --stats only)
 //!            <instruction 0> … <instruction n-1>               (fast paths only)
 //!            <exits>                                          (chained jmp, or jump cache)
@@ -97,6 +98,12 @@ const F_SRC: i32 = 48;
 const F_WIN: i32 = 56;
 /// The same for the current ESP window.
 const F_WIN_SP: i32 = 64;
+/// How far below the run's instruction limit the frame's limit is kept (r11 = retired −
+/// (limit − SLACK)): a block enters while r11 + its length <= SLACK, exactly as before, and a
+/// loop copy's back edge needs only `add r11, k ; jg out` to know that another pass of at most
+/// [`crate::frontend::MAX_BLOCK_INSNS`] instructions still fits.
+const SLACK: i32 = crate::frontend::MAX_BLOCK_INSNS as i32;
+
 /// Frame size: with the six callee-saved pushes and the return address, rsp stays 16-aligned.
 const FRAME: i32 = 72;
 
@@ -327,6 +334,7 @@ impl Backend for X64 {
             ; mov rax, [rdi + C_TLB]
             ; mov [rsp + F_TLB], rax
             ; mov rax, [rdi + C_LIMIT]
+            ; sub rax, SLACK
             ; mov [rsp + F_LIMIT], rax
             ; mov rax, [rdi + C_JC]
             ; mov [rsp + F_JC], rax
@@ -608,7 +616,6 @@ struct Emitter<'a> {
     /// r8 holds the RAM base (a direct read set it, nothing has changed it since).
     r8_ram: bool,
     /// The loop copy of the body (see [`Emitter::block`]).
-    loop_label: DynamicLabel,
     /// The loop copy's body, past its budget check, and where a failed check goes.
     loop_body: DynamicLabel,
     loop_out: DynamicLabel,
@@ -762,7 +769,6 @@ impl<'a> Emitter<'a> {
         let mut a = Asm::new(base);
         let stop = a.new_dynamic_label();
         let budget = a.new_dynamic_label();
-        let loop_label = a.new_dynamic_label();
         let (loop_body, loop_out) = (a.new_dynamic_label(), a.new_dynamic_label());
         Emitter {
             a,
@@ -784,7 +790,6 @@ impl<'a> Emitter<'a> {
             side_exits: Vec::new(),
             refill_src: false,
             r8_ram: false,
-            loop_label,
             loop_body,
             loop_out,
             loop_state: LoopState::Open,
@@ -809,7 +814,7 @@ impl<'a> Emitter<'a> {
         let budget = self.budget;
         dynasm!(self.a
             ; .arch x64
-            ; cmp r11, -n
+            ; cmp r11, SLACK - n
             ; jg =>budget
         );
         self.body_offset = self.a.offset().0;
@@ -821,19 +826,13 @@ impl<'a> Emitter<'a> {
             // The loop copy: entered only from back edges that leave `flags` pending. Its own
             // budget check writes that record before it leaves.
             self.loop_state = LoopState::Emitting(flags);
-            let (l, out, body) = (self.loop_label, self.loop_out, self.loop_body);
+            let (out, body) = (self.loop_out, self.loop_body);
             if let Some(e) = self.loop_entries.first_mut() {
                 e.emitted = true;
                 let e = *e;
                 self.emit_loop_entry(e);
             }
-            dynasm!(self.a
-                ; .arch x64
-                ; =>l
-                ; cmp r11, -n
-                ; jg =>out
-                ; =>body
-            );
+            dynasm!(self.a ; .arch x64 ; =>body);
             self.pending = flags;
             self.host_flags = 0;
             self.count = 0;
@@ -845,7 +844,7 @@ impl<'a> Emitter<'a> {
             dynasm!(self.a ; .arch x64 ; jmp =>budget);
             for e in std::mem::take(&mut self.loop_entries).into_iter().filter(|e| !e.emitted) {
                 self.emit_loop_entry(e);
-                dynasm!(self.a ; .arch x64 ; jmp =>l);
+                dynasm!(self.a ; .arch x64 ; jmp =>body);
             }
         }
         self.tail();
@@ -871,11 +870,18 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// The code of a way into the loop copy: the back edge's count to r11, the RAM base to r8
-    /// if the copy needs it and the edge does not have it.
+    /// The code of a way into the loop copy: the back edge's count to r11, and out if another
+    /// pass might not fit (see [`SLACK`]: the check is conservative by up to SLACK − n
+    /// instructions, which the dispatcher and the interpreter then run exactly), the RAM base
+    /// to r8 if the copy needs it and the edge does not have it.
     fn emit_loop_entry(&mut self, e: LoopEntry) {
-        let (k, label) = (e.count as i32, e.label);
-        dynasm!(self.a ; .arch x64 ; =>label ; lea r11, [r11 + k]);
+        let (k, label, out) = (e.count as i32, e.label, self.loop_out);
+        dynasm!(self.a
+            ; .arch x64
+            ; =>label
+            ; add r11, k
+            ; jg =>out
+        );
         if e.load_r8 {
             let base = self.env.ram_base as i64;
             dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
@@ -893,7 +899,7 @@ impl<'a> Emitter<'a> {
         let (n, body, out) = (self.b.insns.len() as i32, self.loop_body, self.loop_out);
         dynasm!(self.a
             ; .arch x64
-            ; cmp r11, -n
+            ; cmp r11, SLACK - n
             ; jle =>body
             ; jmp =>out
         );
@@ -954,7 +960,7 @@ impl<'a> Emitter<'a> {
             dynasm!(self.a
                 ; .arch x64
                 ; =>stub
-                ; cmp r11, -most
+                ; cmp r11, SLACK - most
                 ; jg =>back
             );
             self.a.push(0xE9);
@@ -1074,43 +1080,34 @@ impl<'a> Emitter<'a> {
                 self.indirect_exit();
             }
         }
-        if let Some((label, flags)) = self.cur_exit.take() {
+        // The slow paths of this instruction: the one that leaves the block after it (a failed
+        // check later code relies on), and the one that rejoins here.
+        for (way, rejoins) in [(self.cur_exit.take(), false), (self.cur_slow.take(), true)] {
+            let Some((label, flags)) = way else { continue };
             let back = self.a.new_dynamic_label();
+            if rejoins {
+                dynasm!(self.a ; .arch x64 ; =>back);
+            }
             self.slow.push(SlowPath {
                 label,
                 back,
                 index: i,
                 count: count_before,
                 flags,
-                join_flags: 0,
-                branch: true,
-                refill_src: false,
-                join_r8: false,
+                join_flags: if rejoins { self.host_flags } else { 0 },
+                branch: !rejoins || op.is_branch(),
+                refill_src: rejoins && self.refill_src,
+                join_r8: rejoins && self.r8_ram,
             });
         }
-        if let Some((label, flags)) = self.cur_slow.take() {
-            let back = self.a.new_dynamic_label();
-            dynasm!(self.a ; .arch x64 ; =>back);
-            self.slow.push(SlowPath {
-                label,
-                back,
-                index: i,
-                count: count_before,
-                flags,
-                join_flags: self.host_flags,
-                branch: op.is_branch(),
-                refill_src: self.refill_src,
-                join_r8: self.r8_ram,
-            });
-        }
-        self.track_zero(&op);
+        self.track_regs(&op);
         if op != Op::Callout && !op.is_branch() {
             self.count += 1;
         }
     }
 
     /// Updates [`Emitter::zero`] and [`Emitter::in_ram`] after `op`.
-    fn track_zero(&mut self, op: &Op) {
+    fn track_regs(&mut self, op: &Op) {
         if *op == Op::Callout {
             self.zero = 0;
             self.in_ram = [0; 8];
@@ -3025,7 +3022,7 @@ impl<'a> Emitter<'a> {
         let out = self.a.new_dynamic_label();
         dynasm!(self.a
             ; .arch x64
-            ; cmp r11, -need
+            ; cmp r11, SLACK - need
             ; jg =>out
             ; lea r11, [r11 + delta]
             ; jmp =>join
