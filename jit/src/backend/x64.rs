@@ -888,18 +888,24 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// An unconditional jump into the loop copy (the count is synced): the RAM base to r8 if
-    /// the copy expects it there, then the copy's budget check, done here so that the jump
-    /// goes straight to its body.
+    /// An unconditional jump into the loop copy: the RAM base to r8 if the copy expects it
+    /// there, then the count to r11 and the copy's budget check in one add-and-branch (see
+    /// [`SLACK`]), so that the jump goes straight to the copy's body.
     fn jump_to_copy(&mut self) {
         if self.copy_r8 && !self.r8_ram {
             let base = self.env.ram_base as i64;
             dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
         }
-        let (n, body, out) = (self.b.insns.len() as i32, self.loop_body, self.loop_out);
+        let (k, body, out) = (self.count as i32, self.loop_body, self.loop_out);
+        self.count = 0;
+        if k > 0 {
+            self.epoch += 1;
+            dynasm!(self.a ; .arch x64 ; add r11, k);
+        } else {
+            dynasm!(self.a ; .arch x64 ; test r11, r11);
+        }
         dynasm!(self.a
             ; .arch x64
-            ; cmp r11, SLACK - n
             ; jle =>body
             ; jmp =>out
         );
@@ -1043,7 +1049,8 @@ impl<'a> Emitter<'a> {
             Op::Nop => {}
             Op::Callout => self.callout(),
             Op::Jmp { target } => {
-                self.sync_including_current();
+                // Counted (synced) on the way out: into the loop copy by its budget check.
+                self.count += 1;
                 self.exit_or_loop(target);
             }
             Op::Jcc { cc, target } => self.jcc(cc, target),
@@ -3075,7 +3082,7 @@ impl<'a> Emitter<'a> {
 
     /// A terminal exit to `target`: back to the loop copy of this block when `target` is its
     /// own start and the record pending here is the one the copy starts with (see
-    /// [`Emitter::block`]); otherwise out.
+    /// [`Emitter::block`]); otherwise out. The instructions pending are counted either way.
     fn exit_or_loop(&mut self, target: u32) {
         if target == self.b.eip && self.env.chaining {
             match self.loop_state {
@@ -3091,6 +3098,7 @@ impl<'a> Emitter<'a> {
                 _ => {}
             }
         }
+        self.sync();
         self.direct_exit(target);
     }
 
