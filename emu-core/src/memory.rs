@@ -284,15 +284,18 @@ impl GuestMemory {
             && !self.is_rom(a as u32)
     }
 
-    /// Sets the direct-write byte of the page holding `addr` if it and the next page are
-    /// directly writable (so RAM's last page never is: a store there may run past RAM). Pages
-    /// are granted when they first become dirty, and when the translator refills its TLB view
-    /// for them.
+    /// Sets the direct-write bytes that page `addr` being writable may allow: its own and the
+    /// previous page's, each if that page and the next are directly writable (so RAM's last
+    /// page never is: a store there may run past RAM). Asked when a page first becomes dirty,
+    /// and when the translator refills its TLB view for it.
+    #[cold]
     pub fn grant_direct_write(&mut self, addr: u32) {
         let page = addr as usize / PAGE_SIZE;
-        if page + 1 < self.size() / PAGE_SIZE && self.page_writable(page) && self.page_writable(page + 1) {
-            let at = self.ram_len + page;
-            self.map[at] = 1;
+        for p in page.saturating_sub(1)..=page {
+            if p + 1 < self.size() / PAGE_SIZE && self.page_writable(p) && self.page_writable(p + 1) {
+                let at = self.ram_len + p;
+                self.map[at] = 1;
+            }
         }
     }
 
@@ -315,7 +318,8 @@ impl GuestMemory {
     }
 
     /// The direct-write byte of the page holding `addr` (0 outside RAM).
-    pub fn direct_write_granted(&self, addr: u32) -> bool {
+    #[cfg(test)]
+    fn direct_write_granted(&self, addr: u32) -> bool {
         self.map[self.ram_len + addr as usize / PAGE_SIZE] != 0
     }
 
@@ -326,20 +330,10 @@ impl GuestMemory {
         let dirty = self.dirty[word];
         if dirty & bit == 0 {
             self.dirty[word] = dirty | bit;
-            self.first_write(page);
+            self.grant_direct_write((page * PAGE_SIZE) as u32);
         }
         if (self.code[word] | self.jit_pages[word]) & bit != 0 {
             self.mark_code_write(addr);
-        }
-    }
-
-    /// Page `page` just became dirty: it, and the page before it, may now be written directly.
-    #[cold]
-    fn first_write(&mut self, page: usize) {
-        let addr = (page * PAGE_SIZE) as u32;
-        self.grant_direct_write(addr);
-        if page > 0 {
-            self.grant_direct_write(addr - PAGE_SIZE as u32);
         }
     }
 

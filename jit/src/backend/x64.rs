@@ -883,9 +883,14 @@ impl<'a> Emitter<'a> {
             ; jg =>out
         );
         if e.load_r8 {
-            let base = self.env.ram_base as i64;
-            dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
+            self.load_ram_base();
         }
+    }
+
+    /// `mov r8, <RAM base>`.
+    fn load_ram_base(&mut self) {
+        let base = self.env.ram_base as i64;
+        dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
     }
 
     /// An unconditional jump into the loop copy: the RAM base to r8 if the copy expects it
@@ -893,8 +898,7 @@ impl<'a> Emitter<'a> {
     /// [`SLACK`]), so that the jump goes straight to the copy's body.
     fn jump_to_copy(&mut self) {
         if self.copy_r8 && !self.r8_ram {
-            let base = self.env.ram_base as i64;
-            dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
+            self.load_ram_base();
         }
         let (k, body, out) = (self.count as i32, self.loop_body, self.loop_out);
         self.count = 0;
@@ -1395,8 +1399,7 @@ impl<'a> Emitter<'a> {
             self.regen_flags();
         }
         if s.join_r8 {
-            let base = self.env.ram_base as i64;
-            dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
+            self.load_ram_base();
         }
         let back = s.back;
         dynasm!(self.a ; .arch x64 ; jmp =>back);
@@ -1727,11 +1730,12 @@ impl<'a> Emitter<'a> {
 
     /// The inline fast path for an access of `size` bytes at offset `ea` in `seg`; on success
     /// the access goes to the returned address, on a miss (or a failed segment check) control
-    /// goes to the instruction's slow path. Reads while linear addresses are physical:
+    /// goes to the instruction's slow path. While linear addresses are physical:
     ///
     /// ```text
     ///   lin  = seg.base + off            (Simple: after off + size - 1 <= seg.limit)
-    ///   if lin > ram_size - size: goto slow
+    ///   read:  if lin > ram_size - size: goto slow (or leave; skipped when already known)
+    ///   store: if direct_write_map[lin >> 12] == 0: goto the TLB probe below, out of line
     ///   access [ram_base + lin]
     /// ```
     ///
@@ -1770,9 +1774,8 @@ impl<'a> Emitter<'a> {
         };
         let wmap = self.env.ram_write_map.filter(|_| write);
         if self.b.key.identity() && self.env.ram_direct >= 4096 && (!write || wmap.is_some()) {
-            let base = self.env.ram_base as i64;
             if !self.r8_ram {
-                dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
+                self.load_ram_base();
                 self.r8_ram = true;
             }
             if let Some(map) = wmap {

@@ -986,9 +986,7 @@ pub(crate) fn refresh_fast(cpu: &mut Cpu, lin: u32) {
     if let Some(host) = cpu.mem.host_page(phys) {
         cpu.tlb.set_fast(lin, phys, perms, host);
         if host.writable {
-            // This page, and the one before it (which needs this one writable too).
             cpu.mem.grant_direct_write(phys);
-            cpu.mem.grant_direct_write(phys.wrapping_sub(PAGE_SIZE as u32));
         }
     }
 }
