@@ -2310,12 +2310,7 @@ impl<'a> Emitter<'a> {
         };
         if !carry_in && matches!(a, Val::Host(_)) && self.record_dies_at_branch() {
             // Only the branch that follows reads these flags, from the host's.
-            if op.writes() {
-                self.host_op(op, size, a, b, false);
-            } else {
-                self.host_cmp(op == AluOp::Test, size, a.reg().expect("a register"), b);
-            }
-            self.host_flags = if kind == FlagOp::Logic { flag::ALL & !flag::AF } else { flag::ALL };
+            self.alu_on_host(op, kind, size, a, b, false);
             self.pending = None;
             return;
         }
@@ -2365,18 +2360,22 @@ impl<'a> Emitter<'a> {
         };
         match deferred {
             Some(p) => {
-                if op.writes() {
-                    self.host_op(op, size, a, b, carry_in);
-                } else {
-                    // The result is not needed (the record derives it): CMP/TEST themselves.
-                    let d = a.reg().expect("a register");
-                    self.host_cmp(op == AluOp::Test, size, d, b);
-                }
-                self.host_flags = if kind == FlagOp::Logic { flag::ALL & !flag::AF } else { flag::ALL };
+                self.alu_on_host(op, kind, size, a, b, carry_in);
                 self.pending = if live != 0 { Some(p) } else { None };
             }
             None => self.alu_eager(op, kind, size, &dst, a, b, live, carry_in),
         }
+    }
+
+    /// The operation on the host for its result and flags, which the host's EFLAGS then hold
+    /// (CMP and TEST only compare: their result is not needed).
+    fn alu_on_host(&mut self, op: AluOp, kind: FlagOp, size: Size, a: Val, b: Val, carry_in: bool) {
+        if op.writes() {
+            self.host_op(op, size, a, b, carry_in);
+        } else {
+            self.host_cmp(op == AluOp::Test, size, a.reg().expect("a register"), b);
+        }
+        self.host_flags = if kind == FlagOp::Logic { flag::ALL & !flag::AF } else { flag::ALL };
     }
 
     /// `op a, b` on the host (CMP and TEST on a copy in r9); returns where the result is.
