@@ -647,6 +647,73 @@ fn branches_inside_a_block_keep_exact_counts() {
 }
 
 #[test]
+fn inner_loops_keep_their_flags_and_counts_in_the_blocks_loop_copies() {
+    // One block holds an outer loop whose head follows set-up code, and an inner loop whose
+    // head is a memory access that reads CF (ADC): both get loop copies that start with the
+    // record their back edges leave pending (the inner one CMP's, so CF = 1 there), with a
+    // forward branch and a read-modify-write store inside. The runs are long enough for budget
+    // exits to fall inside either copy, which must write that record before leaving.
+    const OUTER: u32 = 20_000;
+    let elf = kernel(|a, _| {
+        let (mut fill, mut outer, mut inner, mut skip) =
+            (a.create_label(), a.create_label(), a.create_label(), a.create_label());
+        a.mov(ecx, 0u32)?;
+        a.set_label(&mut fill)?;
+        a.imul_3(eax, ecx, 0x0101_0101)?;
+        a.mov(dword_ptr(ecx * 4 + 0x20_0000), eax)?;
+        a.inc(ecx)?;
+        a.cmp(ecx, 128u32)?;
+        a.jb(fill)?;
+        a.mov(esi, 0x20_0000u32)?;
+        a.mov(ecx, OUTER)?;
+        a.xor(eax, eax)?;
+        a.set_label(&mut outer)?;
+        a.xor(edx, edx)?;
+        a.set_label(&mut inner)?;
+        a.adc(eax, dword_ptr(esi + edx * 4))?;
+        a.test(al, 2u32)?;
+        a.jz(skip)?;
+        a.add(dword_ptr(esi + edx * 4), 3u32)?;
+        a.set_label(&mut skip)?;
+        a.inc(edx)?;
+        a.cmp(edx, 7u32)?;
+        a.jb(inner)?;
+        a.add(esi, 4u32)?;
+        a.and(esi, 0x0020_00FFu32)?;
+        a.dec(ecx)?;
+        a.jnz(outer)?;
+        Ok(outer)
+    });
+    let mut mem = vec![0u8; 0x200];
+    for i in 0..128u32 {
+        let at = 4 * i as usize;
+        mem[at..at + 4].copy_from_slice(&i.wrapping_mul(0x0101_0101).to_le_bytes());
+    }
+    let (mut sum, mut base) = (0u32, 0usize);
+    for _ in 0..OUTER {
+        let mut carry = 0u32; // XOR clears CF; the back edge leaves CMP's CF = 1
+        for i in 0..7 {
+            let at = base + 4 * i;
+            let v = u32::from_le_bytes(mem[at..at + 4].try_into().unwrap());
+            sum = sum.wrapping_add(v).wrapping_add(carry);
+            if sum & 2 != 0 {
+                mem[at..at + 4].copy_from_slice(&v.wrapping_add(3).to_le_bytes());
+            }
+            carry = 1;
+        }
+        base = (base + 4) & 0xFF;
+    }
+    let ((_, out, _), stats) = everywhere(&elf, 10_000_000, JitOptions::default());
+    assert_eq!(out, hex(sum));
+    assert!(stats.blocks_translated > 0);
+    for max in [5_000, 5_001, 5_002, 5_003, 77_777, 123_457] {
+        let ((exit, _, retired), _) = everywhere(&elf, max, JitOptions::default());
+        assert_eq!(exit, Exit::StepLimit, "{max}");
+        assert!(retired <= max, "{max}: {retired}");
+    }
+}
+
+#[test]
 fn a_store_straddling_into_translated_code_with_paging_off_is_caught() {
     // With paging off, stores check their page's direct-write byte. Pages D = 0x2FF000 and
     // C = 0x300000 are both written first (D may then be written directly); then a routine is

@@ -104,6 +104,10 @@ const F_WIN_SP: i32 = 64;
 /// [`crate::frontend::MAX_BLOCK_INSNS`] instructions still fits.
 const SLACK: i32 = crate::frontend::MAX_BLOCK_INSNS as i32;
 
+/// Most loop copies of one block (see [`Emitter::block`]): each repeats the block from its
+/// loop head on.
+const MAX_COPIES: usize = 3;
+
 /// Frame size: with the six callee-saved pushes and the return address, rsp stays 16-aligned.
 const FRAME: i32 = 72;
 
@@ -615,20 +619,21 @@ struct Emitter<'a> {
     refill_src: bool,
     /// r8 holds the RAM base (a direct read set it, nothing has changed it since).
     r8_ram: bool,
-    /// The loop copy of the body (see [`Emitter::block`]).
-    /// The loop copy's body, past its budget check, and where a failed check goes.
-    loop_body: DynamicLabel,
-    loop_out: DynamicLabel,
-    loop_state: LoopState,
+    /// Loop copies of the block (see [`Emitter::block`]), in the order they were asked for.
+    copies: Vec<LoopCopy>,
+    /// No further loop copy may be asked for (their code has been emitted).
+    copies_sealed: bool,
     /// Instructions a later conditional branch of the block loops back to (see [`Join`]).
     /// The frame window each instruction's memory access goes through, if any.
     wins: Vec<Option<Window>>,
     loop_heads: Vec<bool>,
     /// The join points bound so far in the body being emitted: label, count and epoch there.
     joins: Vec<Option<(DynamicLabel, u32, u32)>>,
-    /// Entries of the loop copy by count (see [`Emitter::loop_entry`]); emitted yet?
-    loop_entries: Vec<LoopEntry>,
-    /// The loop copy starts with the RAM base in r8 (every way into it puts it there).
+    /// The first instruction of the body being emitted.
+    head: usize,
+    /// The count and epoch where each instruction of the body being emitted starts.
+    starts: Vec<Option<(u32, u32)>>,
+    /// Loop copies start with the RAM base in r8 (every way into them puts it there).
     copy_r8: bool,
     /// How many times the count has gone to r11 so far: a join needs the same on both sides
     /// (the count each carries is then relative to the same point).
@@ -676,7 +681,24 @@ struct DirectJoin {
     r8_ram: bool,
 }
 
-/// A way into the loop copy from a back edge (see [`Emitter::loop_entry`]).
+/// A copy of the block from a loop head to its end, entered only from back edges to that head
+/// (see [`Emitter::block`]).
+struct LoopCopy {
+    /// The loop head: the index of its first instruction (0: the block's start).
+    head: usize,
+    /// The flag record every back edge into it leaves pending, which the copy starts with.
+    flags: Option<Pending>,
+    /// Its body, past its budget check, and where a failed check goes.
+    body: DynamicLabel,
+    out: DynamicLabel,
+    /// Its ways in, by count (see [`Emitter::loop_entry`]).
+    entries: Vec<LoopEntry>,
+    /// The count its own back edges will likely carry: their way in goes right before the
+    /// body, the others jump to it.
+    hot: u32,
+}
+
+/// A way into a loop copy from a back edge (see [`Emitter::loop_entry`]).
 #[derive(Clone, Copy, Debug)]
 struct LoopEntry {
     /// Instructions the back edge has pending (added to r11 on the way in).
@@ -718,19 +740,6 @@ enum Join {
     Back(DynamicLabel, i32, i32),
 }
 
-/// A block that branches back to its own start gets a second copy of its body, entered only
-/// from those back edges, which starts with the flag record the back edge leaves pending: the
-/// loop then runs without writing that record on every iteration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LoopState {
-    /// No back edge seen yet.
-    Open,
-    /// The first copy has a back edge leaving this record pending.
-    Wanted(Option<Pending>),
-    /// The loop copy is being emitted, starting with this record.
-    Emitting(Option<Pending>),
-}
-
 macro_rules! cc_arms {
     ($cc:expr, $($n:literal => $body:expr),* $(,)?) => {
         match $cc.0 {
@@ -769,7 +778,6 @@ impl<'a> Emitter<'a> {
         let mut a = Asm::new(base);
         let stop = a.new_dynamic_label();
         let budget = a.new_dynamic_label();
-        let (loop_body, loop_out) = (a.new_dynamic_label(), a.new_dynamic_label());
         Emitter {
             a,
             base,
@@ -790,14 +798,14 @@ impl<'a> Emitter<'a> {
             side_exits: Vec::new(),
             refill_src: false,
             r8_ram: false,
-            loop_body,
-            loop_out,
-            loop_state: LoopState::Open,
+            copies: Vec::new(),
+            copies_sealed: false,
             loop_heads: loop_heads(b, env),
             wins: frame_windows(b),
             joins: Vec::new(),
+            starts: Vec::new(),
+            head: 0,
             epoch: 0,
-            loop_entries: Vec::new(),
             copy_r8: b.key.identity() && env.ram_direct >= 4096,
             direct_joins: Vec::new(),
             far_probes: Vec::new(),
@@ -809,56 +817,90 @@ impl<'a> Emitter<'a> {
 
     // ------------------------------------------------------------ block structure
 
+    /// The block: its budget check, the body, then the loop copies.
+    ///
+    /// A back edge to an instruction of the block (its start, or a loop head inside it) goes to
+    /// a copy of the block from that instruction on, entered only from back edges that leave
+    /// the same flag record pending, which the copy starts with: the loop then runs without
+    /// writing that record on every pass, and without leaving the block to enter the loop
+    /// head's own translation. A copy may ask for another (an inner loop's copy branching back
+    /// to the outer loop's head); each is emitted once, after the ones before it.
     fn block(&mut self) {
         let n = self.b.insns.len() as i32;
         let budget = self.budget;
-        dynasm!(self.a
-            ; .arch x64
-            ; cmp r11, SLACK - n
-            ; jg =>budget
-        );
+        self.cmp_r11(SLACK - n);
+        dynasm!(self.a ; .arch x64 ; jg =>budget);
         self.body_offset = self.a.offset().0;
         if self.env.count_blocks {
             dynasm!(self.a ; .arch x64 ; add QWORD [rsp + F_BLOCKS], 1);
         }
-        self.body(false);
-        if let LoopState::Wanted(flags) = self.loop_state {
-            // The loop copy: entered only from back edges that leave `flags` pending. Its own
-            // budget check writes that record before it leaves.
-            self.loop_state = LoopState::Emitting(flags);
-            let (out, body) = (self.loop_out, self.loop_body);
-            if let Some(e) = self.loop_entries.first_mut() {
-                e.emitted = true;
-                let e = *e;
-                self.emit_loop_entry(e);
-            }
-            dynasm!(self.a ; .arch x64 ; =>body);
-            self.pending = flags;
-            self.host_flags = 0;
-            self.count = 0;
-            self.body(self.copy_r8);
-            dynasm!(self.a ; .arch x64 ; =>out);
-            self.pending = flags;
-            self.materialize(true);
-            let budget = self.budget;
-            dynasm!(self.a ; .arch x64 ; jmp =>budget);
-            for e in std::mem::take(&mut self.loop_entries).into_iter().filter(|e| !e.emitted) {
-                self.emit_loop_entry(e);
+        self.body(0, false);
+        let mut k = 0;
+        while k < self.copies.len() {
+            self.emit_copy(k);
+            k += 1;
+        }
+        self.copies_sealed = true;
+        for k in 0..self.copies.len() {
+            let body = self.copies[k].body;
+            let entries = std::mem::take(&mut self.copies[k].entries);
+            for e in entries.into_iter().filter(|e| !e.emitted) {
+                self.emit_loop_entry(k, e);
                 dynasm!(self.a ; .arch x64 ; jmp =>body);
             }
         }
         self.tail();
     }
 
-    /// The instructions and the fall-through exit.
+    /// Loop copy `k`: its first way in (falling into it), its body, and its budget exit, which
+    /// writes the record it started with before it leaves for the loop head.
+    fn emit_copy(&mut self, k: usize) {
+        let LoopCopy { head, flags, body, out, hot, .. } = self.copies[k];
+        let entries = &mut self.copies[k].entries;
+        let e = match entries.iter_mut().find(|e| e.count == hot && !e.load_r8) {
+            Some(e) => e,
+            None => {
+                let label = self.a.new_dynamic_label();
+                entries.push(LoopEntry { count: hot, load_r8: false, label, emitted: false });
+                entries.last_mut().expect("just pushed")
+            }
+        };
+        e.emitted = true;
+        let e = *e;
+        self.emit_loop_entry(k, e);
+        dynasm!(self.a ; .arch x64 ; =>body);
+        self.pending = flags;
+        self.host_flags = 0;
+        self.count = 0;
+        self.body(head, self.copy_r8);
+        dynasm!(self.a ; .arch x64 ; =>out);
+        self.pending = flags;
+        self.materialize(true);
+        if head == 0 {
+            let budget = self.budget;
+            dynasm!(self.a ; .arch x64 ; jmp =>budget);
+        } else {
+            let at = self.b.insns[head].eip as i32;
+            dynasm!(self.a
+                ; .arch x64
+                ; mov DWORD [rbp + S_EIP], at
+                ; mov esi, reason::BUDGET as i32
+            );
+            self.jmp_to(self.env.exit);
+        }
+    }
+
+    /// The instructions from `from` on and the fall-through exit.
     /// `r8_ram`: r8 holds the RAM base on every way in.
-    fn body(&mut self, r8_ram: bool) {
+    fn body(&mut self, from: usize, r8_ram: bool) {
+        self.head = from;
         self.r8_ram = r8_ram;
         self.zero = 0;
         self.in_ram = [0; 8];
         self.joins = vec![None; self.b.insns.len()];
+        self.starts = vec![None; self.b.insns.len()];
         self.direct_joins = vec![None; self.b.insns.len()];
-        for i in 0..self.b.insns.len() {
+        for i in from..self.b.insns.len() {
             self.insn(i);
         }
         match self.b.end {
@@ -870,20 +912,63 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// The code of a way into the loop copy: the back edge's count to r11, and out if another
+    /// The code of a way into loop copy `k`: the back edge's count to r11, and out if another
     /// pass might not fit (see [`SLACK`]: the check is conservative by up to SLACK − n
     /// instructions, which the dispatcher and the interpreter then run exactly), the RAM base
     /// to r8 if the copy needs it and the edge does not have it.
-    fn emit_loop_entry(&mut self, e: LoopEntry) {
-        let (k, label, out) = (e.count as i32, e.label, self.loop_out);
-        dynasm!(self.a
-            ; .arch x64
-            ; =>label
-            ; add r11, k
-            ; jg =>out
-        );
+    fn emit_loop_entry(&mut self, k: usize, e: LoopEntry) {
+        let (n, label, out) = (e.count as i32, e.label, self.copies[k].out);
+        dynasm!(self.a ; .arch x64 ; =>label);
+        self.add_r11(n);
+        dynasm!(self.a ; .arch x64 ; jg =>out);
         if e.load_r8 {
             self.load_ram_base();
+        }
+    }
+
+    /// `lea r11, [r11 + k]`, in its short form when `k` fits a byte.
+    fn lea_r11(&mut self, k: i32) {
+        match i8::try_from(k) {
+            // dynasm always encodes a dynamic displacement in 32 bits: REX.WRB, LEA, ModRM
+            // (r11, [r11 + disp8]), disp8.
+            Ok(b) => {
+                for byte in [0x4D, 0x8D, 0x5B, b as u8] {
+                    self.a.push(byte);
+                }
+            }
+            Err(_) => dynasm!(self.a ; .arch x64 ; lea r11, [r11 + k]),
+        }
+    }
+
+    /// `add r11, k`, in its short form when `k` fits a byte.
+    fn add_r11(&mut self, k: i32) {
+        match i8::try_from(k) {
+            Ok(b) => dynasm!(self.a ; .arch x64 ; add r11, BYTE b),
+            Err(_) => dynasm!(self.a ; .arch x64 ; add r11, k),
+        }
+    }
+
+    /// `cmp r11, k`, in its short form when `k` fits a byte.
+    fn cmp_r11(&mut self, k: i32) {
+        match i8::try_from(k) {
+            Ok(b) => self.cmp_imm8(false, true, 11, b),
+            Err(_) => dynasm!(self.a ; .arch x64 ; cmp r11, k),
+        }
+    }
+
+    /// `cmp r, imm8` (sign-extended) with `r` a 16-bit (`word`), 64-bit (`quad`) or else 32-bit
+    /// register, encoded here: dynasm encodes CMP's immediate in 32 bits (operand-size prefix,
+    /// REX, 83 /7 ib).
+    fn cmp_imm8(&mut self, word: bool, quad: bool, r: u8, b: i8) {
+        if word {
+            self.a.push(0x66);
+        }
+        let rex = 0x40 | if quad { 8 } else { 0 } | (r >> 3);
+        if rex != 0x40 {
+            self.a.push(rex);
+        }
+        for byte in [0x83, 0xF8 | (r & 7), b as u8] {
+            self.a.push(byte);
         }
     }
 
@@ -893,18 +978,18 @@ impl<'a> Emitter<'a> {
         dynasm!(self.a ; .arch x64 ; mov r8, QWORD base);
     }
 
-    /// An unconditional jump into the loop copy: the RAM base to r8 if the copy expects it
+    /// An unconditional jump into loop copy `k`: the RAM base to r8 if the copy expects it
     /// there, then the count to r11 and the copy's budget check in one add-and-branch (see
     /// [`SLACK`]), so that the jump goes straight to the copy's body.
-    fn jump_to_copy(&mut self) {
+    fn jump_to_copy(&mut self, k: usize) {
         if self.copy_r8 && !self.r8_ram {
             self.load_ram_base();
         }
-        let (k, body, out) = (self.count as i32, self.loop_body, self.loop_out);
+        let (n, body, out) = (self.count as i32, self.copies[k].body, self.copies[k].out);
         self.count = 0;
-        if k > 0 {
+        if n > 0 {
             self.epoch += 1;
-            dynasm!(self.a ; .arch x64 ; add r11, k);
+            self.add_r11(n);
         } else {
             dynasm!(self.a ; .arch x64 ; test r11, r11);
         }
@@ -914,7 +999,6 @@ impl<'a> Emitter<'a> {
             ; jmp =>out
         );
     }
-
     /// Out-of-line code: the budget exit, slow paths, the callout stop.
     fn tail(&mut self) {
         let (budget, start) = (self.budget, self.b.eip as i32);
@@ -933,7 +1017,7 @@ impl<'a> Emitter<'a> {
             match x.join {
                 Some(Join::Bound(join, delta)) => {
                     if delta != 0 {
-                        dynasm!(self.a ; .arch x64 ; lea r11, [r11 + delta]);
+                        self.lea_r11(delta);
                     }
                     dynasm!(self.a ; .arch x64 ; jmp =>join);
                     continue;
@@ -967,12 +1051,9 @@ impl<'a> Emitter<'a> {
         for (stub, back, _target) in stubs {
             let site = dead_sites.next().expect("one site per stub");
             let stub_at = self.a.offset().0;
-            dynasm!(self.a
-                ; .arch x64
-                ; =>stub
-                ; cmp r11, SLACK - most
-                ; jg =>back
-            );
+            dynasm!(self.a ; .arch x64 ; =>stub);
+            self.cmp_r11(SLACK - most);
+            dynasm!(self.a ; .arch x64 ; jg =>back);
             self.a.push(0xE9);
             let jump = self.a.offset().0;
             self.a.push_i32(0);
@@ -993,7 +1074,11 @@ impl<'a> Emitter<'a> {
         self.cur_slow = None;
         self.cur_exit = None;
         self.refill_src = false;
-        self.join(i);
+        if i != self.head {
+            // A loop copy's head is entered only from its back edges, on the copy's terms.
+            self.join(i);
+        }
+        self.starts[i] = Some((self.count, self.epoch));
         let count_before = self.count;
         self.before(i);
         let insn = &self.b.insns[i];
@@ -1178,7 +1263,7 @@ impl<'a> Emitter<'a> {
     fn sync(&mut self) {
         let k = self.count as i32;
         if k > 0 {
-            dynasm!(self.a ; .arch x64 ; lea r11, [r11 + k]);
+            self.lea_r11(k);
             self.epoch += 1;
         }
         self.count = 0;
@@ -1369,7 +1454,7 @@ impl<'a> Emitter<'a> {
         self.materialize(true);
         let k = s.count as i32;
         if k > 0 {
-            dynasm!(self.a ; .arch x64 ; lea r11, [r11 + k]);
+            self.lea_r11(k);
         }
         self.call_callout(s.index);
         let stop = self.stop;
@@ -1386,7 +1471,7 @@ impl<'a> Emitter<'a> {
             ; jnz =>stop
         );
         reload_retired(&mut self.a);
-        dynasm!(self.a ; .arch x64 ; lea r11, [r11 + back_out]);
+        self.lea_r11(back_out);
         if s.refill_src {
             dynasm!(self.a
                 ; .arch x64
@@ -2188,6 +2273,9 @@ impl<'a> Emitter<'a> {
     /// `cmp d, s` or `test d, s` on the host at `size`.
     fn host_cmp(&mut self, test: bool, size: Size, d: u8, s: Val) {
         match (test, s, size) {
+            (false, Val::Imm(v), Size::D | Size::W) if imm8(size, v).is_some() => {
+                self.cmp_imm8(size == Size::W, false, d, imm8(size, v).unwrap_or_default());
+            }
             (false, Val::Imm(v), Size::D) => dynasm!(self.a ; .arch x64 ; cmp Rd(d), v as i32),
             (false, Val::Imm(v), Size::W) => dynasm!(self.a ; .arch x64 ; cmp Rw(d), v as i16),
             (false, Val::Imm(v), Size::B) => dynasm!(self.a ; .arch x64 ; cmp Rb(d), v as i8),
@@ -2225,10 +2313,12 @@ impl<'a> Emitter<'a> {
     fn host_alu_ri(&mut self, op: AluOp, size: Size, d: u8, v: u32) {
         macro_rules! ri {
             ($m:ident) => {
-                match size {
-                    Size::D => dynasm!(self.a ; .arch x64 ; $m Rd(d), v as i32),
-                    Size::W => dynasm!(self.a ; .arch x64 ; $m Rw(d), v as i16),
-                    Size::B => dynasm!(self.a ; .arch x64 ; $m Rb(d), v as i8),
+                match (size, imm8(size, v)) {
+                    (Size::D, Some(b)) => dynasm!(self.a ; .arch x64 ; $m Rd(d), BYTE b),
+                    (Size::W, Some(b)) => dynasm!(self.a ; .arch x64 ; $m Rw(d), BYTE b),
+                    (Size::D, None) => dynasm!(self.a ; .arch x64 ; $m Rd(d), v as i32),
+                    (Size::W, None) => dynasm!(self.a ; .arch x64 ; $m Rw(d), v as i16),
+                    (Size::B, _) => dynasm!(self.a ; .arch x64 ; $m Rb(d), v as i8),
                 }
             };
         }
@@ -2892,14 +2982,11 @@ impl<'a> Emitter<'a> {
     fn jcc(&mut self, cc: Cond, target: u32) {
         self.ensure_flags(cc.reads());
         let next = self.b.insns[self.cur].next_eip;
-        if self.loops_to_copy(target) {
-            // Back to the loop copy, through the `lea` that adds this branch's count to r11
-            // just before it (see `loop_entry`).
-            if self.loop_state == LoopState::Open {
-                self.loop_state = LoopState::Wanted(self.pending);
-            }
+        if let Some(k) = self.copy_for(target, self.count + 1) {
+            // Back to a loop copy, through the entry that adds this branch's count to r11 (see
+            // `loop_entry`).
             self.count += 1;
-            let l = self.loop_entry(self.count);
+            let l = self.loop_entry(k, self.count);
             self.branch_on(cc, l);
             if self.cur + 1 == self.b.insns.len() {
                 self.sync();
@@ -2974,28 +3061,46 @@ impl<'a> Emitter<'a> {
         );
     }
 
-    /// The entry of the loop copy for back edges with `count` instructions pending: a `lea`
-    /// adding them to r11 (and the RAM base to r8 when the copy expects it and this edge does
-    /// not have it), placed right before the copy's budget check for the first such entry
-    /// (emitted later, out of line, for others).
-    fn loop_entry(&mut self, count: u32) -> DynamicLabel {
+    /// The entry of loop copy `k` for back edges with `count` instructions pending: an `add`
+    /// of them to r11 with the copy's budget check (and the RAM base to r8 when the copy
+    /// expects it and this edge does not have it), placed right before the copy's body for the
+    /// first such entry (emitted later, out of line, for others).
+    fn loop_entry(&mut self, k: usize, count: u32) -> DynamicLabel {
         let load_r8 = self.copy_r8 && !self.r8_ram;
-        if let Some(e) = self.loop_entries.iter().find(|e| e.count == count && e.load_r8 == load_r8) {
+        let entries = &mut self.copies[k].entries;
+        if let Some(e) = entries.iter().find(|e| e.count == count && e.load_r8 == load_r8) {
             return e.label;
         }
         let label = self.a.new_dynamic_label();
-        self.loop_entries.push(LoopEntry { count, load_r8, label, emitted: false });
+        self.copies[k].entries.push(LoopEntry { count, load_r8, label, emitted: false });
         label
     }
 
-    /// A branch to `target` here can go straight to the loop copy (see [`Emitter::block`]).
-    fn loops_to_copy(&self, target: u32) -> bool {
-        target == self.b.eip
-            && self.env.chaining
-            && match self.loop_state {
-                LoopState::Open => true,
-                LoopState::Wanted(p) | LoopState::Emitting(p) => p == self.pending,
-            }
+    /// The loop copy (see [`Emitter::block`]) a branch to `target` can go to from here, with
+    /// the record now pending: `target` is an instruction of the block no further on, and its
+    /// copy starts with that record, or there is none yet and one more may be asked for.
+    /// `count`: the instructions the branch has pending, itself included.
+    fn copy_for(&mut self, target: u32, count: u32) -> Option<usize> {
+        if !self.env.chaining {
+            return None;
+        }
+        let head = (0..=self.cur).find(|&j| self.b.insns[j].eip == target)?;
+        if let Some(k) = self.copies.iter().position(|c| c.head == head) {
+            return (self.copies[k].flags == self.pending).then_some(k);
+        }
+        if self.copies_sealed || self.copies.len() >= MAX_COPIES {
+            return None;
+        }
+        let (body, out) = (self.a.new_dynamic_label(), self.a.new_dynamic_label());
+        // The copy repeats this body's instructions from `head` on: with no sync in between,
+        // its own back edge from here will carry the count of those alone; with one, the count
+        // from the same sync as here.
+        let hot = match self.starts[head] {
+            Some((at, epoch)) if epoch == self.epoch => count - at,
+            _ => count,
+        };
+        self.copies.push(LoopCopy { head, flags: self.pending, body, out, entries: Vec::new(), hot });
+        Some(self.copies.len() - 1)
     }
 
     /// The index of the instruction at `target` when a conditional branch there can stay in the
@@ -3029,14 +3134,10 @@ impl<'a> Emitter<'a> {
     /// the rest of the block from there, else on to the side exit that follows.
     fn back_join(&mut self, join: DynamicLabel, delta: i32, need: i32) {
         let out = self.a.new_dynamic_label();
-        dynasm!(self.a
-            ; .arch x64
-            ; cmp r11, SLACK - need
-            ; jg =>out
-            ; lea r11, [r11 + delta]
-            ; jmp =>join
-            ; =>out
-        );
+        self.cmp_r11(SLACK - need);
+        dynasm!(self.a ; .arch x64 ; jg =>out);
+        self.lea_r11(delta);
+        dynasm!(self.a ; .arch x64 ; jmp =>join ; =>out);
     }
 
     /// Binds the join point of branches to instruction `i` (see [`Join`]), if any.
@@ -3065,7 +3166,7 @@ impl<'a> Emitter<'a> {
                 // every path, so this holds whatever was synced in between).
                 let delta = self.count as i32 - at as i32;
                 if delta != 0 {
-                    dynasm!(self.a ; .arch x64 ; lea r11, [r11 + delta]);
+                    self.lea_r11(delta);
                 }
                 self.count = at;
                 l
@@ -3082,23 +3183,13 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// A terminal exit to `target`: back to the loop copy of this block when `target` is its
-    /// own start and the record pending here is the one the copy starts with (see
-    /// [`Emitter::block`]); otherwise out. The instructions pending are counted either way.
+    /// A terminal exit to `target`: into a loop copy when `target` is an instruction of the
+    /// block no further on and the copy can take the record pending here (see
+    /// [`Emitter::copy_for`]); otherwise out. The instructions pending are counted either way.
     fn exit_or_loop(&mut self, target: u32) {
-        if target == self.b.eip && self.env.chaining {
-            match self.loop_state {
-                LoopState::Open => {
-                    self.loop_state = LoopState::Wanted(self.pending);
-                    self.jump_to_copy();
-                    return;
-                }
-                LoopState::Wanted(p) | LoopState::Emitting(p) if p == self.pending => {
-                    self.jump_to_copy();
-                    return;
-                }
-                _ => {}
-            }
+        if let Some(k) = self.copy_for(target, self.count) {
+            self.jump_to_copy(k);
+            return;
         }
         self.sync();
         self.direct_exit(target);
@@ -3133,6 +3224,16 @@ impl<'a> Emitter<'a> {
 /// Host code as text (Intel syntax, one instruction per line with its offset), for dumps and
 /// golden tests.
 /// The flags live where instruction `i` starts.
+/// `v` (an operand of `size`) as the sign-extended 8-bit immediate that stands for it, if one
+/// does: the shorter encoding of the same instruction.
+fn imm8(size: Size, v: u32) -> Option<i8> {
+    let v = match size {
+        Size::W => i32::from(v as u16 as i16),
+        _ => v as i32,
+    };
+    i8::try_from(v).ok()
+}
+
 fn live_in(i: &crate::ir::Insn) -> u8 {
     if i.may_exit {
         flag::ALL
