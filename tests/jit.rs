@@ -714,6 +714,100 @@ fn inner_loops_keep_their_flags_and_counts_in_the_blocks_loop_copies() {
 }
 
 #[test]
+fn predicated_stretches_take_effect_exactly_when_their_branch_falls_through() {
+    // Short stretches skipped by a data-dependent branch run predicated (no host branch on
+    // the guest's condition). Here: a swap through memory; a load through a pointer that is
+    // past RAM when the stretch is skipped; a read-modify-write of a counter in the code's own
+    // page (no direct writes there: its check fails whatever the condition); registers only.
+    // Runs cut short anywhere must stop at the same instruction in every engine.
+    const N: u32 = 3000;
+    let elf = kernel(|a, top_at| {
+        let (mut init, mut top) = (a.create_label(), a.create_label());
+        let (mut skip1, mut skip2, mut skip3, mut skip4) =
+            (a.create_label(), a.create_label(), a.create_label(), a.create_label());
+        let counter = top_at.wrapping_add(512);
+        a.xor(ecx, ecx)?;
+        a.set_label(&mut init)?;
+        a.imul_3(eax, ecx, 0x9E37_79B9u32 as i32)?;
+        a.mov(dword_ptr(ecx * 4 + 0x20_0000), eax)?;
+        a.inc(ecx)?;
+        a.cmp(ecx, 64u32)?;
+        a.jb(init)?;
+        a.mov(dword_ptr(counter), 0u32)?;
+        a.mov(esi, 0x20_0000u32)?;
+        a.mov(edi, 12345u32)?;
+        a.xor(eax, eax)?;
+        a.mov(ecx, N)?;
+        a.set_label(&mut top)?;
+        a.imul_3(edi, edi, 1_103_515_245)?;
+        a.add(edi, 12345u32)?;
+        a.mov(ebx, edi)?;
+        a.shr(ebx, 26u32)?;
+        a.test(edi, edi)?;
+        a.js(skip1)?;
+        a.mov(ebp, dword_ptr(ebx * 4 + 0x20_0000))?;
+        a.mov(dword_ptr(ebx * 4 + 0x20_0000), edi)?;
+        a.mov(dword_ptr(esi), ebp)?;
+        a.add(eax, ebp)?;
+        a.set_label(&mut skip1)?;
+        a.mov(edx, 0x7FFF_FFF0u32)?;
+        a.test(edi, 0x1_0000u32)?;
+        a.jz(skip2)?;
+        a.lea(edx, dword_ptr(esi + ebx * 4))?;
+        a.mov(ebp, dword_ptr(edx))?;
+        a.xor(eax, ebp)?;
+        a.set_label(&mut skip2)?;
+        a.xor(edx, edx)?;
+        a.test(edi, 0x2_0000u32)?;
+        a.jnz(skip3)?;
+        a.mov(ebp, dword_ptr(counter))?;
+        a.lea(ebp, dword_ptr(ebp + 1))?;
+        a.mov(dword_ptr(counter), ebp)?;
+        a.set_label(&mut skip3)?;
+        a.cmp(ebx, 20u32)?;
+        a.jb(skip4)?;
+        a.mov(edx, ebx)?;
+        a.add(edx, 7u32)?;
+        a.xor(eax, edx)?;
+        a.lea(eax, dword_ptr(eax + edx * 2))?;
+        a.set_label(&mut skip4)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.add(eax, dword_ptr(counter))?;
+        Ok(top)
+    });
+    let mut mem: Vec<u32> = (0..64u32).map(|i| i.wrapping_mul(0x9E37_79B9)).collect();
+    let (mut seed, mut sum, mut counter) = (12345u32, 0u32, 0u32);
+    for _ in 0..N {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        let i = (seed >> 26) as usize;
+        if (seed as i32) >= 0 {
+            let v = mem[i];
+            mem[i] = seed;
+            mem[0] = v;
+            sum = sum.wrapping_add(v);
+        }
+        if seed & 0x1_0000 != 0 {
+            sum ^= mem[i];
+        }
+        if seed & 0x2_0000 == 0 {
+            counter += 1;
+        }
+        if i >= 20 {
+            let d = i as u32 + 7;
+            sum = (sum ^ d).wrapping_add(d * 2);
+        }
+    }
+    let ((_, out, _), _) = everywhere(&elf, 1_000_000, JitOptions::default());
+    assert_eq!(out, hex(sum.wrapping_add(counter)));
+    for max in [20_000, 20_001, 20_002, 20_003, 20_004, 20_005, 20_006, 20_007, 31_337] {
+        let ((exit, _, retired), _) = everywhere(&elf, max, JitOptions::default());
+        assert_eq!(exit, Exit::StepLimit, "{max}");
+        assert!(retired <= max, "{max}: {retired}");
+    }
+}
+
+#[test]
 fn a_store_straddling_into_translated_code_with_paging_off_is_caught() {
     // With paging off, stores check their page's direct-write byte. Pages D = 0x2FF000 and
     // C = 0x300000 are both written first (D may then be written directly); then a routine is

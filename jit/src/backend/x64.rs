@@ -108,8 +108,14 @@ const SLACK: i32 = crate::frontend::MAX_BLOCK_INSNS as i32;
 /// loop head on.
 const MAX_COPIES: usize = 3;
 
+/// Whether the instructions of a predicated stretch take effect (see [`Emitter::hammock`]).
+const F_PRED: i32 = 72;
 /// Frame size: with the six callee-saved pushes and the return address, rsp stays 16-aligned.
-const FRAME: i32 = 72;
+const FRAME: i32 = 88;
+
+/// Most instructions a conditional branch may skip and still be predicated (see
+/// [`Emitter::hammock`]).
+const MAX_HAMMOCK: usize = 6;
 
 // ---------------------------------------------------------------- state offsets
 
@@ -467,6 +473,9 @@ struct SlowPath {
     label: DynamicLabel,
     back: DynamicLabel,
     index: usize,
+    /// The instruction is predicated (see [`Emitter::hammock`]): when it does not take effect,
+    /// the slow path goes here instead (its access is skipped, not made).
+    skip: Option<DynamicLabel>,
     /// Inline instructions retired before this one (not yet added to the state).
     count: u32,
     /// The lazy-flags record not yet written when the slow path is taken.
@@ -643,6 +652,13 @@ struct Emitter<'a> {
     direct_joins: Vec<Option<DirectJoin>>,
     /// Out-of-line TLB probes of direct stores (see [`Emitter::probe`]).
     far_probes: Vec<FarProbe>,
+    /// The predicated stretch being emitted (see [`Emitter::hammock`]).
+    pred: Option<Pred>,
+    /// Ways out of predicated stretches whose instructions do not take effect, out of line.
+    skips: Vec<Skip>,
+    /// Where the code ended right after the last test of the predicate: emitting there, the
+    /// host flags still hold it.
+    pred_tested: Option<usize>,
     /// Guest registers (bit per number) known to hold 0 here: set by `xor r, r`, `sub r, r`
     /// and `mov r, 0`, forgotten when written, at joins and after callouts. Effective
     /// addresses leave them out.
@@ -669,6 +685,28 @@ struct FarProbe {
     n: i32,
     /// Offset of the write tag in a `FastEntry`.
     tag: i32,
+}
+
+/// A stretch of instructions a conditional branch skips, emitted predicated (see
+/// [`Emitter::hammock`]).
+#[derive(Clone, Copy, Debug)]
+struct Pred {
+    /// The instruction the branch goes to, where the stretch ends.
+    end: usize,
+    /// Where its checks go when the stretch does not take effect (see [`Skip`]).
+    skip: DynamicLabel,
+    /// Its length in instructions.
+    len: i32,
+}
+
+/// The out-of-line way from a failed check in a predicated stretch that does not take effect
+/// to its end: r11 takes back the stretch's instructions (counted as retired there), and r8
+/// gets the RAM base back when the end expects it (a failed TLB probe clobbers it).
+struct Skip {
+    label: DynamicLabel,
+    len: i32,
+    load_r8: bool,
+    done: DynamicLabel,
 }
 
 /// A forward join the first branch to it reaches directly (see [`Emitter::join`]).
@@ -809,6 +847,9 @@ impl<'a> Emitter<'a> {
             copy_r8: b.key.identity() && env.ram_direct >= 4096,
             direct_joins: Vec::new(),
             far_probes: Vec::new(),
+            pred: None,
+            skips: Vec::new(),
+            pred_tested: None,
             zero: 0,
             ea_const: None,
             in_ram: [0; 8],
@@ -1033,6 +1074,15 @@ impl<'a> Emitter<'a> {
         for p in std::mem::take(&mut self.far_probes) {
             self.far_probe(&p);
         }
+        for x in std::mem::take(&mut self.skips) {
+            let (label, done) = (x.label, x.done);
+            dynasm!(self.a ; .arch x64 ; =>label);
+            self.lea_r11(-x.len);
+            if x.load_r8 {
+                self.load_ram_base();
+            }
+            dynasm!(self.a ; .arch x64 ; jmp =>done);
+        }
         for s in std::mem::take(&mut self.slow) {
             self.slow_path(&s);
         }
@@ -1069,6 +1119,9 @@ impl<'a> Emitter<'a> {
     }
 
     fn insn(&mut self, i: usize) {
+        if self.pred.is_some_and(|p| p.end == i) {
+            self.end_pred();
+        }
         self.cur = i;
         self.ea_const = None;
         self.cur_slow = None;
@@ -1083,7 +1136,9 @@ impl<'a> Emitter<'a> {
         self.before(i);
         let insn = &self.b.insns[i];
         let op = insn.op;
+        let pred = self.pred.map(|p| p.skip);
         match op {
+            _ if pred.is_some() => self.pred_insn(op),
             Op::Mov { size, dst, src } => self.mov(size, dst, src),
             Op::Alu { op, size, dst, src } => self.alu(op, size, dst, src),
             Op::IncDec { dec, size, dst } => self.inc_dec(dec, size, dst),
@@ -1184,10 +1239,14 @@ impl<'a> Emitter<'a> {
             if rejoins {
                 dynasm!(self.a ; .arch x64 ; =>back);
             }
+            // A predicated instruction's slow path leaves the block after its callout: the
+            // code after it assumes its checks passed.
+            let rejoins = rejoins && pred.is_none();
             self.slow.push(SlowPath {
                 label,
                 back,
                 index: i,
+                skip: pred,
                 count: count_before,
                 flags,
                 join_flags: if rejoins { self.host_flags } else { 0 },
@@ -1217,6 +1276,7 @@ impl<'a> Emitter<'a> {
             }
         }
         let zeroed = match *op {
+            _ if self.pred.is_some() => None,
             Op::Alu {
                 op: AluOp::Xor | AluOp::Sub,
                 size: Size::D,
@@ -1450,6 +1510,13 @@ impl<'a> Emitter<'a> {
     fn slow_path(&mut self, s: &SlowPath) {
         let label = s.label;
         dynasm!(self.a ; .arch x64 ; =>label);
+        if let Some(skip) = s.skip {
+            dynasm!(self.a
+                ; .arch x64
+                ; test BYTE [rsp + F_PRED], 1
+                ; jz =>skip
+            );
+        }
         self.pending = s.flags;
         self.materialize(true);
         let k = s.count as i32;
@@ -2982,6 +3049,10 @@ impl<'a> Emitter<'a> {
     fn jcc(&mut self, cc: Cond, target: u32) {
         self.ensure_flags(cc.reads());
         let next = self.b.insns[self.cur].next_eip;
+        if let Some(end) = self.hammock(target) {
+            self.begin_pred(cc, end);
+            return;
+        }
         if let Some(k) = self.copy_for(target, self.count + 1) {
             // Back to a loop copy, through the entry that adds this branch's count to r11 (see
             // `loop_entry`).
@@ -3037,6 +3108,187 @@ impl<'a> Emitter<'a> {
         self.count = count;
         self.sync();
         self.exit_or_loop(target);
+    }
+
+    /// The end of a stretch a conditional branch to `target` skips, when the stretch can be
+    /// predicated instead: run whatever the condition, each instruction taking effect only
+    /// when the branch is not taken, with no host branch on the guest's condition. A branch
+    /// that depends on data (a sort's compare) then costs no misprediction.
+    ///
+    /// The stretch is short, plain and only entered at its start: the branch goes forward in
+    /// the block to an instruction where no flag is live (see [`Emitter::internal_target`]);
+    /// no other branch goes into it; its instructions read no flag, leave none anyone reads,
+    /// and are 32-bit moves, ADD/SUB/AND/OR/XOR, INC/DEC and LEA between registers and
+    /// immediates, or — with paging off, flat segments and RAM reached directly — moves
+    /// to and from memory. Those touch memory whatever the condition, so that nothing a
+    /// skipped access could do is left to chance: its checks run (RAM's end, the
+    /// direct-write map), a failed one leaves the stretch as skipped when the condition says
+    /// so and takes the instruction's slow path otherwise, and a skipped store writes back
+    /// the value it has just read (a page the map lets through has no watcher).
+    fn hammock(&self, target: u32) -> Option<usize> {
+        let p = self.cur;
+        let end = self.internal_target(p, target)?;
+        let insns = &self.b.insns;
+        let stretch = &insns[p + 1..end];
+        if stretch.is_empty() || stretch.len() > MAX_HAMMOCK {
+            return None;
+        }
+        let entered = insns.iter().any(|x| match x.op {
+            Op::Jcc { target, .. } | Op::Jmp { target } => stretch.iter().any(|y| y.eip == target),
+            _ => false,
+        });
+        let memory = self.b.key.identity() && self.env.ram_direct >= 4096 && self.env.ram_write_map.is_some();
+        let flat = |a: &Addr| !a.addr16 && self.b.key.seg_class(a.seg) == SegClass::Flat;
+        let plain = |x: &crate::ir::Insn| {
+            let quiet = x.reads == 0 && (x.writes == 0 || x.live_out == 0);
+            let d = |o: &Operand| matches!(o, Operand::Reg(g) if g.size == Size::D);
+            let value = |o: &Operand| d(o) || matches!(o, Operand::Imm(_));
+            quiet
+                && match x.op {
+                    Op::Mov { size: Size::D, dst, src } => match (dst, src) {
+                        (Operand::Reg(_), Operand::Mem(a)) => memory && flat(&a),
+                        (Operand::Mem(a), s) => memory && flat(&a) && value(&s),
+                        (dst, src) => d(&dst) && value(&src),
+                    },
+                    Op::Alu { op, size: Size::D, dst, src } => {
+                        matches!(op, AluOp::Add | AluOp::Sub | AluOp::And | AluOp::Or | AluOp::Xor)
+                            && d(&dst)
+                            && value(&src)
+                    }
+                    Op::IncDec { size: Size::D, dst, .. } => d(&dst),
+                    Op::Lea { dst, addr } => dst.size == Size::D && !addr.addr16,
+                    _ => false,
+                }
+        };
+        (!entered && stretch.iter().all(plain)).then_some(end)
+    }
+
+    /// Starts the predicated stretch up to instruction `end` (see [`Emitter::hammock`]): the
+    /// condition under which it takes effect (the branch not taken) to the frame.
+    fn begin_pred(&mut self, cc: Cond, end: usize) {
+        let run = Cond(cc.0 ^ 1);
+        cc_arms!(run,
+            0 => dynasm!(self.a ; .arch x64 ; seto BYTE [rsp + F_PRED]),
+            1 => dynasm!(self.a ; .arch x64 ; setno BYTE [rsp + F_PRED]),
+            2 => dynasm!(self.a ; .arch x64 ; setb BYTE [rsp + F_PRED]),
+            3 => dynasm!(self.a ; .arch x64 ; setae BYTE [rsp + F_PRED]),
+            4 => dynasm!(self.a ; .arch x64 ; sete BYTE [rsp + F_PRED]),
+            5 => dynasm!(self.a ; .arch x64 ; setne BYTE [rsp + F_PRED]),
+            6 => dynasm!(self.a ; .arch x64 ; setbe BYTE [rsp + F_PRED]),
+            7 => dynasm!(self.a ; .arch x64 ; seta BYTE [rsp + F_PRED]),
+            8 => dynasm!(self.a ; .arch x64 ; sets BYTE [rsp + F_PRED]),
+            9 => dynasm!(self.a ; .arch x64 ; setns BYTE [rsp + F_PRED]),
+            10 => dynasm!(self.a ; .arch x64 ; setp BYTE [rsp + F_PRED]),
+            11 => dynasm!(self.a ; .arch x64 ; setnp BYTE [rsp + F_PRED]),
+            12 => dynasm!(self.a ; .arch x64 ; setl BYTE [rsp + F_PRED]),
+            13 => dynasm!(self.a ; .arch x64 ; setge BYTE [rsp + F_PRED]),
+            14 => dynasm!(self.a ; .arch x64 ; setle BYTE [rsp + F_PRED]),
+            15 => dynasm!(self.a ; .arch x64 ; setg BYTE [rsp + F_PRED]),
+        );
+        self.count += 1;
+        let skip = self.a.new_dynamic_label();
+        self.pred = Some(Pred { end, skip, len: (end - self.cur - 1) as i32 });
+    }
+
+    /// Ends the predicated stretch: its instructions count as retired (the fall-through
+    /// path's count) unless it did not take effect. No flag is live here, and what its checks
+    /// established may not hold on the way from a skipped one.
+    fn end_pred(&mut self) {
+        let Some(p) = self.pred.take() else { return };
+        let (len, done) = (p.len, self.a.new_dynamic_label());
+        let tested = self.pred_tested == Some(self.a.offset().0);
+        dynasm!(self.a ; .arch x64 ; lea r9, [r11 - len]);
+        if !tested {
+            self.test_pred();
+        }
+        dynasm!(self.a
+            ; .arch x64
+            ; cmovz r11, r9
+            ; =>done
+        );
+        self.skips.push(Skip { label: p.skip, len, load_r8: self.r8_ram, done });
+        self.pending = None;
+        self.host_flags = 0;
+        self.in_ram = [0; 8];
+    }
+
+    /// `test [pred] ; cmovnz g, t`: guest register `g` (32 bits) gets host register `t` if the
+    /// stretch takes effect.
+    fn pred_write(&mut self, g: Gpr, t: u8) {
+        let h = GUEST[g.num as usize];
+        self.test_pred();
+        dynasm!(self.a ; .arch x64 ; cmovnz Rd(h), Rd(t));
+        self.pred_tested = Some(self.a.offset().0);
+    }
+
+    /// The predicate to the host's ZF (clear: the stretch takes effect), unless nothing has
+    /// been emitted since the last test.
+    fn test_pred(&mut self) {
+        if self.pred_tested != Some(self.a.offset().0) {
+            dynasm!(self.a ; .arch x64 ; test BYTE [rsp + F_PRED], 1);
+        }
+        self.host_flags = 0;
+    }
+
+    /// One instruction of a predicated stretch (the forms [`Emitter::hammock`] allows).
+    fn pred_insn(&mut self, op: Op) {
+        match op {
+            Op::Mov { dst: Operand::Reg(d), src: Operand::Reg(s), .. } => {
+                self.pred_write(d, GUEST[s.num as usize])
+            }
+            Op::Mov { dst: Operand::Reg(d), src: Operand::Imm(v), .. } => {
+                dynasm!(self.a ; .arch x64 ; mov Rd(TA), v as i32);
+                self.pred_write(d, TA);
+            }
+            Op::Mov { dst: Operand::Reg(d), src: Operand::Mem(addr), .. } => {
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, Size::D, false, ea);
+                self.load(TA, Size::D, m);
+                self.pred_write(d, TA);
+            }
+            Op::Mov { dst: Operand::Mem(addr), src, .. } => {
+                let v = match src {
+                    Operand::Reg(s) => GUEST[s.num as usize],
+                    Operand::Imm(v) => {
+                        dynasm!(self.a ; .arch x64 ; mov Rd(TB), v as i32);
+                        TB
+                    }
+                    Operand::Mem(_) => unreachable!("no memory-to-memory MOV"),
+                };
+                let ea = self.ea_reg(&addr);
+                let m = self.probe(addr.seg, Size::D, true, ea);
+                // The value there now, replaced only if the stretch takes effect.
+                self.load(TA, Size::D, m);
+                self.test_pred();
+                dynasm!(self.a ; .arch x64 ; cmovnz Rd(TA), Rd(v));
+                self.store(Val::Temp(TA), Size::D, m);
+            }
+            Op::Alu { op, dst: Operand::Reg(d), src, .. } => {
+                // Its flags are dead (see `hammock`), and so is any record before it.
+                self.pending = None;
+                let b = match src {
+                    Operand::Reg(s) => Val::Host(GUEST[s.num as usize]),
+                    Operand::Imm(v) => Val::Imm(v),
+                    Operand::Mem(_) => unreachable!("not predicated"),
+                };
+                let h = GUEST[d.num as usize];
+                dynasm!(self.a ; .arch x64 ; mov Rd(TA), Rd(h));
+                self.host_alu(op, Size::D, TA, b);
+                self.pred_write(d, TA);
+            }
+            Op::IncDec { dec, dst: Operand::Reg(d), .. } => {
+                self.pending = None;
+                let h = GUEST[d.num as usize];
+                let k = if dec { -1 } else { 1 };
+                dynasm!(self.a ; .arch x64 ; lea Rd(TA), [Rq(h) + k]);
+                self.pred_write(d, TA);
+            }
+            Op::Lea { dst, addr } => {
+                self.ea(&addr, TA);
+                self.pred_write(dst, TA);
+            }
+            _ => unreachable!("not predicated: {op:?}"),
+        }
     }
 
     /// `jcc` to `label`.
