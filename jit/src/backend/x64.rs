@@ -897,19 +897,26 @@ impl<'a> Emitter<'a> {
     /// writes the record it started with before it leaves for the loop head.
     fn emit_copy(&mut self, k: usize) {
         let LoopCopy { head, flags, body, out, hot, .. } = self.copies[k];
-        let entries = &mut self.copies[k].entries;
-        let e = match entries.iter_mut().find(|e| e.count == hot && !e.load_r8) {
-            Some(e) => e,
-            None => {
-                let label = self.a.new_dynamic_label();
-                entries.push(LoopEntry { count: hot, load_r8: false, label, emitted: false });
-                entries.last_mut().expect("just pushed")
-            }
-        };
-        e.emitted = true;
-        let e = *e;
-        self.emit_loop_entry(k, e);
-        dynasm!(self.a ; .arch x64 ; =>body);
+        if !self.copies[k].entries.iter().any(|e| e.count == hot && !e.load_r8) {
+            let label = self.a.new_dynamic_label();
+            self.copies[k].entries.push(LoopEntry { count: hot, load_r8: false, label, emitted: false });
+        }
+        // The ways in known by now that have the RAM base, in a cascade that falls into the
+        // body: each adds the difference between its count and the next one's, the likely
+        // back edge's last (one add), so that none takes a jump to get there.
+        let mut inline: Vec<LoopEntry> =
+            self.copies[k].entries.iter().filter(|e| !e.load_r8).copied().collect();
+        inline.sort_by_key(|e| e.count == hot);
+        for (i, e) in inline.iter().enumerate() {
+            let next = inline.get(i + 1).map_or(0, |n| n.count as i32);
+            let label = e.label;
+            dynasm!(self.a ; .arch x64 ; =>label);
+            self.add_r11(e.count as i32 - next);
+        }
+        for e in self.copies[k].entries.iter_mut().filter(|e| !e.load_r8) {
+            e.emitted = true;
+        }
+        dynasm!(self.a ; .arch x64 ; jg =>out ; =>body);
         self.pending = flags;
         self.host_flags = 0;
         self.count = 0;
