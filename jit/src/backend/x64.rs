@@ -33,10 +33,16 @@
 //!            instructions it retired more to r11 on its way in, later ones r11 -= the
 //!            difference; backward, a loop inside the block: only if retired + the rest of the
 //!            block from there <= limit)
+//!   copy_h:  ways in (a cascade of `add r11, k`), then instructions h … n-1 again: the loop
+//!            copy entered by back edges to instruction h (up to three per block)
 //!   budget:  state.eip = start; return BUDGET
 //!   slow_k:  the slow path of instruction k: run it in emu-core (callout), then rejoin
 //!   stop:    return CALLOUT (the state is current)
 //! ```
+//!
+//! A conditional branch forward over a few plain instructions emits no host branch on the
+//! guest's condition: the condition goes to a frame byte and the skipped instructions run
+//! predicated, each write a `cmovnz` on it (see `Emitter::hammock`).
 //!
 //! Guest retired-instruction and TSC counts are kept exact: each path adds the number of inline
 //! instructions it retired since the last such update to r11 (a `lea`, which leaves the flags
