@@ -98,6 +98,16 @@ fn kernel(body: impl Fn(&mut CodeAssembler, u32) -> Result<CodeLabel, IcedError>
     guest_images::flat_kernel("test", "a test kernel", &code).elf
 }
 
+/// Runs `elf` cut short at each of `limits` instructions in every engine (see [`everywhere`]):
+/// all must stop at the same instruction, at or before the limit.
+fn cut_short_everywhere(elf: &[u8], limits: &[u64]) {
+    for &max in limits {
+        let ((exit, _, retired), _) = everywhere(elf, max, JitOptions::default());
+        assert_eq!(exit, Exit::StepLimit, "{max}");
+        assert!(retired <= max, "{max}: {retired}");
+    }
+}
+
 fn hex(v: u32) -> String {
     format!("{v:08X}\n")
 }
@@ -639,11 +649,7 @@ fn branches_inside_a_block_keep_exact_counts() {
     }
     let ((_, out, _), _) = everywhere(&elf, 10_000_000, JitOptions::default());
     assert_eq!(out, hex(want));
-    for max in [1_000, 1_001, 1_002, 1_003, 12_345, 33_333] {
-        let ((exit, _, retired), _) = everywhere(&elf, max, JitOptions::default());
-        assert_eq!(exit, Exit::StepLimit, "{max}");
-        assert!(retired <= max, "{max}: {retired}");
-    }
+    cut_short_everywhere(&elf, &[1_000, 1_001, 1_002, 1_003, 12_345, 33_333]);
 }
 
 #[test]
@@ -706,11 +712,7 @@ fn inner_loops_keep_their_flags_and_counts_in_the_blocks_loop_copies() {
     let ((_, out, _), stats) = everywhere(&elf, 10_000_000, JitOptions::default());
     assert_eq!(out, hex(sum));
     assert!(stats.blocks_translated > 0);
-    for max in [5_000, 5_001, 5_002, 5_003, 77_777, 123_457] {
-        let ((exit, _, retired), _) = everywhere(&elf, max, JitOptions::default());
-        assert_eq!(exit, Exit::StepLimit, "{max}");
-        assert!(retired <= max, "{max}: {retired}");
-    }
+    cut_short_everywhere(&elf, &[5_000, 5_001, 5_002, 5_003, 77_777, 123_457]);
 }
 
 #[test]
@@ -800,11 +802,7 @@ fn predicated_stretches_take_effect_exactly_when_their_branch_falls_through() {
     }
     let ((_, out, _), _) = everywhere(&elf, 1_000_000, JitOptions::default());
     assert_eq!(out, hex(sum.wrapping_add(counter)));
-    for max in [20_000, 20_001, 20_002, 20_003, 20_004, 20_005, 20_006, 20_007, 31_337] {
-        let ((exit, _, retired), _) = everywhere(&elf, max, JitOptions::default());
-        assert_eq!(exit, Exit::StepLimit, "{max}");
-        assert!(retired <= max, "{max}: {retired}");
-    }
+    cut_short_everywhere(&elf, &[20_000, 20_001, 20_002, 20_003, 20_004, 20_005, 20_006, 20_007, 31_337]);
 }
 
 #[test]

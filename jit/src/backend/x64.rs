@@ -850,7 +850,7 @@ impl<'a> Emitter<'a> {
             starts: Vec::new(),
             head: 0,
             epoch: 0,
-            copy_r8: b.key.identity() && env.ram_direct >= 4096,
+            copy_r8: ram_direct(b, env),
             direct_joins: Vec::new(),
             far_probes: Vec::new(),
             pred: None,
@@ -930,18 +930,7 @@ impl<'a> Emitter<'a> {
         dynasm!(self.a ; .arch x64 ; =>out);
         self.pending = flags;
         self.materialize(true);
-        if head == 0 {
-            let budget = self.budget;
-            dynasm!(self.a ; .arch x64 ; jmp =>budget);
-        } else {
-            let at = self.b.insns[head].eip as i32;
-            dynasm!(self.a
-                ; .arch x64
-                ; mov DWORD [rbp + S_EIP], at
-                ; mov esi, reason::BUDGET as i32
-            );
-            self.jmp_to(self.env.exit);
-        }
+        self.budget_exit(self.b.insns[head].eip);
     }
 
     /// The instructions from `from` on and the fall-through exit.
@@ -1053,17 +1042,22 @@ impl<'a> Emitter<'a> {
             ; jmp =>out
         );
     }
-    /// Out-of-line code: the budget exit, slow paths, the callout stop.
-    fn tail(&mut self) {
-        let (budget, start) = (self.budget, self.b.eip as i32);
-        let exit = self.env.exit;
+    /// Back to the dispatcher at `eip` for want of budget (the state is current there).
+    fn budget_exit(&mut self, eip: u32) {
+        let at = eip as i32;
         dynasm!(self.a
             ; .arch x64
-            ; =>budget
-            ; mov DWORD [rbp + S_EIP], start
+            ; mov DWORD [rbp + S_EIP], at
             ; mov esi, reason::BUDGET as i32
         );
-        self.jmp_to(exit);
+        self.jmp_to(self.env.exit);
+    }
+
+    /// Out-of-line code: the budget exit, slow paths, the callout stop.
+    fn tail(&mut self) {
+        let budget = self.budget;
+        dynasm!(self.a ; .arch x64 ; =>budget);
+        self.budget_exit(self.b.eip);
         self.r8_ram = false;
         for x in std::mem::take(&mut self.side_exits) {
             let label = x.label;
@@ -1938,7 +1932,7 @@ impl<'a> Emitter<'a> {
             }
         };
         let wmap = self.env.ram_write_map.filter(|_| write);
-        if self.b.key.identity() && self.env.ram_direct >= 4096 && (!write || wmap.is_some()) {
+        if ram_direct(self.b, self.env) && (!write || wmap.is_some()) {
             if !self.r8_ram {
                 self.load_ram_base();
                 self.r8_ram = true;
@@ -3006,6 +3000,28 @@ impl<'a> Emitter<'a> {
     }
 
     /// `setcc r8` for host register `r`.
+    /// `setcc BYTE [rsp + slot]`: the condition kept in a frame byte while the host flags go.
+    fn set_frame(&mut self, cc: Cond, slot: i32) {
+        cc_arms!(cc,
+            0 => dynasm!(self.a ; .arch x64 ; seto BYTE [rsp + slot]),
+            1 => dynasm!(self.a ; .arch x64 ; setno BYTE [rsp + slot]),
+            2 => dynasm!(self.a ; .arch x64 ; setb BYTE [rsp + slot]),
+            3 => dynasm!(self.a ; .arch x64 ; setae BYTE [rsp + slot]),
+            4 => dynasm!(self.a ; .arch x64 ; sete BYTE [rsp + slot]),
+            5 => dynasm!(self.a ; .arch x64 ; setne BYTE [rsp + slot]),
+            6 => dynasm!(self.a ; .arch x64 ; setbe BYTE [rsp + slot]),
+            7 => dynasm!(self.a ; .arch x64 ; seta BYTE [rsp + slot]),
+            8 => dynasm!(self.a ; .arch x64 ; sets BYTE [rsp + slot]),
+            9 => dynasm!(self.a ; .arch x64 ; setns BYTE [rsp + slot]),
+            10 => dynasm!(self.a ; .arch x64 ; setp BYTE [rsp + slot]),
+            11 => dynasm!(self.a ; .arch x64 ; setnp BYTE [rsp + slot]),
+            12 => dynasm!(self.a ; .arch x64 ; setl BYTE [rsp + slot]),
+            13 => dynasm!(self.a ; .arch x64 ; setge BYTE [rsp + slot]),
+            14 => dynasm!(self.a ; .arch x64 ; setle BYTE [rsp + slot]),
+            15 => dynasm!(self.a ; .arch x64 ; setg BYTE [rsp + slot]),
+        );
+    }
+
     fn set_reg(&mut self, cc: Cond, r: u8) {
         cc_arms!(cc,
             0 => dynasm!(self.a ; .arch x64 ; seto Rb(r)),
@@ -3035,8 +3051,7 @@ impl<'a> Emitter<'a> {
             _ => {
                 // The source is read whatever the condition (it may fault): keep the condition
                 // in the frame while the fast path clobbers the flags.
-                self.set_reg(cc, R9);
-                dynasm!(self.a ; .arch x64 ; mov [rsp + F_TMP], r9b);
+                self.set_frame(cc, F_TMP);
                 self.fetch(TB, &src, size);
                 dynasm!(self.a ; .arch x64 ; cmp BYTE [rsp + F_TMP], 0);
                 self.host_flags = 0;
@@ -3150,7 +3165,7 @@ impl<'a> Emitter<'a> {
             Op::Jcc { target, .. } | Op::Jmp { target } => stretch.iter().any(|y| y.eip == target),
             _ => false,
         });
-        let memory = self.b.key.identity() && self.env.ram_direct >= 4096 && self.env.ram_write_map.is_some();
+        let memory = ram_direct(self.b, self.env) && self.env.ram_write_map.is_some();
         let flat = |a: &Addr| !a.addr16 && self.b.key.seg_class(a.seg) == SegClass::Flat;
         let plain = |x: &crate::ir::Insn| {
             let quiet = x.reads == 0 && (x.writes == 0 || x.live_out == 0);
@@ -3179,25 +3194,7 @@ impl<'a> Emitter<'a> {
     /// Starts the predicated stretch up to instruction `end` (see [`Emitter::hammock`]): the
     /// condition under which it takes effect (the branch not taken) to the frame.
     fn begin_pred(&mut self, cc: Cond, end: usize) {
-        let run = Cond(cc.0 ^ 1);
-        cc_arms!(run,
-            0 => dynasm!(self.a ; .arch x64 ; seto BYTE [rsp + F_PRED]),
-            1 => dynasm!(self.a ; .arch x64 ; setno BYTE [rsp + F_PRED]),
-            2 => dynasm!(self.a ; .arch x64 ; setb BYTE [rsp + F_PRED]),
-            3 => dynasm!(self.a ; .arch x64 ; setae BYTE [rsp + F_PRED]),
-            4 => dynasm!(self.a ; .arch x64 ; sete BYTE [rsp + F_PRED]),
-            5 => dynasm!(self.a ; .arch x64 ; setne BYTE [rsp + F_PRED]),
-            6 => dynasm!(self.a ; .arch x64 ; setbe BYTE [rsp + F_PRED]),
-            7 => dynasm!(self.a ; .arch x64 ; seta BYTE [rsp + F_PRED]),
-            8 => dynasm!(self.a ; .arch x64 ; sets BYTE [rsp + F_PRED]),
-            9 => dynasm!(self.a ; .arch x64 ; setns BYTE [rsp + F_PRED]),
-            10 => dynasm!(self.a ; .arch x64 ; setp BYTE [rsp + F_PRED]),
-            11 => dynasm!(self.a ; .arch x64 ; setnp BYTE [rsp + F_PRED]),
-            12 => dynasm!(self.a ; .arch x64 ; setl BYTE [rsp + F_PRED]),
-            13 => dynasm!(self.a ; .arch x64 ; setge BYTE [rsp + F_PRED]),
-            14 => dynasm!(self.a ; .arch x64 ; setle BYTE [rsp + F_PRED]),
-            15 => dynasm!(self.a ; .arch x64 ; setg BYTE [rsp + F_PRED]),
-        );
+        self.set_frame(Cond(cc.0 ^ 1), F_PRED);
         self.count += 1;
         let skip = self.a.new_dynamic_label();
         self.pred = Some(Pred { end, skip, len: (end - self.cur - 1) as i32 });
@@ -3489,6 +3486,12 @@ impl<'a> Emitter<'a> {
 /// Host code as text (Intel syntax, one instruction per line with its offset), for dumps and
 /// golden tests.
 /// The flags live where instruction `i` starts.
+/// Accesses of block `b` reach guest RAM at the RAM base plus the address: paging is off (and
+/// A20 on), and the RAM is there to reach.
+fn ram_direct(b: &Block, env: &CodeEnv) -> bool {
+    b.key.identity() && env.ram_direct >= 4096
+}
+
 /// `v` (an operand of `size`) as the sign-extended 8-bit immediate that stands for it, if one
 /// does: the shorter encoding of the same instruction.
 fn imm8(size: Size, v: u32) -> Option<i8> {
